@@ -1,0 +1,43 @@
+// Model configuration parsed from a Hugging Face config.json (Qwen2ForCausalLM, LlamaForCausalLM),
+// or built from a named shape preset.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace tstar {
+
+struct ModelConfig {
+  std::string architecture;      // "Qwen2ForCausalLM" or "LlamaForCausalLM"
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_layers = 0;        // num_hidden_layers
+  int64_t num_heads = 0;         // num_attention_heads
+  int64_t num_kv_heads = 0;      // num_key_value_heads
+  int64_t head_dim = 0;          // head_dim when present, else hidden_size / num_heads
+  int64_t vocab_size = 0;
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;   // q/k/v bias (Qwen2: always; Llama: attention_bias key)
+  std::string torch_dtype = "float32";
+  int64_t bos_token_id = -1;     // -1 when absent
+  int64_t eos_token_id = -1;
+
+  // Throws tstar::Error naming `origin` and the key on a missing/ill-typed key or unknown architecture.
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& origin);
+  static ModelConfig from_file(const std::filesystem::path& config_json);
+  nlohmann::json to_json() const;  // HF-compatible config.json
+  int64_t num_parameters() const;
+};
+
+// Named shape presets with deterministic random weights (see presets.cpp).
+std::vector<std::string> preset_names();
+bool is_preset(const std::string& name);
+ModelConfig preset_config(const std::string& name);  // throws listing the known names
+
+}  // namespace tstar

@@ -1,0 +1,97 @@
+// A Qwen2/Llama decoder that computes what HF transformers' eager implementation computes.
+// Parameters keep their HF names and live in a ParameterMap; the forward pass reads the very
+// tensors held there, so in-place changes (noise injection) are seen by the next forward.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+
+namespace tstar {
+
+// Name -> tensor map in a stable (checkpoint) order, with O(1) look-up by name.
+class ParameterMap {
+ public:
+  void add(std::string name, torch::Tensor tensor);  // throws on a duplicate name
+  size_t size() const { return entries_.size(); }
+  const std::string& name(size_t i) const { return entries_[i].first; }
+  torch::Tensor& tensor(size_t i) { return entries_[i].second; }
+  const torch::Tensor& tensor(size_t i) const { return entries_[i].second; }
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  torch::Tensor& at(const std::string& name);           // throws tstar::Error naming it
+  const torch::Tensor& at(const std::string& name) const;
+  const std::vector<std::pair<std::string, torch::Tensor>>& entries() const { return entries_; }
+  int64_t num_elements() const;
+
+ private:
+  std::vector<std::pair<std::string, torch::Tensor>> entries_;
+  std::unordered_map<std::string, size_t> index_;
+};
+
+struct LoadOptions {
+  torch::ScalarType dtype = torch::kFloat;  // compute/storage dtype of the weights
+  torch::Device device = torch::kCPU;
+};
+
+// Per-layer key/value cache for incremental decoding. Created by Model::prefill.
+struct KVCache {
+  std::vector<torch::Tensor> keys;    // per layer [B, Hkv, capacity, D]
+  std::vector<torch::Tensor> values;  // per layer [B, Hkv, capacity, D]
+  torch::Tensor key_mask;             // [B, capacity] bool: true where a real (non-pad) token is
+  torch::Tensor next_position;        // [B] int64: RoPE position of the next token
+  int64_t length = 0;                 // columns filled
+};
+
+class Model {
+ public:
+  // Loads config.json + safetensors from `dir` strictly (every tensor checked and used).
+  static Model load(const std::filesystem::path& dir, const LoadOptions& options = {});
+  // Deterministic random weights of a named shape preset (see config.h).
+  static Model from_preset(const std::string& preset, const LoadOptions& options = {}, uint64_t seed = 0);
+  // A directory or a preset name; directories win when both exist.
+  static Model open(const std::string& dir_or_preset, const LoadOptions& options = {});
+  static Model from_parameters(ModelConfig config, ParameterMap params, const LoadOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  ParameterMap& parameters() { return params_; }
+  const ParameterMap& parameters() const { return params_; }
+  torch::ScalarType dtype() const { return options_.dtype; }
+  torch::Device device() const { return options_.device; }
+  const std::filesystem::path& source_dir() const { return source_dir_; }  // empty for presets
+
+  // Batched prefill of prompts of different lengths (left padded). Returns last-position logits
+  // [B, V] in fp32. With a cache pointer the cache is (re)initialised for `extra_capacity` more tokens.
+  torch::Tensor last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache = nullptr,
+                            int64_t extra_capacity = 0) const;
+  // One token per sequence appended to the cache; returns [B, V] fp32 logits.
+  torch::Tensor decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const;
+  // Logits at every position of one unpadded sequence: [T, V] fp32.
+  torch::Tensor full_logits(const std::vector<int64_t>& ids) const;
+  // Greedy continuation with the KV cache; returns the new token ids per prompt.
+  std::vector<std::vector<int64_t>> generate_greedy(const std::vector<std::vector<int64_t>>& prompts,
+                                                    int64_t max_new, int64_t stop_token = -1) const;
+
+ private:
+  struct Layer;  // defined in model.cpp
+  Model() = default;
+  void bind();   // resolves parameter tensors into per-layer slots
+
+  ModelConfig config_;
+  ParameterMap params_;
+  LoadOptions options_;
+  std::filesystem::path source_dir_;
+  std::vector<std::vector<torch::Tensor*>> layer_slots_;  // see model.cpp
+  torch::Tensor inv_freq_;
+};
+
+torch::ScalarType parse_dtype(const std::string& name);  // "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16"
+std::string dtype_name(torch::ScalarType dtype);
+
+}  // namespace tstar

@@ -1,0 +1,58 @@
+// `tstar`: the command-line tool. Dispatches to a subcommand; prints errors and picks exit codes.
+#include <c10/util/Exception.h>
+
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "error.h"
+
+namespace {
+
+using Command = std::function<int(const std::vector<std::string>&, std::ostream&)>;
+
+const char* kUsage = R"(tstar: weight-noise and temperature experiments on Hugging Face causal LMs
+
+usage: tstar <command> [options]      (tstar <command> --help for the options)
+
+commands:
+  logits     last-position logits of a prompt (top-k as JSON, full vector as safetensors)
+  generate   greedy continuation with the KV cache
+  params     every parameter's name, shape and dtype, and the total count
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::map<std::string, Command> commands = {
+      {"logits", tstar::cli::cmd_logits},
+      {"generate", tstar::cli::cmd_generate},
+      {"params", tstar::cli::cmd_params},
+  };
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  auto it = commands.find(argv[1]);
+  if (it == commands.end()) {
+    std::cerr << "tstar: unknown command '" << argv[1] << "' (see tstar --help)\n";
+    return 2;
+  }
+  std::vector<std::string> rest(argv + 2, argv + argc);
+  try {
+    return it->second(rest, std::cout);
+  } catch (const tstar::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
