@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -25,6 +26,7 @@ class ParameterMap {
   torch::Tensor& tensor(size_t i) { return entries_[i].second; }
   const torch::Tensor& tensor(size_t i) const { return entries_[i].second; }
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  std::optional<size_t> find(const std::string& name) const;
   torch::Tensor& at(const std::string& name);           // throws tstar::Error naming it
   const torch::Tensor& at(const std::string& name) const;
   const std::vector<std::pair<std::string, torch::Tensor>>& entries() const { return entries_; }
@@ -48,6 +50,16 @@ struct KVCache {
   torch::Tensor next_position;        // [B] int64: RoPE position of the next token
   int64_t length = 0;                 // columns filled
 };
+
+// Every parameter a config implies, with its HF name, shape and role, in checkpoint order. A tied
+// lm_head is not listed (the embedding matrix serves as lm_head).
+struct ParameterSpec {
+  enum class Role { kEmbedding, kNorm, kMatrix, kBias };
+  std::string name;
+  std::vector<int64_t> shape;
+  Role role;
+};
+std::vector<ParameterSpec> expected_parameters(const ModelConfig& config);
 
 class Model {
  public:
@@ -79,17 +91,36 @@ class Model {
                                                     int64_t max_new, int64_t stop_token = -1) const;
 
  private:
-  struct Layer;  // defined in model.cpp
+  // Positions of one block's tensors in params_ (bias slots are npos when the config has none).
+  struct LayerSlots {
+    size_t input_norm, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight;
+    size_t post_norm, gate, up, down;
+  };
+  struct Rope;     // cos/sin for a batch of positions
   Model() = default;
-  void bind();   // resolves parameter tensors into per-layer slots
+  void bind();     // resolves names into slots; throws on a missing parameter
+  const torch::Tensor& p(size_t slot) const { return params_.tensor(slot); }
+
+  torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;
+  torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
+                          const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const;
+  torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
+  // Runs every block; returns final-normed hidden states [B, T, H].
+  torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
+                              const torch::Tensor& mask, KVCache* cache) const;
+  torch::Tensor lm_head(const torch::Tensor& hidden) const;  // [..., H] -> [..., V] fp32
 
   ModelConfig config_;
   ParameterMap params_;
   LoadOptions options_;
   std::filesystem::path source_dir_;
-  std::vector<std::vector<torch::Tensor*>> layer_slots_;  // see model.cpp
-  torch::Tensor inv_freq_;
+  std::vector<LayerSlots> layers_;
+  size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0;
+  torch::Tensor inv_freq_;  // [D/2] fp32
 };
+
+// What --model means when not given: the embedded default model (see model.cpp).
+std::string default_model();
 
 torch::ScalarType parse_dtype(const std::string& name);  // "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16"
 std::string dtype_name(torch::ScalarType dtype);

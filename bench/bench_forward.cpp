@@ -1,0 +1,79 @@
+// Forward/<model>/<dtype>/prefill:<T> and Decode/<model>/<dtype>: model throughput in tokens/s.
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <random>
+
+#include "bench_env.h"
+#include "error.h"
+
+namespace tstar::bench {
+
+namespace {
+
+// Deterministic token ids in [0, vocab): throughput must not depend on which ids, but runs must repeat.
+std::vector<int64_t> synthetic_prompt(int64_t length, int64_t vocab_size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, vocab_size - 1);
+  std::vector<int64_t> ids(static_cast<size_t>(length));
+  for (auto& id : ids) id = pick(rng);
+  return ids;
+}
+
+void prefill_benchmark(benchmark::State& state, BenchEnv& env, const std::string& model_name,
+                       torch::ScalarType dtype, int64_t length) {
+  Model& model = env.model(model_name, dtype);
+  const auto prompt = synthetic_prompt(length, model.config().vocab_size, 1);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(model.last_logits({prompt}).data_ptr());
+  }
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(length), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+constexpr int64_t kDecodePrompt = 32;
+constexpr int64_t kDecodeWindow = 256;  // the cache is refilled every kDecodeWindow tokens (untimed)
+
+void decode_benchmark(benchmark::State& state, BenchEnv& env, const std::string& model_name,
+                      torch::ScalarType dtype) {
+  Model& model = env.model(model_name, dtype);
+  const auto prompt = synthetic_prompt(kDecodePrompt, model.config().vocab_size, 2);
+  KVCache cache;
+  int64_t next = model.last_logits({prompt}, &cache, kDecodeWindow).argmax(-1).item<int64_t>();
+  for (auto _ : state) {
+    if (cache.length == kDecodePrompt + kDecodeWindow) {
+      state.PauseTiming();
+      next = model.last_logits({prompt}, &cache, kDecodeWindow).argmax(-1).item<int64_t>();
+      state.ResumeTiming();
+    }
+    next = model.decode_step({next}, cache).argmax(-1).item<int64_t>();
+  }
+  state.counters["tokens_per_s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+void register_forward_benchmarks(BenchEnv& env) {
+  for (const std::string& preset : env.options().presets) {
+    for (const char* dtype_label : {"fp32", "bf16"}) {
+      const torch::ScalarType dtype = parse_dtype(dtype_label);
+      for (int64_t length : {32, 128}) {
+        benchmark::RegisterBenchmark(
+            fmt::format("Forward/{}/{}/prefill:{}", preset, dtype_label, length).c_str(),
+            [&env, preset, dtype, length](benchmark::State& state) {
+              prefill_benchmark(state, env, preset, dtype, length);
+            })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+      benchmark::RegisterBenchmark(fmt::format("Decode/{}/{}", preset, dtype_label).c_str(),
+                                   [&env, preset, dtype](benchmark::State& state) {
+                                     decode_benchmark(state, env, preset, dtype);
+                                   })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+  }
+}
+
+}  // namespace tstar::bench

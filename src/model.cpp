@@ -1,0 +1,434 @@
+// A Qwen2/Llama decoder, written to compute what HF transformers' eager path computes
+// (modeling_qwen2.py / modeling_llama.py; REFERENCE §2). Reads top to bottom like the architecture:
+// parameters, loading, RMSNorm, RoPE, attention, MLP, blocks, model entry points.
+#include "model.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "error.h"
+#include "safetensors.h"
+
+namespace tstar {
+
+namespace {
+constexpr size_t kNoSlot = std::numeric_limits<size_t>::max();
+
+std::string shape_string(c10::IntArrayRef shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
+void ParameterMap::add(std::string name, torch::Tensor tensor) {
+  if (index_.count(name)) throw Error(fmt::format("duplicate parameter '{}'", name));
+  index_.emplace(name, entries_.size());
+  entries_.emplace_back(std::move(name), std::move(tensor));
+}
+
+torch::Tensor& ParameterMap::at(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw Error(fmt::format("no parameter named '{}'", name));
+  return entries_[it->second].second;
+}
+
+std::optional<size_t> ParameterMap::find(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) return std::nullopt;
+  return it->second;
+}
+
+const torch::Tensor& ParameterMap::at(const std::string& name) const {
+  return const_cast<ParameterMap*>(this)->at(name);
+}
+
+int64_t ParameterMap::num_elements() const {
+  int64_t total = 0;
+  for (const auto& entry : entries_) total += entry.second.numel();
+  return total;
+}
+
+torch::ScalarType parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32" || name == "float") return torch::kFloat;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  if (name == "fp16" || name == "float16" || name == "half") return torch::kHalf;
+  throw Error(fmt::format("unknown dtype '{}' (expected fp32, bf16 or fp16)", name));
+}
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat: return "fp32";
+    case torch::kBFloat16: return "bf16";
+    case torch::kHalf: return "fp16";
+    default: return c10::toString(dtype);
+  }
+}
+
+std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
+  using Role = ParameterSpec::Role;
+  const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  std::vector<ParameterSpec> out;
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, Role::kEmbedding});
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    auto projection = [&](const std::string& name, int64_t out_dim, int64_t in_dim, bool bias) {
+      out.push_back({p + name + ".weight", {out_dim, in_dim}, Role::kMatrix});
+      if (bias) out.push_back({p + name + ".bias", {out_dim}, Role::kBias});
+    };
+    out.push_back({p + "input_layernorm.weight", {c.hidden_size}, Role::kNorm});
+    projection("self_attn.q_proj", q_dim, c.hidden_size, c.attention_bias);
+    projection("self_attn.k_proj", kv_dim, c.hidden_size, c.attention_bias);
+    projection("self_attn.v_proj", kv_dim, c.hidden_size, c.attention_bias);
+    projection("self_attn.o_proj", c.hidden_size, q_dim, false);
+    out.push_back({p + "post_attention_layernorm.weight", {c.hidden_size}, Role::kNorm});
+    projection("mlp.gate_proj", c.intermediate_size, c.hidden_size, false);
+    projection("mlp.up_proj", c.intermediate_size, c.hidden_size, false);
+    projection("mlp.down_proj", c.hidden_size, c.intermediate_size, false);
+  }
+  out.push_back({"model.norm.weight", {c.hidden_size}, Role::kNorm});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}, Role::kMatrix});
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction and strict loading
+
+Model Model::from_parameters(ModelConfig config, ParameterMap params, const LoadOptions& options) {
+  Model model;
+  model.config_ = std::move(config);
+  model.params_ = std::move(params);
+  model.options_ = options;
+  model.bind();
+  return model;
+}
+
+// Buffers some checkpoints carry that a model recomputes: explicitly ignored, never silently.
+static bool is_ignored_tensor(const std::string& name, const ModelConfig& config) {
+  static const std::string kRotary = ".self_attn.rotary_emb.inv_freq";
+  if (name.size() > kRotary.size() && name.compare(name.size() - kRotary.size(), kRotary.size(), kRotary) == 0) {
+    return true;
+  }
+  // A tied model may still store lm_head.weight; the embedding matrix is what HF uses.
+  return config.tie_word_embeddings && name == "lm_head.weight";
+}
+
+Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) {
+  if (!std::filesystem::is_directory(dir)) {
+    throw Error(fmt::format("model directory '{}' does not exist", dir.string()));
+  }
+  ModelConfig config = ModelConfig::from_file(dir / "config.json");
+  Checkpoint checkpoint = Checkpoint::open(dir);
+  const auto expected = expected_parameters(config);
+
+  ParameterMap params;
+  for (const auto& [name, shape, role] : expected) {
+    const Checkpoint::Entry* entry = checkpoint.find(name);
+    if (!entry) throw Error(fmt::format("{}: missing tensor '{}'", dir.string(), name));
+    if (entry->info->shape != shape) {
+      throw Error(fmt::format("{}: tensor '{}' has shape {} but config.json implies {}",
+                              entry->file->path().string(), name, shape_string(entry->info->shape),
+                              shape_string(shape)));
+    }
+    torch::Tensor t = entry->file->view(*entry->info).to(options.device, options.dtype, false, /*copy=*/true);
+    params.add(name, t.contiguous());
+  }
+  for (const auto& [name, entry] : checkpoint.tensors()) {
+    if (!params.contains(name) && !is_ignored_tensor(name, config)) {
+      throw Error(fmt::format("{}: unexpected tensor '{}' (not used by {} with this config.json)",
+                              entry.file->path().string(), name, config.architecture));
+    }
+  }
+  Model model = from_parameters(std::move(config), std::move(params), options);
+  model.source_dir_ = dir;
+  return model;
+}
+
+// Deterministic weights: each tensor draws from its own generator seeded by (seed, position), so
+// presets are identical across runs and thread counts. Uniform draws keep the 1.5B preset quick to
+// build; std 0.02 matches HF's initializer_range. Norm weights sit near 1 and biases near 0.
+Model Model::from_preset(const std::string& preset, const LoadOptions& options, uint64_t seed) {
+  ModelConfig config = preset_config(preset);
+  ParameterMap params;
+  const double half_width = 0.02 * std::sqrt(3.0);
+  uint64_t index = 0;
+  for (const auto& [name, shape, role] : expected_parameters(config)) {
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(seed * 0x9E3779B97F4A7C15ULL + (++index));
+    torch::Tensor t = torch::empty(shape, torch::kFloat);
+    const bool is_norm = role == ParameterSpec::Role::kNorm;
+    const double width = is_norm || role == ParameterSpec::Role::kBias ? 0.1 : half_width;
+    t.uniform_(-width, width, generator);
+    if (is_norm) t.add_(1.0);
+    params.add(name, t.to(options.device, options.dtype).contiguous());
+  }
+  return from_parameters(std::move(config), std::move(params), options);
+}
+
+// Until the project carries its own trained model, the default is the tiny random-weight preset.
+std::string default_model() { return "tiny"; }
+
+Model Model::open(const std::string& dir_or_preset, const LoadOptions& options) {
+  if (std::filesystem::is_directory(dir_or_preset)) return load(dir_or_preset, options);
+  if (is_preset(dir_or_preset)) return from_preset(dir_or_preset, options);
+  throw Error(fmt::format("model '{}' is neither a directory nor a preset (presets: {})", dir_or_preset,
+                          fmt::join(preset_names(), ", ")));
+}
+
+void Model::bind() {
+  const ModelConfig& c = config_;
+  TSTAR_CHECK(c.num_heads % c.num_kv_heads == 0);
+  auto slot = [&](const std::string& name) -> size_t {
+    if (auto index = params_.find(name)) return *index;
+    throw Error(fmt::format("model is missing parameter '{}'", name));
+  };
+  auto optional_slot = [&](const std::string& name) { return c.attention_bias ? slot(name) : kNoSlot; };
+  layers_.clear();
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    layers_.push_back(LayerSlots{slot(p + "input_layernorm.weight"), slot(p + "self_attn.q_proj.weight"),
+                                 optional_slot(p + "self_attn.q_proj.bias"), slot(p + "self_attn.k_proj.weight"),
+                                 optional_slot(p + "self_attn.k_proj.bias"), slot(p + "self_attn.v_proj.weight"),
+                                 optional_slot(p + "self_attn.v_proj.bias"), slot(p + "self_attn.o_proj.weight"),
+                                 slot(p + "post_attention_layernorm.weight"), slot(p + "mlp.gate_proj.weight"),
+                                 slot(p + "mlp.up_proj.weight"), slot(p + "mlp.down_proj.weight")});
+  }
+  embed_ = slot("model.embed_tokens.weight");
+  final_norm_ = slot("model.norm.weight");
+  lm_head_ = c.tie_word_embeddings ? embed_ : slot("lm_head.weight");
+  // HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), computed in fp32.
+  auto exponents = torch::arange(0, c.head_dim, 2, torch::kLong).to(torch::kFloat) / static_cast<float>(c.head_dim);
+  inv_freq_ = (1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat), exponents)).to(options_.device);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocks
+
+// HF Qwen2RMSNorm: upcast to fp32, normalise, cast back to the input dtype, then scale by weight.
+torch::Tensor Model::rms_norm(const torch::Tensor& x, size_t weight) const {
+  auto x32 = x.to(torch::kFloat);
+  auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  x32 = x32 * torch::rsqrt(variance + config_.rms_norm_eps);
+  return p(weight) * x32.to(x.scalar_type());
+}
+
+namespace {
+
+// rotate_half: cat(-x2, x1) over the last dimension (non-interleaved RoPE).
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+
+// cos/sin [B, 1, T, D] for positions [B, T]: fp32 angles, cast to the activations' dtype (as HF).
+std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& inv_freq, const torch::Tensor& positions,
+                                                    torch::ScalarType dtype) {
+  auto freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
+  auto angles = torch::cat({freqs, freqs}, -1).unsqueeze(1);          // [B, 1, T, D]
+  return {angles.cos().to(dtype), angles.sin().to(dtype)};
+}
+
+// [B, Hkv, S, D] -> [B, Hkv * groups, S, D], each KV head repeated for its group of query heads.
+torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  auto sizes = x.sizes();
+  return x.unsqueeze(2).expand({sizes[0], sizes[1], groups, sizes[2], sizes[3]})
+      .reshape({sizes[0], sizes[1] * groups, sizes[2], sizes[3]});
+}
+
+}  // namespace
+
+torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
+                               const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const {
+  const ModelConfig& c = config_;
+  const int64_t B = x.size(0), T = x.size(1), D = c.head_dim;
+  auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : p(slot); };
+  auto q = torch::linear(x, p(layer.q_weight), bias(layer.q_bias)).view({B, T, c.num_heads, D}).transpose(1, 2);
+  auto k = torch::linear(x, p(layer.k_weight), bias(layer.k_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
+  auto v = torch::linear(x, p(layer.v_weight), bias(layer.v_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
+
+  auto [cos, sin] = rope_tables(inv_freq_, positions, x.scalar_type());
+  q = q * cos + rotate_half(q) * sin;  // [B, Hq, T, D]
+  k = k * cos + rotate_half(k) * sin;  // [B, Hkv, T, D]
+
+  if (cache) {
+    cache->keys[layer_index].narrow(2, cache->length, T).copy_(k);
+    cache->values[layer_index].narrow(2, cache->length, T).copy_(v);
+    k = cache->keys[layer_index].narrow(2, 0, cache->length + T);
+    v = cache->values[layer_index].narrow(2, 0, cache->length + T);
+  }
+  const int64_t groups = c.num_heads / c.num_kv_heads;
+  k = repeat_kv(k, groups);  // [B, Hq, S, D]
+  v = repeat_kv(v, groups);
+
+  // Eager attention as HF: scores in the activation dtype, additive mask, softmax in fp32.
+  const double scaling = 1.0 / std::sqrt(static_cast<double>(D));
+  auto scores = torch::matmul(q, k.transpose(2, 3)) * scaling + mask;  // [B, Hq, T, S]
+  auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
+  auto out = torch::matmul(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
+  return torch::linear(out, p(layer.o_weight));
+}
+
+// SwiGLU: down(silu(gate(x)) * up(x)); no biases.
+torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const {
+  return torch::linear(torch::silu(torch::linear(x, p(layer.gate))) * torch::linear(x, p(layer.up)), p(layer.down));
+}
+
+torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
+                                   const torch::Tensor& mask, KVCache* cache) const {
+  auto x = torch::embedding(p(embed_), ids);  // [B, T, H]
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const LayerSlots& layer = layers_[i];
+    x = x + attention(rms_norm(x, layer.input_norm), layer, static_cast<int64_t>(i), positions, mask, cache);
+    x = x + mlp(rms_norm(x, layer.post_norm), layer);
+  }
+  return rms_norm(x, final_norm_);
+}
+
+torch::Tensor Model::lm_head(const torch::Tensor& hidden) const {
+  return torch::linear(hidden, p(lm_head_)).to(torch::kFloat);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+
+namespace {
+
+double lowest_value(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kBFloat16: return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    case torch::kHalf: return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+    default: return static_cast<double>(std::numeric_limits<float>::lowest());
+  }
+}
+
+// Additive mask [B, 1, T, S] in `dtype`: 0 where query t (at absolute column offset + t) may see key s
+// (causal and key_mask[s]), the dtype's lowest value elsewhere (HF's convention: no -inf, no NaN rows).
+torch::Tensor additive_mask(const torch::Tensor& key_mask, int64_t offset, int64_t T, torch::ScalarType dtype) {
+  const int64_t S = key_mask.size(1);
+  auto query_columns = torch::arange(offset, offset + T, key_mask.options().dtype(torch::kLong)).unsqueeze(1);
+  auto key_columns = torch::arange(S, key_mask.options().dtype(torch::kLong)).unsqueeze(0);
+  auto allowed = (key_columns <= query_columns).unsqueeze(0) & key_mask.unsqueeze(1);  // [B, T, S]
+  auto zero = torch::zeros({}, key_mask.options().dtype(dtype));
+  auto lowest = zero.clone().fill_(lowest_value(dtype));
+  return torch::where(allowed, zero, lowest).unsqueeze(1);
+}
+
+void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size) {
+  for (int64_t id : ids) {
+    if (id < 0 || id >= vocab_size) {
+      throw Error(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab_size));
+    }
+  }
+}
+
+}  // namespace
+
+torch::Tensor Model::last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache,
+                                 int64_t extra_capacity) const {
+  torch::NoGradGuard no_grad;
+  if (prompts.empty()) throw Error("last_logits: no prompts");
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  int64_t T = 0;
+  for (const auto& prompt : prompts) {
+    if (prompt.empty()) throw Error("last_logits: empty prompt");
+    check_token_ids(prompt, config_.vocab_size);
+    T = std::max<int64_t>(T, static_cast<int64_t>(prompt.size()));
+  }
+  // Left padding: every prompt ends in the last column; pads are masked out as keys.
+  auto ids = torch::zeros({B, T}, torch::kLong);
+  auto key_mask = torch::zeros({B, T}, torch::kBool);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& prompt = prompts[b];
+    const int64_t pad = T - static_cast<int64_t>(prompt.size());
+    ids[b].narrow(0, pad, T - pad).copy_(torch::tensor(prompt, torch::kLong));
+    key_mask[b].narrow(0, pad, T - pad).fill_(true);
+  }
+  // Positions as HF generate derives them from the attention mask: cumsum - 1, pads at 1.
+  auto positions = (key_mask.to(torch::kLong).cumsum(1) - 1).masked_fill(~key_mask, 1);
+  ids = ids.to(options_.device);
+  key_mask = key_mask.to(options_.device);
+  positions = positions.to(options_.device);
+
+  if (cache) {
+    const int64_t capacity = T + std::max<int64_t>(extra_capacity, 0);
+    const auto options = torch::TensorOptions().dtype(options_.dtype).device(options_.device);
+    cache->keys.assign(layers_.size(), torch::Tensor());
+    cache->values.assign(layers_.size(), torch::Tensor());
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      cache->keys[i] = torch::zeros({B, config_.num_kv_heads, capacity, config_.head_dim}, options);
+      cache->values[i] = torch::zeros({B, config_.num_kv_heads, capacity, config_.head_dim}, options);
+    }
+    cache->key_mask = torch::zeros({B, capacity}, key_mask.options());
+    cache->key_mask.narrow(1, 0, T).copy_(key_mask);
+    cache->length = 0;
+  }
+  auto mask = additive_mask(key_mask, 0, T, options_.dtype);
+  auto hidden = hidden_states(ids, positions, mask, cache);  // [B, T, H]
+  if (cache) {
+    cache->length = T;
+    cache->next_position = positions.select(1, T - 1) + 1;
+  }
+  return lm_head(hidden.select(1, T - 1));  // [B, V]
+}
+
+torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const {
+  torch::NoGradGuard no_grad;
+  const int64_t B = static_cast<int64_t>(tokens.size());
+  if (cache.keys.empty() || cache.key_mask.size(0) != B) {
+    throw Error(fmt::format("decode_step: {} tokens for a cache of batch {}", B,
+                            cache.keys.empty() ? 0 : cache.key_mask.size(0)));
+  }
+  if (cache.length >= cache.key_mask.size(1)) {
+    throw Error(fmt::format("decode_step: KV cache full ({} positions)", cache.key_mask.size(1)));
+  }
+  check_token_ids(tokens, config_.vocab_size);
+  auto ids = torch::tensor(tokens, torch::kLong).view({B, 1}).to(options_.device);
+  auto positions = cache.next_position.view({B, 1});
+  cache.key_mask.select(1, cache.length).fill_(true);
+  auto visible = cache.key_mask.narrow(1, 0, cache.length + 1);
+  auto mask = additive_mask(visible, cache.length, 1, options_.dtype);
+  auto hidden = hidden_states(ids, positions, mask, &cache);  // [B, 1, H]
+  cache.length += 1;
+  cache.next_position = cache.next_position + 1;
+  return lm_head(hidden.select(1, 0));
+}
+
+torch::Tensor Model::full_logits(const std::vector<int64_t>& ids) const {
+  torch::NoGradGuard no_grad;
+  if (ids.empty()) throw Error("full_logits: empty sequence");
+  check_token_ids(ids, config_.vocab_size);
+  const int64_t T = static_cast<int64_t>(ids.size());
+  auto input = torch::tensor(ids, torch::kLong).view({1, T}).to(options_.device);
+  auto positions = torch::arange(T, input.options()).view({1, T});
+  auto key_mask = torch::ones({1, T}, input.options().dtype(torch::kBool));
+  auto hidden = hidden_states(input, positions, additive_mask(key_mask, 0, T, options_.dtype), nullptr);
+  return lm_head(hidden.squeeze(0));  // [T, V]
+}
+
+std::vector<std::vector<int64_t>> Model::generate_greedy(const std::vector<std::vector<int64_t>>& prompts,
+                                                         int64_t max_new, int64_t stop_token) const {
+  if (max_new < 0) throw Error(fmt::format("max_new must be >= 0, got {}", max_new));
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  if (max_new == 0) return out;
+  KVCache cache;
+  auto logits = last_logits(prompts, &cache, max_new);
+  std::vector<bool> done(prompts.size(), false);
+  for (int64_t step = 0; step < max_new; ++step) {
+    auto next = logits.argmax(-1).to(torch::kCPU);
+    std::vector<int64_t> tokens(prompts.size());
+    bool all_done = true;
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      tokens[b] = next[static_cast<int64_t>(b)].item<int64_t>();
+      if (!done[b]) out[b].push_back(tokens[b]);
+      done[b] = done[b] || tokens[b] == stop_token;
+      all_done = all_done && done[b];
+    }
+    if (all_done || step + 1 == max_new) break;
+    logits = decode_step(tokens, cache);
+  }
+  return out;
+}
+
+}  // namespace tstar
