@@ -399,12 +399,18 @@ torch::Tensor Model::full_logits(const std::vector<int64_t>& ids) const {
   torch::NoGradGuard no_grad;
   if (ids.empty()) throw Error("full_logits: empty sequence");
   check_token_ids(ids, config_.vocab_size);
-  const int64_t T = static_cast<int64_t>(ids.size());
-  auto input = torch::tensor(ids, torch::kLong).view({1, T}).to(options_.device);
-  auto positions = torch::arange(T, input.options()).view({1, T});
-  auto key_mask = torch::ones({1, T}, input.options().dtype(torch::kBool));
+  auto input = torch::tensor(ids, torch::kLong).view({1, static_cast<int64_t>(ids.size())});
+  return sequence_logits(input).squeeze(0);  // [T, V]
+}
+
+torch::Tensor Model::sequence_logits(const torch::Tensor& ids) const {
+  TSTAR_CHECK(ids.dim() == 2);
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto input = ids.to(options_.device);
+  auto positions = torch::arange(T, input.options()).view({1, T}).expand({B, T});
+  auto key_mask = torch::ones({B, T}, input.options().dtype(torch::kBool));
   auto hidden = hidden_states(input, positions, additive_mask(key_mask, 0, T, options_.dtype), nullptr);
-  return lm_head(hidden.squeeze(0));  // [T, V]
+  return lm_head(hidden);  // [B, T, V]
 }
 
 std::vector<std::vector<int64_t>> Model::generate_greedy(const std::vector<std::vector<int64_t>>& prompts,

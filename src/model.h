@@ -86,6 +86,9 @@ class Model {
   torch::Tensor decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const;
   // Logits at every position of one unpadded sequence: [T, V] fp32.
   torch::Tensor full_logits(const std::vector<int64_t>& ids) const;
+  // Logits at every position of equal-length unpadded sequences [B, T] -> [B, T, V] fp32. Records
+  // autograd history when parameters require grad (used by the training tool).
+  torch::Tensor sequence_logits(const torch::Tensor& ids) const;
   // Greedy continuation with the KV cache; returns the new token ids per prompt.
   std::vector<std::vector<int64_t>> generate_greedy(const std::vector<std::vector<int64_t>>& prompts,
                                                     int64_t max_new, int64_t stop_token = -1) const;

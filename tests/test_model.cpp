@@ -1,0 +1,137 @@
+// Model behaviour that needs no golden file: batching, padding, the KV cache and presets agree
+// with each other. Parity with HF transformers is in test_parity.cpp.
+#include <gtest/gtest.h>
+
+#include "config.h"
+#include "error.h"
+#include "model.h"
+
+namespace tstar {
+namespace {
+
+LoadOptions fp32() { return LoadOptions{}; }
+
+std::vector<std::vector<int64_t>> mixed_length_prompts() {
+  return {{5, 17, 301, 2, 99, 4, 8}, {42}, {7, 7, 7, 100, 250}, {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8}};
+}
+
+float max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<float>();
+}
+
+TEST(Model, PresetIsDeterministic) {
+  Model a = Model::from_preset("tiny", fp32());
+  Model b = Model::from_preset("tiny", fp32());
+  ASSERT_EQ(a.parameters().size(), b.parameters().size());
+  for (size_t i = 0; i < a.parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(a.parameters().tensor(i), b.parameters().tensor(i))) << a.parameters().name(i);
+  }
+  Model other_seed = Model::from_preset("tiny", fp32(), 7);
+  EXPECT_FALSE(torch::equal(a.parameters().tensor(1), other_seed.parameters().tensor(1)));
+}
+
+TEST(Model, ParameterCountMatchesConfig) {
+  for (const std::string& name : preset_names()) {
+    ModelConfig config = preset_config(name);
+    int64_t total = 0;
+    for (const auto& spec : expected_parameters(config)) {
+      int64_t numel = 1;
+      for (int64_t d : spec.shape) numel *= d;
+      total += numel;
+    }
+    EXPECT_EQ(total, config.num_parameters()) << name;
+  }
+}
+
+TEST(Model, BatchedWithPaddingEqualsOneAtATime) {
+  Model model = Model::from_preset("tiny", fp32());
+  const auto prompts = mixed_length_prompts();
+  torch::Tensor batched = model.last_logits(prompts);  // [B, V]
+  ASSERT_EQ(batched.size(0), static_cast<int64_t>(prompts.size()));
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    torch::Tensor single = model.last_logits({prompts[b]}).squeeze(0);
+    // Same math on differently shaped matmuls: only summation order may differ.
+    EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], single), 1e-5) << "prompt " << b;
+  }
+}
+
+TEST(Model, BatchedWithPaddingEqualsOneAtATimeBf16) {
+  LoadOptions bf16;
+  bf16.dtype = torch::kBFloat16;
+  Model model = Model::from_preset("tiny", bf16);
+  const auto prompts = mixed_length_prompts();
+  torch::Tensor batched = model.last_logits(prompts);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    torch::Tensor single = model.last_logits({prompts[b]}).squeeze(0);
+    EXPECT_EQ(batched[static_cast<int64_t>(b)].argmax().item<int64_t>(), single.argmax().item<int64_t>());
+    EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], single), 0.05) << "prompt " << b;
+  }
+}
+
+TEST(Model, LastLogitsAreTheLastRowOfFullLogits) {
+  Model model = Model::from_preset("tiny", fp32());
+  const std::vector<int64_t> ids = {11, 22, 33, 44, 55, 66};
+  torch::Tensor full = model.full_logits(ids);  // [T, V]
+  ASSERT_EQ(full.size(0), 6);
+  EXPECT_LT(max_abs_diff(full[5], model.last_logits({ids}).squeeze(0)), 1e-5);
+  // Each prefix's last logits equal the corresponding row: causality holds.
+  EXPECT_LT(max_abs_diff(full[2], model.last_logits({{11, 22, 33}}).squeeze(0)), 1e-5);
+}
+
+TEST(Model, CachedDecodeMatchesRecomputation) {
+  Model model = Model::from_preset("tiny", fp32());
+  const auto prompts = mixed_length_prompts();
+  KVCache cache;
+  torch::Tensor logits = model.last_logits(prompts, &cache, 4);
+  std::vector<std::vector<int64_t>> sequences = prompts;
+  for (int step = 0; step < 4; ++step) {
+    std::vector<int64_t> next;
+    for (int64_t b = 0; b < logits.size(0); ++b) next.push_back(logits[b].argmax().item<int64_t>());
+    for (size_t b = 0; b < sequences.size(); ++b) sequences[b].push_back(next[b]);
+    logits = model.decode_step(next, cache);
+    for (size_t b = 0; b < sequences.size(); ++b) {
+      torch::Tensor recomputed = model.last_logits({sequences[b]}).squeeze(0);
+      EXPECT_LT(max_abs_diff(logits[static_cast<int64_t>(b)], recomputed), 1e-5) << "step " << step << " b " << b;
+    }
+  }
+  EXPECT_THROW(model.decode_step({1, 2, 3, 4}, cache), Error);  // capacity 4 is used up
+}
+
+TEST(Model, GreedyGenerationMatchesCachedSteps) {
+  Model model = Model::from_preset("tiny", fp32());
+  const auto prompts = mixed_length_prompts();
+  auto together = model.generate_greedy(prompts, 6);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    EXPECT_EQ(together[b], model.generate_greedy({prompts[b]}, 6).front()) << "prompt " << b;
+  }
+}
+
+TEST(Model, RejectsBadTokenIdsAndEmptyInput) {
+  Model model = Model::from_preset("tiny", fp32());
+  EXPECT_THROW(model.last_logits({{1, 2, 100000}}), Error);
+  EXPECT_THROW(model.last_logits({{-1}}), Error);
+  EXPECT_THROW(model.last_logits({}), Error);
+  EXPECT_THROW(model.last_logits({{}}), Error);
+  EXPECT_THROW(model.full_logits({}), Error);
+  EXPECT_THROW(model.generate_greedy({{1}}, -1), Error);
+}
+
+TEST(Model, OpenRejectsUnknownNames) {
+  try {
+    Model::open("no-such-model-or-dir");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-model-or-dir"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("qwen2.5-0.5b"), std::string::npos);  // lists the presets
+  }
+}
+
+TEST(Model, DtypeNames) {
+  EXPECT_EQ(parse_dtype("bf16"), torch::kBFloat16);
+  EXPECT_EQ(parse_dtype("float32"), torch::kFloat);
+  EXPECT_EQ(dtype_name(torch::kHalf), "fp16");
+  EXPECT_THROW(parse_dtype("int8"), Error);
+}
+
+}  // namespace
+}  // namespace tstar
