@@ -12,14 +12,18 @@ namespace ts = tstar::stats;
 
 namespace {
 
-torch::Tensor seeded_normal(int64_t size, uint64_t seed, double std = 1.0) {
+ts::SyntheticSpec gaussian_spec(int64_t vocab, double logit_std, double noise_std, int draws, uint64_t seed) {
   ts::SyntheticSpec spec;
-  spec.vocab = size;
-  spec.logit_std = std;
-  spec.noise_std = 0.0;
-  spec.draws = 1;
+  spec.vocab = vocab;
+  spec.logit_std = logit_std;
+  spec.noise_std = noise_std;
+  spec.draws = draws;
   spec.seed = seed;
-  return ts::gaussian_logit_pairs(spec)[0].clean;
+  return spec;
+}
+
+torch::Tensor seeded_normal(int64_t size, uint64_t seed, double std = 1.0) {
+  return ts::gaussian_logit_pairs(gaussian_spec(size, std, 0.0, 1, seed))[0].clean;
 }
 
 // KL(softmax(z) || softmax(y/T)) straight from the definition, for small well-scaled vectors.
@@ -151,6 +155,32 @@ TEST(StatsMeasure, PredictorsAreTheFourFormulas) {
   EXPECT_NEAR(list[3].predict(m), 1.15, 1e-15);
 }
 
+TEST(StatsObjective, MeanIsTheAverageOfPerPairValues) {
+  const auto pairs = ts::gaussian_logit_pairs(gaussian_spec(300, 2.0, 0.5, 3, 13));
+  ts::TemperatureObjective objective;
+  for (const auto& pair : pairs) objective.add(pair.clean.to(torch::kFloat), pair.noisy.to(torch::kFloat));
+  ASSERT_EQ(objective.size(), 3u);
+  const double T = 1.2;
+  double kl = 0, pc = 0;
+  for (const auto& pair : pairs) {
+    kl += ts::kl_clean_to_tempered(pair.clean.to(torch::kFloat), pair.noisy.to(torch::kFloat), T) / 3.0;
+    pc += ts::p_correct(pair.clean.to(torch::kFloat), pair.noisy.to(torch::kFloat), T) / 3.0;
+  }
+  EXPECT_NEAR(objective.mean_kl(T), kl, 1e-15);
+  EXPECT_NEAR(objective.mean_p_correct(T), pc, 1e-15);
+  EXPECT_THROW(objective.kl(3, T), tstar::Error);
+  EXPECT_THROW(ts::TemperatureObjective().mean_kl(T), tstar::Error);
+}
+
+TEST(StatsObjective, BrentAgreesWithTheNotebookGridOnAKlObjective) {
+  const ts::TemperatureObjective objective = ts::synthetic_objective(gaussian_spec(2000, 1.5, 0.45, 50, 14));
+  auto mean_kl = [&](double T) { return objective.mean_kl(T); };
+  const ts::TempSearch search = ts::best_temperature(mean_kl);
+  const ts::GridScan scan = ts::scan_grid(mean_kl, ts::notebook_temperature_grid());
+  EXPECT_NEAR(search.T, scan.points[scan.best_index], 0.01 + 1e-4);  // half a grid step
+  EXPECT_LE(search.objective, scan.values[scan.best_index]);
+}
+
 // ---- Minimisation and grids ------------------------------------------------------------------------
 
 TEST(StatsBrent, FindsTheMinimumOfKnownFunctionsWithinTolerance) {
@@ -280,9 +310,7 @@ TEST(StatsTrend, ScheduleFitRecoversAKnownBeta) {
 // ---- Known truth: i.i.d. Gaussian noise on Gaussian logits (REFERENCE §1) -----------------------
 
 TEST(StatsSynthetic, PairsAreDeterministicPerSeed) {
-  ts::SyntheticSpec spec;
-  spec.vocab = 100;
-  spec.draws = 3;
+  ts::SyntheticSpec spec = gaussian_spec(100, 1.0, 0.3, 3, 1);
   const auto a = ts::gaussian_logit_pairs(spec);
   const auto b = ts::gaussian_logit_pairs(spec);
   for (size_t i = 0; i < a.size(); ++i) {
@@ -299,13 +327,8 @@ TEST(StatsSynthetic, PairsAreDeterministicPerSeed) {
 // above it). At this logit std Var_p is close to tau^2, so 1+alpha is about as close; the test
 // checks the claims the issue makes, not a ranking of those two.
 TEST(StatsSynthetic, BestTemperatureAgreesWithOnePlusSigma2OverVarPAtModerateNoise) {
-  ts::SyntheticSpec spec;
-  spec.vocab = 2000;
-  spec.logit_std = 1.5;
-  spec.noise_std = 0.45;
-  spec.draws = 1000;
-  spec.seed = 2024;
-  const ts::TemperatureReport report = ts::report_temperature(ts::synthetic_objective(spec));
+  const ts::TemperatureReport report =
+      ts::report_temperature(ts::synthetic_objective(gaussian_spec(2000, 1.5, 0.45, 1000, 2024)));
   EXPECT_FALSE(report.best.at_boundary);
   EXPECT_NEAR(report.mean_alpha, 0.09, 0.005);
   const double best = report.best.T;
@@ -322,12 +345,7 @@ TEST(StatsSynthetic, BestTemperatureAgreesWithOnePlusSigma2OverVarPAtModerateNoi
 // it takes a few hundred to be stable (measured: 60 draws gave best T 0.89-0.998 across seeds,
 // 400 draws 0.90-0.95).
 TEST(StatsSynthetic, PeakedDistributionsHaveTheirOptimumBelowOne) {
-  ts::SyntheticSpec spec;
-  spec.vocab = 2000;
-  spec.logit_std = 8.0;
-  spec.noise_std = 1.0;
-  spec.draws = 400;
-  spec.seed = 7;
+  ts::SyntheticSpec spec = gaussian_spec(2000, 8.0, 1.0, 400, 7);
   spec.min_max_p = 0.9;
   const ts::TemperatureObjective objective = ts::synthetic_objective(spec);
   for (const auto& m : objective.noise()) ASSERT_GT(m.max_p, 0.9);
