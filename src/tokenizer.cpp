@@ -822,9 +822,12 @@ void Tokenizer::Impl::load_model(const json& model, const Fields& f) {
   const json& vocab = f.require(model, "vocab", "model");
   if (!vocab.is_object()) f.fail("model.vocab", fmt::format("expected an object, got {}", vocab.type_name()));
   id_tokens.reserve(vocab.size());
+  token_ids.reserve(vocab.size() + 1024);
   std::string raw;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    int32_t id = f.id(it.value(), "model.vocab." + it.key());
+    // The field path is only built for the error message (this loop runs ~150k times).
+    const int64_t value = it.value().is_number_integer() ? it.value().get<int64_t>() : -1;
+    int32_t id = value >= 0 && value <= INT32_MAX ? int32_t(value) : f.id(it.value(), "model.vocab." + it.key());
     register_token(it.key(), id);
     if (bpe.ignore_merges && alphabet.to_bytes(it.key(), &raw)) bpe.raw_bytes_to_id[raw] = id;
   }
@@ -841,28 +844,31 @@ void Tokenizer::Impl::load_model(const json& model, const Fields& f) {
 
   const json& merges = f.array(f.require(model, "merges", "model"), "model.merges");
   bpe.merges.reserve(merges.size());
-  auto id_of = [&](const std::string& token, const std::string& path) {
+  // Field paths are only built for error messages (this loop runs ~150k times).
+  auto path_of = [](size_t rank) { return Fields::index("model.merges", rank); };
+  auto id_of = [&](const std::string& token, size_t rank) {
     auto it = token_ids.find(token);
-    if (it == token_ids.end()) f.fail(path, fmt::format("token '{}' is not in model.vocab", token));
+    if (it == token_ids.end()) f.fail(path_of(rank), fmt::format("token '{}' is not in model.vocab", token));
     return it->second;
   };
+  std::string left, right;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const std::string path = Fields::index("model.merges", rank);
     const json& m = merges[rank];
-    std::string left, right;
     if (m.is_string()) {  // older files: "a b"
-      const std::string s = m.get<std::string>();
+      const std::string& s = m.get_ref<const std::string&>();
       size_t space = s.find(' ');
-      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) f.fail(path, "expected \"left right\"");
-      left = s.substr(0, space);
-      right = s.substr(space + 1);
-    } else if (m.is_array() && m.size() == 2) {
-      left = f.string(m[0], path + "[0]");
-      right = f.string(m[1], path + "[1]");
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
+        f.fail(path_of(rank), "expected \"left right\"");
+      }
+      left.assign(s, 0, space);
+      right.assign(s, space + 1);
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      left = m[0].get_ref<const std::string&>();
+      right = m[1].get_ref<const std::string&>();
     } else {
-      f.fail(path, "expected a \"left right\" string or a [left, right] pair");
+      f.fail(path_of(rank), "expected a \"left right\" string or a [left, right] pair of strings");
     }
-    int32_t a = id_of(left, path), b = id_of(right, path), merged = id_of(left + right, path);
+    int32_t a = id_of(left, rank), b = id_of(right, rank), merged = id_of(left + right, rank);
     bpe.merges.insert(a, b, PairMap::Value{uint32_t(rank), merged});
   }
 }

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "error.h"
 #include "sha256.h"
@@ -40,6 +41,13 @@ std::string read_text(const fs::path& path) {
   if (!fs::exists(kQwenDir / "tokenizer.json"))                                                    \
   GTEST_SKIP() << "Qwen2 tokenizer not found at " << kQwenDir.string()                             \
                << " (shared/ is expected beside the repository)"
+
+// The Qwen tokenizer directory (tokenizer.json + tokenizer_config.json), loaded once: loading
+// parses a 5 MB JSON file.
+const Tokenizer& qwen() {
+  static const Tokenizer tokenizer = Tokenizer::load(kQwenDir);
+  return tokenizer;
+}
 
 // Loads only tokenizer.json, as the `tokenizers` library that made the goldens does.
 Tokenizer load_json_only(const fs::path& path) { return Tokenizer::from_json_text(read_text(path), "", path.string()); }
@@ -112,7 +120,7 @@ TEST(Tokenizer, SmallGoldenIsCommitted) {
 
 TEST(Tokenizer, QwenSeedPromptsFromIndependentImplementation) {
   SKIP_WITHOUT_QWEN();
-  const Tokenizer tok = Tokenizer::load(kQwenDir);
+  const Tokenizer& tok = qwen();
   std::ifstream in(kQwenDir / "seed_prompts.jsonl");
   std::string line;
   int count = 0;
@@ -150,7 +158,7 @@ TEST(Tokenizer, QwenVocabularyAndSpecialIds) {
 
 TEST(Tokenizer, QwenSpecialTokensInsideText) {
   SKIP_WITHOUT_QWEN();
-  const Tokenizer tok = Tokenizer::load(kQwenDir);
+  const Tokenizer& tok = qwen();
   const std::string text = "<|im_start|>user\nHi<|im_end|><think>";
   const std::vector<int64_t> ids = tok.encode(text);
   ASSERT_GE(ids.size(), 4u);
@@ -184,7 +192,6 @@ TEST(Tokenizer, DeepSeekDistillConfigPrependsBos) {
   std::ofstream(dir / "tokenizer.json") << tj.dump();
   std::ofstream(dir / "tokenizer_config.json") << config.dump();
   const Tokenizer deepseek = Tokenizer::load(dir);
-  const Tokenizer qwen = Tokenizer::load(kQwenDir);
   fs::remove_all(dir);
 
   EXPECT_EQ(deepseek.bos_id(), 151646);
@@ -193,7 +200,7 @@ TEST(Tokenizer, DeepSeekDistillConfigPrependsBos) {
   const std::vector<int64_t> ids = deepseek.encode(prompt);
   std::vector<int64_t> expected = {151646, 785, 6722, 315, 9625, 374};  // seed_prompts ids after BOS
   EXPECT_EQ(ids, expected);
-  EXPECT_EQ(deepseek.encode(prompt, false), qwen.encode(prompt));
+  EXPECT_EQ(deepseek.encode(prompt, false), qwen().encode(prompt));
   EXPECT_EQ(deepseek.decode(ids, true), prompt);
   EXPECT_EQ(deepseek.decode(ids, false), bos + prompt);  // not in the byte alphabet: raw UTF-8
   // BOS written in the text is matched as the special token, and still prepended once.
@@ -220,6 +227,29 @@ TEST(Tokenizer, DecodeOfEncodeIsNfcForRandomUtf8) {
       s.append(reinterpret_cast<char*>(buf), size_t(utf8proc_encode_char(cp, buf)));
     }
     ASSERT_EQ(tok.decode(tok.encode(s)), nfc(s)) << json(s).dump();
+  }
+}
+
+// encode() is const and shares its word cache between threads; results must not depend on it.
+TEST(Tokenizer, ConcurrentEncodesAgree) {
+  const json golden = json::parse(read_text(kRepoRoot / "fixtures/tokenizer/golden_small.json"));
+  const Tokenizer tok = load_json_only(kSmallJson);  // fresh, empty cache
+  std::vector<std::vector<std::vector<int64_t>>> results(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < results.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = 0; i < golden["cases"].size(); ++i) {
+        const size_t k = (i * (t + 1)) % golden["cases"].size();  // different orders per thread
+        results[t].push_back(tok.encode(golden["cases"][k]["text"].get<std::string>()));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < results.size(); ++t) {
+    for (size_t i = 0; i < results[t].size(); ++i) {
+      const size_t k = (i * (t + 1)) % golden["cases"].size();
+      ASSERT_EQ(results[t][i], ids_of(golden["cases"][k]["ids"])) << "thread " << t << " case " << k;
+    }
   }
 }
 
