@@ -321,11 +321,54 @@ std::string restrict_caseless_groups_to_ascii(const std::string& pattern) {
   return out;
 }
 
+// Oniguruma's `\s` is Unicode White_Space; PCRE2's (with UCP) also matches U+180E MONGOLIAN VOWEL
+// SEPARATOR, which HF puts with punctuation ("x\u180e." pre-tokenizes to "x", "\u180e."). So
+// `\s` is spelled out, inside and outside character classes, and `\S` outside them.
+constexpr const char* kWhiteSpaceRanges = R"(\t-\r \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000})";
+
+std::string spell_out_white_space(const std::string& pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[++i];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpaceRanges) : "[" + std::string(kWhiteSpaceRanges) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpaceRanges) + "]";
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];  // leading ] is literal
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < pattern.size() && pattern[i + 1] == ':') {  // [:alpha:]
+      size_t end = pattern.find(":]", i + 2);
+      if (end != std::string::npos) {
+        out += pattern.substr(i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
 class Regex {
  public:
   Regex(const std::string& pattern, bool literal, const std::string& where) {
     uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0u);
-    const std::string source = literal ? pattern : restrict_caseless_groups_to_ascii(pattern);
+    const std::string source = literal ? pattern : spell_out_white_space(restrict_caseless_groups_to_ascii(pattern));
     int error_code = 0;
     PCRE2_SIZE error_offset = 0;
     code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(source.data()), source.size(), options, &error_code,
@@ -792,7 +835,9 @@ struct Tokenizer::Impl {
 
   void encode_piece(std::string_view raw, std::vector<int32_t>& out) const;
   void encode_text(std::string_view normalized, pcre2_match_data* md, std::vector<int32_t>& out) const;
-  void encode_after_splits(std::string_view piece, size_t step, pcre2_match_data* md, std::vector<int32_t>& out) const;
+  // Calls sink(raw_bytes) for each piece the pre-tokenizer makes of `text`, starting at split `step`.
+  template <typename Sink>
+  void for_each_piece(std::string_view text, size_t step, pcre2_match_data* md, Sink& sink) const;
 };
 
 void Tokenizer::Impl::register_token(const std::string& content, int32_t id) {
@@ -956,41 +1001,44 @@ void Tokenizer::Impl::encode_piece(std::string_view raw, std::vector<int32_t>& o
   }
 }
 
-void Tokenizer::Impl::encode_after_splits(std::string_view piece, size_t step, pcre2_match_data* md,
-                                          std::vector<int32_t>& out) const {
-  if (piece.empty()) return;
+template <typename Sink>
+void Tokenizer::Impl::for_each_piece(std::string_view text, size_t step, pcre2_match_data* md, Sink& sink) const {
+  if (text.empty()) return;
   if (step < pre_tokenizer.splits.size()) {
     const SplitStep& split = pre_tokenizer.splits[step];
     size_t gap_start = 0;
     auto emit = [&](size_t start, size_t end, bool matched) {
       if (start == end) return;
       if (split.remove_matches && matched != split.invert) return;
-      encode_after_splits(piece.substr(start, end - start), step + 1, md, out);
+      for_each_piece(text.substr(start, end - start), step + 1, md, sink);
     };
-    split.regex->for_each_match(piece, md, [&](size_t start, size_t end) {
+    split.regex->for_each_match(text, md, [&](size_t start, size_t end) {
       emit(gap_start, start, false);
       emit(start, end, true);
       gap_start = end;
     });
-    emit(gap_start, piece.size(), false);
+    emit(gap_start, text.size(), false);
     return;
   }
-  // The ByteLevel step: optional prefix space, optional GPT-2 split, then bytes to BPE.
+  // The ByteLevel step: optional prefix space, optional GPT-2 split; its pieces go to the sink.
   std::string prefixed;
-  std::string_view text = piece;
-  if (pre_tokenizer.byte_level_prefix_space && piece.front() != ' ') {
+  std::string_view piece = text;
+  if (pre_tokenizer.byte_level_prefix_space && text.front() != ' ') {
     prefixed = " ";
-    prefixed += piece;
-    text = prefixed;
+    prefixed += text;
+    piece = prefixed;
   }
-  if (!pre_tokenizer.byte_level_regex) return encode_piece(text, out);
+  if (!pre_tokenizer.byte_level_regex) return sink(piece);
   size_t gap_start = 0;
-  pre_tokenizer.byte_level_regex->for_each_match(text, md, [&](size_t start, size_t end) {
-    encode_piece(text.substr(gap_start, start - gap_start), out);
-    encode_piece(text.substr(start, end - start), out);
+  auto emit = [&](size_t start, size_t end) {
+    if (start < end) sink(piece.substr(start, end - start));
+  };
+  pre_tokenizer.byte_level_regex->for_each_match(piece, md, [&](size_t start, size_t end) {
+    emit(gap_start, start);
+    emit(start, end);
     gap_start = end;
   });
-  encode_piece(text.substr(gap_start), out);
+  emit(gap_start, piece.size());
 }
 
 void Tokenizer::Impl::encode_text(std::string_view raw_segment, pcre2_match_data* md, std::vector<int32_t>& out) const {
@@ -999,7 +1047,8 @@ void Tokenizer::Impl::encode_text(std::string_view raw_segment, pcre2_match_data
     if (s.id >= 0) {
       out.push_back(s.id);
     } else {
-      encode_after_splits(std::string_view(normalized).substr(s.start, s.end - s.start), 0, md, out);
+      auto sink = [&](std::string_view raw) { encode_piece(raw, out); };
+      for_each_piece(std::string_view(normalized).substr(s.start, s.end - s.start), 0, md, sink);
     }
   }
 }
@@ -1087,6 +1136,18 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
     bytes += impl.id_bytes[size_t(id)];
   }
   return utf8_lossy(bytes);
+}
+
+std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
+  if (size_t bad = first_invalid_utf8(text); bad != std::string_view::npos) {
+    throw Error(fmt::format("tokenizer: input text is not valid UTF-8 (byte offset {})", bad));
+  }
+  std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(pcre2_match_data_create(1, nullptr),
+                                                                       &pcre2_match_data_free);
+  std::vector<std::string> pieces;
+  auto sink = [&](std::string_view raw) { pieces.push_back(impl_->alphabet.to_token(raw)); };
+  impl_->for_each_piece(text, 0, md.get(), sink);
+  return pieces;
 }
 
 int64_t Tokenizer::token_to_id(std::string_view token) const {

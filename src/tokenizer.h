@@ -36,6 +36,10 @@ class Tokenizer {
   // invalid subsequence, as HF's String::from_utf8_lossy). Throws on ids outside [0, vocab_size).
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const;
 
+  // The pre-tokenizer alone (no normalizer, no added tokens), pieces in the byte-level alphabet:
+  // what HF's `pre_tokenizer.pre_tokenize_str(text)` returns. For tests and debugging.
+  std::vector<std::string> pre_tokenize(std::string_view text) const;
+
   int64_t token_to_id(std::string_view token) const;  // -1 when unknown
   std::string id_to_token(int64_t id) const;          // throws when out of range
   int64_t vocab_size() const;                         // largest id + 1, added tokens included

@@ -98,6 +98,7 @@ TEST_P(TokenizerGolden, MatchesHuggingFaceTokenizers) {
     ASSERT_EQ(tok.encode(text, false), ids_of(c.at("ids_no_special")));
     EXPECT_EQ(tok.decode(ids, false), c.at("decoded").get<std::string>());
     EXPECT_EQ(tok.decode(ids, true), c.at("decoded_skip_special").get<std::string>());
+    EXPECT_EQ(tok.pre_tokenize(text), c.at("pieces").get<std::vector<std::string>>());
   }
 }
 
