@@ -2,6 +2,8 @@
 // fixtures/tokenizer/make_tokenizer_golden.py), the independent seed-prompt ids, decoding, BOS
 // handling and load/encode errors.
 #include <gtest/gtest.h>
+
+#include "tool_runner.h"
 #include <nlohmann/json.hpp>
 #include <utf8proc.h>
 
@@ -413,13 +415,9 @@ TEST(Sha256, IncrementalAndFileAgree) {
 // CLI
 
 std::string run_tool(const std::string& args, int* status) {
-  const std::string command = std::string(TSTAR_TOOL_PATH) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  *status = pclose(pipe);
-  return out;
+  const auto result = tstar::testing::run_tool(args);
+  *status = result.exit_code;
+  return result.output;
 }
 
 TEST(TokenizeCli, PrintsIdsAndDecodedText) {

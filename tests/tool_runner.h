@@ -1,0 +1,28 @@
+// Runs the built `tstar` binary (TSTAR_TOOL_PATH, set by tests/CMakeLists.txt) for CLI tests.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+namespace tstar::testing {
+
+struct ToolResult {
+  int exit_code = -1;   // -1 when the process did not exit normally (e.g. crashed)
+  std::string output;   // stdout and stderr together
+};
+
+inline ToolResult run_tool(const std::string& args, bool merge_stderr = true) {
+  const std::string command = std::string(TSTAR_TOOL_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  ToolResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return result;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) result.output.append(buf, n);
+  const int status = pclose(pipe);
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  return result;
+}
+
+}  // namespace tstar::testing
