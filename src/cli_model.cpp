@@ -102,17 +102,12 @@ bool decodable(const Tokenizer& tokenizer, const std::vector<int64_t>& ids) {
   return true;
 }
 
-bool wants_help(const std::vector<std::string>& argv) {
-  for (const auto& a : argv) {
-    if (a == "--help" || a == "-h") return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "top", "out"}, {"no-special", "help"},
+            "logits");
+  if (args.flag("help")) {
     out << "usage: tstar logits --text \"...\" [options]\n\n"
            "Prints JSON with the prompt ids and the top-k last-position logits.\n\n"
         << kModelOptionsHelp << kInputHelp
@@ -121,7 +116,6 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
            "                       (one tensor named 'logits', shape [vocab])\n";
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "top", "out"}, {"no-special"}, "logits");
   const int64_t top = args.get_int("top", 10);
   if (top < 0) throw Error(fmt::format("--top must be >= 0, got {}", top));
   ModelAndInput run = open_model_and_input(args);
@@ -148,7 +142,9 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
 }
 
 int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "max-new"},
+            {"no-special", "no-stop", "help"}, "generate");
+  if (args.flag("help")) {
     out << "usage: tstar generate --text \"...\" --max-new N [options]\n\n"
            "Greedy continuation with the KV cache; prints JSON with the new ids and their text.\n\n"
         << kModelOptionsHelp << kInputHelp
@@ -156,8 +152,6 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
            "  --no-stop            keep going past the end-of-sequence token\n";
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "max-new"}, {"no-special", "no-stop"},
-            "generate");
   const int64_t max_new = args.get_int("max-new", 16);
   if (max_new < 0) throw Error(fmt::format("--max-new must be >= 0, got {}", max_new));
   ModelAndInput run = open_model_and_input(args);
@@ -178,13 +172,13 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
 }
 
 int cmd_params(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  Args args(argv, {"model", "dtype", "device"}, {"help"}, "params");
+  if (args.flag("help")) {
     out << "usage: tstar params [options]\n\n"
            "Prints JSON with every parameter's HF name, shape and dtype, and the total count.\n\n"
         << kModelOptionsHelp;
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device"}, {}, "params");
   Model model = open_model(args);
   nlohmann::json result = describe_model(args, model);
   nlohmann::json list = nlohmann::json::array();
