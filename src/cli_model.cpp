@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "error.h"
 #include "model.h"
+#include "noise.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -168,11 +169,16 @@ int cmd_params(const std::vector<std::string>& argv, std::ostream& out) {
   if (wants_help(argv)) {
     out << "usage: tstar params [options]\n\n"
            "Prints JSON with every parameter's HF name, shape and dtype, and the total count.\n\n"
-        << kModelOptionsHelp;
+        << kModelOptionsHelp
+        << "  --groups             instead, the tensors each noise group selects (default excludes)\n";
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device"}, {}, "params");
+  Args args(argv, {"model", "dtype", "device"}, {"groups"}, "params");
   Model model = open_model(args);
+  if (args.flag("groups")) {
+    out << describe_groups(model).dump(2) << "\n";
+    return 0;
+  }
   nlohmann::json result = describe_model(args, model);
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [name, tensor] : model.parameters().entries()) {
