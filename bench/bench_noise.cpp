@@ -167,7 +167,9 @@ void inject_restore_benchmark(benchmark::State& state, Injectors& injectors, boo
 }  // namespace
 
 void register_noise_benchmarks(BenchEnv& env) {
-  benchmark::RegisterBenchmark("NoiseGen/curand_host", noise_gen_curand_host)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("NoiseGen/curand_host", noise_gen_curand_host)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("NoiseGen/tstar_cpu", [](benchmark::State& s) { noise_gen_tstar(s, 0); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
@@ -175,7 +177,8 @@ void register_noise_benchmarks(BenchEnv& env) {
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark("NoiseGen/tstar_portable_1thread", noise_gen_tstar_portable)
-      ->Unit(benchmark::kMillisecond);
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("NoiseGen/torch_randn", noise_gen_torch)->Unit(benchmark::kMillisecond)->UseRealTime();
 
   auto cache = std::make_shared<InjectorCache>();

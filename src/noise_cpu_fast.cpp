@@ -34,26 +34,37 @@ void portable_blocks(philox::Kind kind, uint64_t seed, uint64_t first, int64_t c
   }
 }
 
+// Elements [begin, end) into lanes[i % 16] and `changed`; the reference order every path keeps.
 template <typename T, typename ToFloat, typename FromFloat>
-ApplyStats apply_generic(const T* clean, T* live, const float* z, int64_t count, float mult, Mode mode,
-                         ToFloat to_float, FromFloat from_float) {
-  double lanes[kLanes] = {};
-  int64_t changed = 0;
-  for (int64_t i = 0; i < count; ++i) {
+void accumulate_generic(const T* clean, T* live, const float* z, int64_t begin, int64_t end, float mult,
+                        Mode mode, ToFloat to_float, FromFloat from_float, double lanes[kLanes],
+                        int64_t& changed) {
+  for (int64_t i = begin; i < end; ++i) {
     float c = to_float(clean[i]);
     float m = mode == Mode::kMultiplicative ? mult * c : mult;
-    float noisy = c + m * z[i];
-    T rounded = from_float(noisy);
+    T rounded = from_float(c + m * z[i]);
     live[i] = rounded;
     float r = to_float(rounded);
     changed += (r != c);
     double d = static_cast<double>(r - c);
     lanes[i % kLanes] += d * d;
   }
+}
+
+ApplyStats finish(const double lanes[kLanes], int64_t changed) {
   ApplyStats stats;
   stats.changed = changed;
-  for (double lane : lanes) stats.sum_sq += lane;
+  for (int k = 0; k < kLanes; ++k) stats.sum_sq += lanes[k];
   return stats;
+}
+
+template <typename T, typename ToFloat, typename FromFloat>
+ApplyStats apply_generic(const T* clean, T* live, const float* z, int64_t count, float mult, Mode mode,
+                         ToFloat to_float, FromFloat from_float) {
+  double lanes[kLanes] = {};
+  int64_t changed = 0;
+  accumulate_generic(clean, live, z, 0, count, mult, mode, to_float, from_float, lanes, changed);
+  return finish(lanes, changed);
 }
 
 // ---------------------------------------------------------------- AVX-512 paths
@@ -226,20 +237,9 @@ TSTAR_AVX512 ApplyStats apply_bf16_simd(const uint16_t* clean, uint16_t* live, c
   double lanes[kLanes];
   _mm512_storeu_pd(lanes, acc_lo);
   _mm512_storeu_pd(lanes + 8, acc_hi);
-  for (; i < count; ++i) {  // tail: same lanes, same operations as apply_generic
-    float c = bf16_to_float(clean[i]);
-    float m = mode == Mode::kMultiplicative ? mult * c : mult;
-    uint16_t rounded = float_to_bf16(c + m * z[i]);
-    live[i] = rounded;
-    float r = bf16_to_float(rounded);
-    changed += (r != c);
-    double d = static_cast<double>(r - c);
-    lanes[i % kLanes] += d * d;
-  }
-  ApplyStats stats;
-  stats.changed = changed;
-  for (double lane : lanes) stats.sum_sq += lane;
-  return stats;
+  // Tail: the same lanes and operations as the portable path.
+  accumulate_generic(clean, live, z, i, count, mult, mode, bf16_to_float, float_to_bf16, lanes, changed);
+  return finish(lanes, changed);
 }
 
 bool detect_simd() {

@@ -2,6 +2,8 @@
 // formulas are defined by unfused float multiplies and adds (philox.h).
 #include <curand_kernel.h>
 
+#include <type_traits>
+
 #include "noise_cuda.h"
 #include "noise_kernels.h"
 
@@ -65,27 +67,24 @@ __global__ void fused_noise_kernel(FusedArgs a) {
   }
 }
 
-__global__ void curand_uint32_kernel(uint64_t seed, uint64_t first, int64_t count, uint32_t* out) {
+// Element i of the output: component of curand4 (uint32) or curand_normal4 (float) after
+// curand_init at the element's documented position.
+template <typename T>
+__global__ void curand_device_api_kernel(uint64_t seed, uint64_t first, int64_t count, T* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     philox::CurandPosition pos = philox::curand_position(first + i);
     curandStatePhilox4_32_10_t state;
     curand_init(seed, pos.subsequence, pos.offset, &state);
-    uint4 r = curand4(&state);
-    const uint32_t c[4] = {r.x, r.y, r.z, r.w};
-    out[i] = c[pos.component];
-  }
-}
-
-__global__ void curand_normal_kernel(uint64_t seed, uint64_t first, int64_t count, float* out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    philox::CurandPosition pos = philox::curand_position(first + i);
-    curandStatePhilox4_32_10_t state;
-    curand_init(seed, pos.subsequence, pos.offset, &state);
-    float4 r = curand_normal4(&state);
-    const float c[4] = {r.x, r.y, r.z, r.w};
-    out[i] = c[pos.component];
+    if constexpr (std::is_same_v<T, uint32_t>) {
+      uint4 r = curand4(&state);
+      const uint32_t c[4] = {r.x, r.y, r.z, r.w};
+      out[i] = c[pos.component];
+    } else {
+      float4 r = curand_normal4(&state);
+      const float c[4] = {r.x, r.y, r.z, r.w};
+      out[i] = c[pos.component];
+    }
   }
 }
 
@@ -114,13 +113,13 @@ cudaError_t launch_fused_noise(const FusedArgs& args, cudaStream_t stream) {
 
 cudaError_t curand_device_uint32(uint64_t seed, uint64_t first, int64_t count, uint32_t* out_device) {
   if (count <= 0) return cudaSuccess;
-  curand_uint32_kernel<<<grid_for(count), kThreads>>>(seed, first, count, out_device);
+  curand_device_api_kernel<uint32_t><<<grid_for(count), kThreads>>>(seed, first, count, out_device);
   return cudaGetLastError();
 }
 
 cudaError_t curand_device_normals(uint64_t seed, uint64_t first, int64_t count, float* out_device) {
   if (count <= 0) return cudaSuccess;
-  curand_normal_kernel<<<grid_for(count), kThreads>>>(seed, first, count, out_device);
+  curand_device_api_kernel<float><<<grid_for(count), kThreads>>>(seed, first, count, out_device);
   return cudaGetLastError();
 }
 

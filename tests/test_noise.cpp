@@ -5,9 +5,11 @@
 #include <curand_kernel.h>
 
 #include <cmath>
+#include <sstream>
 #include <limits>
 #include <stdexcept>
 
+#include "cli.h"
 #include "error.h"
 #include "model.h"
 #include "noise.h"
@@ -405,6 +407,31 @@ TEST(NoiseBadInput, RejectedBeforeAnyWeightIsTouched) {
   bad_group.groups = {"layer:999"};
   EXPECT_THROW(select_targets(model.parameters(), model.config(), bad_group), Error);
   EXPECT_EQ(hash_parameters(model.parameters()), before);
+}
+
+// ---------------------------------------------------------------- command line
+
+TEST(NoiseCli, PrintsTheStreamWithItsCurandPositions) {
+  const std::string name = "model.layers.2.self_attn.o_proj.weight";
+  std::ostringstream out;
+  ASSERT_EQ(cli::cmd_noise({"--seed", "77", "--param", name, "--count", "11", "--first", "6"}, out), 0);
+  nlohmann::json j = nlohmann::json::parse(out.str());
+  const uint64_t stream = tensor_seed(77, name);
+  EXPECT_EQ(j["curand_seed"].get<uint64_t>(), stream);
+  ASSERT_EQ(j["values"].size(), 11u);
+  std::vector<uint32_t> raw = curand_host_uint32(stream, 6, 11);
+  std::vector<float> normals = curand_host_normals(stream, 6, 11);
+  std::vector<float> ours = unit_noise(philox::Kind::kGaussian, stream, 4, 13);
+  for (size_t i = 0; i < 11; ++i) {
+    const auto& v = j["values"][i];
+    EXPECT_EQ(v["index"].get<uint64_t>(), 6 + i);
+    EXPECT_EQ(v["uint32"].get<uint32_t>(), raw[i]);
+    EXPECT_EQ(v["value"].get<float>(), ours[i + 2]);
+    EXPECT_NEAR(v["value"].get<float>(), normals[i], 1e-5);
+    EXPECT_EQ(v["subsequence"].get<uint64_t>(), ((6 + i) >> 2) & 65535);
+  }
+  EXPECT_THROW(cli::cmd_noise({"--seed", "x1", "--param", name}, out), Error);
+  EXPECT_THROW(cli::cmd_noise({"--seed", "1", "--param", name, "--type", "pink"}, out), Error);
 }
 
 }  // namespace
