@@ -317,7 +317,7 @@ nlohmann::json describe_groups(const ParameterMap& params, const ModelConfig& co
   const char* third_names[3] = {"early", "middle", "late"};
   for (int k = 0; k < 3; ++k) {
     auto [begin, end] = third_range(config.num_layers, k);
-    thirds[third_names[k]] = {begin, end - 1};
+    thirds[third_names[k]] = begin < end ? nlohmann::json{begin, end - 1} : nlohmann::json();  // null: empty
   }
   return {{"excludes", exclude}, {"num_layers", config.num_layers}, {"thirds", thirds}, {"groups", ordered}};
 }
