@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "error.h"
 #include "model.h"
+#include "noise.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -172,14 +173,19 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
 }
 
 int cmd_params(const std::vector<std::string>& argv, std::ostream& out) {
-  Args args(argv, {"model", "dtype", "device"}, {"help"}, "params");
+  Args args(argv, {"model", "dtype", "device"}, {"groups", "help"}, "params");
   if (args.flag("help")) {
     out << "usage: tstar params [options]\n\n"
            "Prints JSON with every parameter's HF name, shape and dtype, and the total count.\n\n"
-        << kModelOptionsHelp;
+        << kModelOptionsHelp
+        << "  --groups             instead, the tensors each noise group selects (default excludes)\n";
     return 0;
   }
   Model model = open_model(args);
+  if (args.flag("groups")) {
+    out << describe_groups(model).dump(2) << "\n";
+    return 0;
+  }
   nlohmann::json result = describe_model(args, model);
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [name, tensor] : model.parameters().entries()) {
