@@ -35,6 +35,12 @@ uint64_t hash_parameters(const ParameterMap& params) {
   return h;
 }
 
+TargetSpec only(const std::string& name) {
+  TargetSpec spec;
+  spec.include = {name};
+  return spec;
+}
+
 std::vector<float> unit_noise(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count) {
   std::vector<float> out(count);
   generate_unit_noise(kind, seed, first, count, out.data());
@@ -176,9 +182,7 @@ TEST(NoiseEngine, TensorNoiseDoesNotDependOnOtherTargets) {
   Model one_model = Model::from_preset("tiny");
   const std::string name = "model.layers.1.mlp.up_proj.weight";
   NoiseEngine all(all_model, TargetSpec{});
-  TargetSpec only;
-  only.include = {name};
-  NoiseEngine one(one_model, only);
+  NoiseEngine one(one_model, only(name));
   ASSERT_EQ(one.target_names(), std::vector<std::string>{name});
   all.inject(0.1, 3);
   one.inject(0.1, 3);
@@ -192,9 +196,7 @@ TEST(NoiseEngine, NoiseIsTheDocumentedFunctionOfTheStream) {
   Model model = Model::from_preset("tiny");
   const std::string name = "model.layers.0.self_attn.q_proj.weight";
   torch::Tensor clean = model.parameters().at(name).clone();
-  TargetSpec spec;
-  spec.include = {name};
-  NoiseEngine engine(model, spec);
+  NoiseEngine engine(model, only(name));
   engine.inject(0.02, 123);
   double std_clean = clean.to(torch::kDouble).std().item<double>();
   float mult = static_cast<float>(0.02 * std_clean);
@@ -208,9 +210,7 @@ TEST(NoiseEngine, CommonRandomNumbersAcrossScales) {
   Model model = Model::from_preset("tiny");
   const std::string name = "model.layers.0.mlp.gate_proj.weight";
   torch::Tensor clean = model.parameters().at(name).clone();
-  TargetSpec spec;
-  spec.include = {name};
-  NoiseEngine engine(model, spec);
+  NoiseEngine engine(model, only(name));
   engine.inject(0.01, 5);
   torch::Tensor small = model.parameters().at(name) - clean;
   engine.inject(0.03, 5);  // no restore in between: the pass starts from the clean copy
@@ -228,8 +228,7 @@ TEST(NoiseEngine, ReferencesScaleTheRequestedStd) {
   Model model = Model::from_preset("tiny");
   const std::string name = "model.layers.0.mlp.down_proj.weight";
   torch::Tensor clean = model.parameters().at(name).to(torch::kDouble);
-  TargetSpec spec;
-  spec.include = {name};
+  const TargetSpec spec = only(name);
   struct Case {
     ScaleReference reference;
     double expected;
