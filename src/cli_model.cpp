@@ -95,14 +95,6 @@ nlohmann::json describe_model(const Args& args, const Model& model) {
           {"device", model.device().str()}};
 }
 
-// A model's vocabulary may be larger than its tokenizer's (padding rows); such ids have no text.
-bool decodable(const Tokenizer& tokenizer, const std::vector<int64_t>& ids) {
-  for (int64_t id : ids) {
-    if (id < 0 || id >= tokenizer.vocab_size()) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
@@ -129,7 +121,7 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
   for (int64_t i = 0; i < k; ++i) {
     const int64_t id = indices[i].item<int64_t>();
     nlohmann::json entry = {{"id", id}, {"logit", values[i].item<float>()}};
-    if (run.tokenizer && decodable(*run.tokenizer, {id})) entry["text"] = run.tokenizer->decode({id});
+    if (run.tokenizer) entry["text"] = run.tokenizer->decode({id});  // "" for ids it cannot spell
     entries.push_back(entry);
   }
   result["top"] = entries;
@@ -162,12 +154,7 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
   nlohmann::json result = describe_model(args, run.model);
   result["prompt_ids"] = run.ids;
   result["ids"] = generated;
-  if (run.tokenizer) {
-    // null when the model produced ids its tokenizer cannot spell (e.g. random-weight models)
-    result["text"] = decodable(*run.tokenizer, generated)
-                         ? nlohmann::json(run.tokenizer->decode(generated, /*skip_special=*/true))
-                         : nlohmann::json(nullptr);
-  }
+  if (run.tokenizer) result["text"] = run.tokenizer->decode(generated, /*skip_special=*/true);
   out << result.dump(2) << "\n";
   return 0;
 }

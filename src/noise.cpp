@@ -266,7 +266,13 @@ philox::Kind unit_noise_kind(NoiseType type) {
 std::vector<std::string> default_excludes() { return {"norm", "embed", ".bias"}; }
 
 std::vector<std::string> group_names(const ModelConfig& config) {
-  std::vector<std::string> names = {"all", "attention", "mlp", "lm_head", "early", "middle", "late"};
+  std::vector<std::string> names = {"all", "attention", "mlp"};
+  if (!config.tie_word_embeddings) names.push_back("lm_head");
+  const char* third_names[3] = {"early", "middle", "late"};
+  for (int k = 0; k < 3; ++k) {
+    auto [begin, end] = third_range(config.num_layers, k);
+    if (begin < end) names.push_back(third_names[k]);
+  }
   for (int64_t i = 0; i < config.num_layers; ++i) names.push_back("layer:" + std::to_string(i));
   return names;
 }

@@ -77,7 +77,9 @@ struct TargetSpec {
   std::vector<std::string> exclude = default_excludes();
 };
 
-std::vector<std::string> group_names(const ModelConfig& config);  // every group, layer:N included
+// Every group that can select a tensor in this model, layer:N included: lm_head is left out when tied
+// to the embeddings, and early/middle/late when the model has too few layers to fill that third.
+std::vector<std::string> group_names(const ModelConfig& config);
 // Indices (checkpoint order) the spec selects. Throws tstar::Error, touching nothing, on an unknown
 // group, an invalid regex, or a group/pattern that selects nothing (listing the closest names).
 std::vector<size_t> select_targets(const ParameterMap& params, const ModelConfig& config,

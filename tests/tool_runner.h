@@ -1,4 +1,4 @@
-// Runs the built `tstar` binary (TSTAR_TOOL_PATH, set by tests/CMakeLists.txt) for CLI tests.
+// Runs the built `tstar` and `bench` binaries (paths set by tests/CMakeLists.txt) for CLI tests.
 #pragma once
 
 #include <sys/wait.h>
@@ -13,8 +13,9 @@ struct ToolResult {
   std::string output;   // stdout and stderr together
 };
 
-inline ToolResult run_tool(const std::string& args, bool merge_stderr = true) {
-  const std::string command = std::string(TSTAR_TOOL_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+// Runs `binary args`; stderr joins stdout unless merge_stderr is false (then it is discarded).
+inline ToolResult run_binary(const std::string& binary, const std::string& args, bool merge_stderr = true) {
+  const std::string command = binary + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   ToolResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return result;
@@ -23,6 +24,10 @@ inline ToolResult run_tool(const std::string& args, bool merge_stderr = true) {
   const int status = pclose(pipe);
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   return result;
+}
+
+inline ToolResult run_tool(const std::string& args, bool merge_stderr = true) {
+  return run_binary(TSTAR_TOOL_PATH, args, merge_stderr);
 }
 
 }  // namespace tstar::testing
