@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
 build_dir=${TSTAR_BUILD_DIR:-build}
-"$build_dir/bench/bench" --presets=tiny "$@"
+# The notebook's four experiments on the embedded model; extra arguments go to bench.
+"$build_dir/bench/bench" --benchmark_filter='^(WeightNoise|Layer|Evolution|TempSweep)/' "$@"
