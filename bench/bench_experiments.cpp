@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <regex>
 
 #include "bench_env.h"
 #include "error.h"
@@ -88,14 +89,26 @@ void run_experiment(benchmark::State& state, const std::function<const Experimen
   }
 }
 
-void add_provenance_context(ExperimentSuite& suite) {
-  const nlohmann::json provenance = suite.provenance();
+// Google Benchmark's filter semantics: "", "all" or "." select everything; a leading '-' negates;
+// otherwise a regular-expression search in the run name.
+bool filter_selects(const std::string& filter, const std::string& run_name) {
+  if (filter.empty() || filter == "all" || filter == ".") return true;
+  if (filter[0] == '-') return !std::regex_search(run_name, std::regex(filter.substr(1), std::regex::extended));
+  return std::regex_search(run_name, std::regex(filter, std::regex::extended));
+}
+
+}  // namespace
+
+void add_experiment_context(BenchEnv& env, const std::string& filter) {
+  ExperimentSuite& suite = env.experiments();
+  bool selected = false;
+  for (const auto& name : suite.benchmark_names()) selected = selected || filter_selects(filter, name + "/real_time");
+  if (!selected) return;  // no experiment will run: do not load its model or tokenizer
+  const nlohmann::json provenance = suite.provenance();  // items() must not outlive it
   for (const auto& [key, value] : provenance.items()) {
     benchmark::AddCustomContext("tstar_" + key, value.is_string() ? value.get<std::string>() : value.dump());
   }
 }
-
-}  // namespace
 
 ExperimentSuite& BenchEnv::experiments() {
   if (!suite_) suite_ = std::make_unique<ExperimentSuite>(settings_from(options_));
@@ -104,7 +117,6 @@ ExperimentSuite& BenchEnv::experiments() {
 
 void register_experiment_benchmarks(BenchEnv& env) {
   ExperimentSuite& suite = env.experiments();
-  add_provenance_context(suite);
   const auto& settings = suite.settings();
   const uint64_t timing_seed = settings.seeds.front();
   auto add = [](const std::string& name, std::function<void(benchmark::State&)> body) {

@@ -154,15 +154,13 @@ int main(int argc, char** argv) {
     tstar::bench::register_noise_benchmarks(env);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+    tstar::bench::add_experiment_context(env, benchmark::GetBenchmarkFilter());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
-    if (env.has_experiments()) {
-      nlohmann::json results = env.experiments().results_json();
-      if (!results.at("results").empty()) {
-        const auto path = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id() / "results.json";
-        tstar::bench::write_atomically(path, results.dump(1));
-        std::cerr << "tstar: results written to " << path.string() << "\n";
-      }
+    if (env.has_experiments() && env.experiments().has_results()) {
+      const auto path = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id() / "results.json";
+      tstar::bench::write_atomically(path, env.experiments().results_json().dump(1));
+      std::cerr << "tstar: results written to " << path.string() << "\n";
     }
   } catch (const tstar::Error& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -126,14 +126,39 @@ double top1_rate(const std::vector<stats::LogitNoise>& noise) {
 ExperimentSuite::ExperimentSuite(ExperimentSettings settings)
     : settings_(std::move(settings)), config_(config_of(settings_.model)) {
   settings_.validate();
-  tokenizer_ = tokenizer_of(settings_);
-  for (const std::string& prompt : settings_.prompts) {
-    prompt_ids_.push_back(tokenizer_->encode(prompt));
-    if (prompt_ids_.back().empty()) throw Error(fmt::format("prompt '{}' encodes to no tokens", prompt));
+}
+
+const Tokenizer& ExperimentSuite::tokenizer() {
+  if (!tokenizer_) {
+    Tokenizer loaded = tokenizer_of(settings_);
+    std::vector<std::vector<int64_t>> ids;
+    for (const std::string& prompt : settings_.prompts) {
+      ids.push_back(loaded.encode(prompt));
+      if (ids.back().empty()) throw Error(fmt::format("prompt '{}' encodes to no tokens", prompt));
+    }
+    prompt_ids_ = std::move(ids);
+    tokenizer_ = std::move(loaded);
   }
+  return *tokenizer_;
+}
+
+const std::vector<std::vector<int64_t>>& ExperimentSuite::prompt_ids() {
+  tokenizer();
+  return prompt_ids_;
 }
 
 std::vector<std::string> ExperimentSuite::groups() const { return group_names(config_); }
+
+std::vector<std::string> ExperimentSuite::benchmark_names() const {
+  std::vector<std::string> names;
+  for (double scale : settings_.scales) names.push_back(weight_noise_name(scale));
+  for (double scale : settings_.detail_scales) {
+    for (const auto& group : groups()) names.push_back(layer_name(group, scale));
+    for (size_t p = 0; p < settings_.evolution_prompts.size(); ++p) names.push_back(evolution_name(p, scale));
+    names.push_back(temp_sweep_name(scale));
+  }
+  return names;
+}
 
 std::string ExperimentSuite::weight_noise_name(double scale) {
   return "WeightNoise/scale:" + format_scale(scale);
@@ -151,9 +176,10 @@ Model& ExperimentSuite::model() {
     LoadOptions options;
     options.dtype = settings_.dtype;
     options.device = settings_.device;
+    const Tokenizer& words = tokenizer();
     model_ = std::make_unique<Model>(Model::open(settings_.model, options));
-    if (model_->config().vocab_size < tokenizer_->vocab_size()) {
-      throw Error(fmt::format("tokenizer has {} tokens but the model's vocabulary is {}", tokenizer_->vocab_size(),
+    if (model_->config().vocab_size < words.vocab_size()) {
+      throw Error(fmt::format("tokenizer has {} tokens but the model's vocabulary is {}", words.vocab_size(),
                               model_->config().vocab_size));
     }
     clean_digest_ = parameters_digest(model_->parameters());
@@ -174,7 +200,7 @@ NoiseEngine& ExperimentSuite::engine(const std::string& group) {
 }
 
 const torch::Tensor& ExperimentSuite::clean_logits() {
-  if (!clean_logits_) clean_logits_ = model().last_logits(prompt_ids_).to(torch::kCPU);
+  if (!clean_logits_) clean_logits_ = model().last_logits(prompt_ids()).to(torch::kCPU);
   return *clean_logits_;
 }
 
@@ -187,13 +213,13 @@ const torch::Tensor& ExperimentSuite::noisy_logits(const std::string& group, dou
   clean_logits();
   NoiseScope scope(engine(group), scale, seed);
   injection_reports_.emplace(key, scope.report());
-  return noisy_logits_.emplace(key, model().last_logits(prompt_ids_).to(torch::kCPU)).first->second;
+  return noisy_logits_.emplace(key, model().last_logits(prompt_ids()).to(torch::kCPU)).first->second;
 }
 
 void ExperimentSuite::timed_cycle(const std::string& group, double scale, uint64_t seed) {
   NoiseEngine& noise = engine(group);
   NoiseScope scope(noise, scale, seed);
-  torch::Tensor logits = model().last_logits(prompt_ids_);
+  torch::Tensor logits = model().last_logits(prompt_ids());
   TSTAR_CHECK(logits.defined());
 }
 
@@ -211,7 +237,7 @@ const ExperimentResult& ExperimentSuite::weight_noise(double scale) {
   validate_scale(scale);
 
   const torch::Tensor& clean = clean_logits();
-  const size_t P = prompt_ids_.size(), S = settings_.seeds.size();
+  const size_t P = prompt_ids().size(), S = settings_.seeds.size();
   stats::TemperatureObjective objective;  // pairs ordered seed-major: index = s * P + p
   double changed = 0, realized = 0;
   for (uint64_t seed : settings_.seeds) {
@@ -320,7 +346,7 @@ const ExperimentResult& ExperimentSuite::layer(const std::string& group, double 
 const ExperimentSuite::Trajectory& ExperimentSuite::clean_trajectory(size_t prompt) {
   if (auto it = trajectories_.find(prompt); it != trajectories_.end()) return it->second;
   Trajectory t;
-  t.prompt_ids = tokenizer_->encode(settings_.evolution_prompts.at(prompt));
+  t.prompt_ids = tokenizer().encode(settings_.evolution_prompts.at(prompt));
   if (t.prompt_ids.empty()) throw Error(fmt::format("evolution prompt {} encodes to no tokens", prompt));
   const int64_t steps = settings_.evolution_steps;
   KVCache cache;
@@ -401,7 +427,7 @@ const ExperimentResult& ExperimentSuite::evolution(size_t prompt, double scale) 
   result.counters["scale"] = scale;
   result.details = {{"prompt", settings_.evolution_prompts[prompt]},
                     {"tokens", clean.tokens},
-                    {"text", tokenizer_->decode(clean.tokens)},
+                    {"text", tokenizer().decode(clean.tokens)},
                     {"alpha_t", alpha_t},
                     {"best_T_t", best_T_t},
                     {"sqrt_1p_alpha_t", notebook_T_t},
@@ -418,7 +444,7 @@ const ExperimentResult& ExperimentSuite::evolution(size_t prompt, double scale) 
 nlohmann::json ExperimentSuite::provenance() {
   nlohmann::json out = runtime_provenance();
   out["model"] = model_provenance(model(), settings_.model);
-  out["tokenizer_sha256"] = tokenizer_->digest();
+  out["tokenizer_sha256"] = tokenizer().digest();
   const std::string prompts = nlohmann::json(settings_.prompts).dump() + nlohmann::json(settings_.evolution_prompts).dump();
   out["prompts_sha256"] = sha256_hex(prompts.data(), prompts.size());
   out["seeds"] = settings_.seeds;

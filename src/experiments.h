@@ -57,9 +57,10 @@ class ExperimentSuite {
   explicit ExperimentSuite(ExperimentSettings settings);
   const ExperimentSettings& settings() const { return settings_; }
   const ModelConfig& config() const { return config_; }
+  std::vector<std::string> benchmark_names() const;  // every experiment this suite can run
   std::vector<std::string> groups() const;  // the noise engine's groups for this model
 
-  // Names as --benchmark_filter sees them.
+  // Names as --benchmark_filter sees them (without Google Benchmark's /real_time suffix).
   static std::string weight_noise_name(double scale);
   static std::string layer_name(const std::string& group, double scale);
   static std::string evolution_name(size_t prompt, double scale);
@@ -78,6 +79,7 @@ class ExperimentSuite {
 
   // Everything computed so far plus provenance; the live weights' digest is recomputed here.
   nlohmann::json results_json();
+  bool has_results() const { return !results_.empty(); }
   nlohmann::json provenance();
 
  private:
@@ -87,6 +89,8 @@ class ExperimentSuite {
     torch::Tensor logits;         // [steps, V] fp32
   };
   Model& model();
+  const Tokenizer& tokenizer();                            // loaded and prompts encoded on first use
+  const std::vector<std::vector<int64_t>>& prompt_ids();
   NoiseEngine& engine(const std::string& group);
   const torch::Tensor& clean_logits();  // [P, V]
   const torch::Tensor& noisy_logits(const std::string& group, double scale, uint64_t seed);  // [P, V]

@@ -109,9 +109,10 @@ TEST(Experiments, BadSettingsAreClearErrors) {
   settings.seeds.clear();
   EXPECT_THROW(ExperimentSuite{settings}, Error);
   settings = small_settings();
-  settings.model = "tiny";  // a preset has no tokenizer
+  settings.model = "tiny";  // a preset has no tokenizer: an error on first use, naming the flag
   try {
     ExperimentSuite suite(settings);
+    suite.weight_noise(0.01);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--tokenizer"), std::string::npos) << e.what();
