@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <set>
 #include <string_view>
@@ -72,6 +73,13 @@ class DuplicateKeyGuard {
 };
 
 json parse_header_json(const uint8_t* begin, uint64_t length, const std::string& origin) {
+  // nlohmann stops at a NUL byte as if the input ended there, which would accept anything after
+  // it; JSON never contains a raw NUL, so reject it up front (found by differential fuzzing
+  // against the reference implementation).
+  if (const void* nul = std::memchr(begin, 0, length)) {
+    fail(origin, fmt::format("header is not valid JSON: NUL byte at header offset {}",
+                             static_cast<const uint8_t*>(nul) - begin));
+  }
   DuplicateKeyGuard guard(origin);
   try {
     return json::parse(begin, begin + length, std::ref(guard));

@@ -238,6 +238,11 @@ TEST(ConfigFile, ReadsAndReportsFileProblems) {
   write_file(broken, "{\n  \"hidden_size\": 1536,\n  \"vocab_size\": \n}");
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(broken); }, {broken.string(), "invalid JSON", "line 4"}));
 
+  const auto truncated_by_nul = dir / "nul.json";
+  write_file(truncated_by_nul, deepseek_config().dump() + std::string("\0{", 2));
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(truncated_by_nul); },
+                                {truncated_by_nul.string(), "NUL byte"}));
+
   const auto wrong = dir / "wrong.json";
   json j = deepseek_config();
   j["hidden_size"] = "big";

@@ -69,6 +69,12 @@ TEST_F(BadFileTest, InvalidUtf8InHeader) {
   EXPECT_TRUE(throws_mentioning([&] { SafetensorsFile::open(path); }, {path, "not valid JSON"}));
 }
 
+TEST_F(BadFileTest, NulByteInHeader) {
+  // A JSON parser that treats NUL as end of input would accept the bytes after it.
+  const auto path = write(image(std::string("{}  \0\0  ", 8), 0));
+  EXPECT_TRUE(throws_mentioning([&] { SafetensorsFile::open(path); }, {path, "NUL byte at header offset 4"}));
+}
+
 TEST_F(BadFileTest, HeaderNotAnObject) {
   const auto path = write(image("[1, 2]", 0));
   EXPECT_TRUE(throws_mentioning([&] { SafetensorsFile::open(path); }, {path, "not a JSON object"}));
