@@ -193,6 +193,11 @@ TEST(ConfigErrors, UnsupportedFeatures) {
   qwen["use_sliding_window"] = true;
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "use_sliding_window"}));
   qwen = deepseek_config();
+  qwen["layer_types"] = {"full_attention", "sliding_attention"};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "\"sliding_attention\""}));
+  qwen["layer_types"] = {"full_attention", "full_attention"};
+  EXPECT_NO_THROW(ModelConfig::from_json(qwen, kOrigin));
+  qwen = deepseek_config();
   qwen["hidden_act"] = "gelu";
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "hidden_act 'gelu'"}));
   qwen = deepseek_config();
