@@ -46,8 +46,9 @@ uint64_t read_le64(const uint8_t* p) {
   return value;
 }
 
-// nlohmann keeps the last of two equal keys silently, which would hide a tensor entry; this parser
-// callback rejects duplicates (at every level) and absurd nesting while the header is parsed.
+// nlohmann (like the reference implementation) keeps the last of two equal keys silently, which
+// would hide a tensor entry; this parser callback rejects duplicates (at every level) and absurd
+// nesting while the header is parsed.
 class DuplicateKeyGuard {
  public:
   explicit DuplicateKeyGuard(const std::string& origin) : origin_(origin) {}
@@ -132,11 +133,7 @@ void parse_offsets(const json& value, const std::string& tensor, const std::stri
 TensorInfo parse_tensor_entry(const std::string& name, const json& entry, uint64_t data_bytes,
                               const std::string& origin) {
   if (!entry.is_object()) fail(origin, fmt::format("tensor '{}': header entry must be a JSON object", name));
-  for (const auto& field : entry.items()) {
-    if (field.key() != "dtype" && field.key() != "shape" && field.key() != "data_offsets") {
-      fail(origin, fmt::format("tensor '{}': unexpected field '{}'", name, field.key()));
-    }
-  }
+  // Other fields are ignored, as the reference implementation ignores them.
   for (const char* field : {"dtype", "shape", "data_offsets"}) {
     if (!entry.contains(field)) fail(origin, fmt::format("tensor '{}': missing field '{}'", name, field));
   }
