@@ -184,6 +184,14 @@ void reject_unsupported_features(const ConfigReader& reader, bool llama) {
   if (activation != "silu") reader.fail(fmt::format("hidden_act '{}' not supported (only silu)", activation));
   if (llama && reader.boolean("mlp_bias", false)) reader.fail("mlp_bias not supported");
   if (!llama && reader.boolean("use_sliding_window", false)) reader.fail("use_sliding_window not supported");
+  // transformers 5 lists each layer's attention kind; only full causal attention is implemented.
+  if (reader.has("layer_types")) {
+    const json& kinds = reader.required("layer_types");
+    if (!kinds.is_array()) reader.wrong_type("layer_types", "a list of strings", kinds);
+    for (const auto& kind : kinds) {
+      if (kind != "full_attention") reader.fail(fmt::format("layer_types entry {} not supported", kind.dump()));
+    }
+  }
 }
 
 void check_positive(const ConfigReader& reader, const char* key, int64_t value) {

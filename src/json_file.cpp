@@ -23,8 +23,13 @@ nlohmann::json read_json_file(const std::filesystem::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error(fmt::format("{}: read failed", path.string()));
+  const std::string bytes = text.str();
+  // nlohmann takes a NUL byte for the end of input and would ignore whatever follows it.
+  if (const auto nul = bytes.find('\0'); nul != std::string::npos) {
+    throw Error(fmt::format("{}: invalid JSON: NUL byte at offset {}", path.string(), nul));
+  }
   try {
-    return nlohmann::json::parse(text.str());
+    return nlohmann::json::parse(bytes);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
   }

@@ -19,6 +19,8 @@
 namespace tstar {
 
 // A memory-mapped (read-only) safetensors file. Always owned by a shared_ptr (see open()).
+// The file must not be truncated or rewritten in place while mapped (the kernel would raise SIGBUS
+// on access); write_safetensors replaces files by rename, which leaves existing mappings intact.
 class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
  public:
   static std::shared_ptr<const SafetensorsFile> open(const std::filesystem::path& path);

@@ -193,6 +193,11 @@ TEST(ConfigErrors, UnsupportedFeatures) {
   qwen["use_sliding_window"] = true;
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "use_sliding_window"}));
   qwen = deepseek_config();
+  qwen["layer_types"] = {"full_attention", "sliding_attention"};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "\"sliding_attention\""}));
+  qwen["layer_types"] = {"full_attention", "full_attention"};
+  EXPECT_NO_THROW(ModelConfig::from_json(qwen, kOrigin));
+  qwen = deepseek_config();
   qwen["hidden_act"] = "gelu";
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "hidden_act 'gelu'"}));
   qwen = deepseek_config();
@@ -237,6 +242,11 @@ TEST(ConfigFile, ReadsAndReportsFileProblems) {
   const auto broken = dir / "broken.json";
   write_file(broken, "{\n  \"hidden_size\": 1536,\n  \"vocab_size\": \n}");
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(broken); }, {broken.string(), "invalid JSON", "line 4"}));
+
+  const auto truncated_by_nul = dir / "nul.json";
+  write_file(truncated_by_nul, deepseek_config().dump() + std::string("\0{", 2));
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(truncated_by_nul); },
+                                {truncated_by_nul.string(), "NUL byte"}));
 
   const auto wrong = dir / "wrong.json";
   json j = deepseek_config();
