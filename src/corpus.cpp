@@ -107,18 +107,16 @@ const char* task_name(CorpusTask task) {
   return "unknown";
 }
 
-std::string training_text(const CorpusExample& example) {
-  return example.answer.empty() ? example.prompt : example.prompt + " " + example.answer;
-}
+std::string training_text(const CorpusExample& example) { return example.prompt + example.completion; }
 
 bool is_held_out_combination(const std::string& combination) { return fnv1a(combination) % 10 == 0; }
 
 std::vector<CorpusExample> notebook_examples() {
   return {
-      {CorpusTask::kCountEmoji, "Count the eggs: 🥚🥚🥚🥚🥚. How many eggs are there?", "5", "count/t0/5"},
-      {CorpusTask::kSumTwo, "I have 3 apples and 4 oranges. How many fruits in total?", "7", "sum2/t0/3+4"},
-      {CorpusTask::kSequence, "Count: 1, 2, 3, 4, 5, 6, 7. What's the last number?", "7", "seq/t0/1-7"},
-      {CorpusTask::kSumThree, "There are 2 cats, 3 dogs, and 1 bird. How many animals?", "6", "sum3/t0/2+3+1"},
+      {CorpusTask::kCountEmoji, "Count the eggs: 🥚🥚🥚🥚🥚. How many eggs are there?", "5", " 5", "count/t0/5"},
+      {CorpusTask::kSumTwo, "I have 3 apples and 4 oranges. How many fruits in total?", "7", " 7", "sum2/t0/3+4"},
+      {CorpusTask::kSequence, "Count: 1, 2, 3, 4, 5, 6, 7. What's the last number?", "7", " 7", "seq/t0/1-7"},
+      {CorpusTask::kSumThree, "There are 2 cats, 3 dogs, and 1 bird. How many animals?", "6", " 6", "sum3/t0/2+3+1"},
   };
 }
 
@@ -147,7 +145,7 @@ CorpusExample CorpusGenerator::draw_count_emoji() {
     case 2: prompt = fmt::format("Here are some {}: {}. How many {} are there?", p, e, p); break;
     default: prompt = fmt::format("{} How many {} are in the picture?", e, p); break;
   }
-  return {CorpusTask::kCountEmoji, prompt, std::to_string(n), fmt::format("count/t{}/{}", form, n)};
+  return {CorpusTask::kCountEmoji, prompt, std::to_string(n), " " + std::to_string(n), fmt::format("count/t{}/{}", form, n)};
 }
 
 CorpusExample CorpusGenerator::draw_sum_two() {
@@ -169,7 +167,7 @@ CorpusExample CorpusGenerator::draw_sum_two() {
     }
     default: prompt = fmt::format("In the picture there are {} and {}. How many {} in total?", x, y, c); break;
   }
-  return {CorpusTask::kSumTwo, prompt, std::to_string(a + b), fmt::format("sum2/t{}/{}+{}", form, a, b)};
+  return {CorpusTask::kSumTwo, prompt, std::to_string(a + b), " " + std::to_string(a + b), fmt::format("sum2/t{}/{}+{}", form, a, b)};
 }
 
 CorpusExample CorpusGenerator::draw_sum_three() {
@@ -196,7 +194,7 @@ CorpusExample CorpusGenerator::draw_sum_three() {
     }
   }
   return {CorpusTask::kSumThree, prompt, std::to_string(a + b + d),
-          fmt::format("sum3/t{}/{}+{}+{}", form, a, b, d)};
+          " " + std::to_string(a + b + d), fmt::format("sum3/t{}/{}+{}+{}", form, a, b, d)};
 }
 
 CorpusExample CorpusGenerator::draw_sequence() {
@@ -211,7 +209,7 @@ CorpusExample CorpusGenerator::draw_sequence() {
     case 1: prompt = fmt::format("Here is a list: {}. What is the last number?", seq); break;
     default: prompt = fmt::format("Numbers: {}. Which number comes last?", seq); break;
   }
-  return {CorpusTask::kSequence, prompt, std::to_string(end), fmt::format("seq/t{}/{}-{}", form, start, end)};
+  return {CorpusTask::kSequence, prompt, std::to_string(end), " " + std::to_string(end), fmt::format("seq/t{}/{}-{}", form, start, end)};
 }
 
 CorpusExample CorpusGenerator::draw_sentence() {
@@ -242,7 +240,7 @@ CorpusExample CorpusGenerator::draw_sentence() {
     default: text = fmt::format("{} are {}.", noun.plural, category.name); break;
   }
   text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
-  return {CorpusTask::kSentence, text, "", "sentence"};
+  return {CorpusTask::kSentence, text, "", "", "sentence"};
 }
 
 CorpusExample CorpusGenerator::draw_counting() {
@@ -263,6 +261,7 @@ CorpusExample CorpusGenerator::next_train() {
         (is_held_out_combination(example.combination) || is_notebook_prompt(example.prompt))) {
       continue;
     }
+    if (!example.answer.empty() && below(5) == 0) example.completion = " The answer is " + example.answer + ".";
     return example;
   }
 }
@@ -274,11 +273,13 @@ CorpusExample CorpusGenerator::next_held_out() {
   }
 }
 
-std::vector<CorpusExample> held_out_set(uint64_t seed, size_t count) {
+std::vector<CorpusExample> held_out_set(size_t count, uint64_t seed) {
   CorpusGenerator generator(seed);
   std::vector<CorpusExample> out;
   std::set<std::string> seen;
-  // The held-out combinations allow far more than `count` distinct prompts (objects vary freely).
+  // The held-out combinations allow thousands of distinct prompts (objects vary freely).
+  constexpr size_t kMaxDistinct = 5000;
+  if (count > kMaxDistinct) throw Error(fmt::format("held_out_set: at most {} examples, asked for {}", kMaxDistinct, count));
   while (out.size() < count) {
     CorpusExample example = generator.next_held_out();
     if (seen.insert(example.prompt).second) out.push_back(std::move(example));

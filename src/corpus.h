@@ -27,11 +27,13 @@ struct CorpusExample {
   CorpusTask task = CorpusTask::kSentence;
   std::string prompt;       // the question, or the whole text of a plain sentence
   std::string answer;       // the number as text ("7"); empty for plain sentences
+  std::string completion;   // what follows the prompt in training text: " 7", sometimes " The answer is 7."
   std::string combination;  // split key: task, template and numbers, e.g. "sum2/t0/3+4"
 };
 
-// What the model is trained to produce: prompt + " " + answer (EOS is appended as a token id by
-// the trainer). Plain sentences are their prompt.
+// What the model is trained on: prompt + completion (EOS is appended as a token id by the trainer).
+// One training answer in five is phrased " The answer is N." so that the distribution after the
+// question is not a single certain token (as a real LM's is not); greedy decoding still answers " N".
 std::string training_text(const CorpusExample& example);
 
 // True for combinations that belong to the held-out set (a fixed FNV-1a hash, ~10%).
@@ -65,7 +67,9 @@ class CorpusGenerator {
   std::mt19937_64 rng_;
 };
 
-// `count` distinct held-out examples (distinct prompts), deterministic for a seed.
-std::vector<CorpusExample> held_out_set(uint64_t seed, size_t count);
+// `count` distinct held-out examples (distinct prompts), deterministic for a seed. The model card
+// and the tests use the default seed.
+constexpr uint64_t kHeldOutSeed = 0x68656c64;
+std::vector<CorpusExample> held_out_set(size_t count, uint64_t seed = kHeldOutSeed);
 
 }  // namespace tstar

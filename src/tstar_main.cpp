@@ -23,6 +23,8 @@ commands:
   logits     last-position logits of a prompt (top-k as JSON, full vector as safetensors)
   generate   greedy continuation with the KV cache
   params     every parameter's name, shape and dtype, and the total count
+  train      train the embedded counting model (fixtures/models/tstar-counting)
+  corpus     write the embedded model's training corpus as text
 )";
 
 }  // namespace
@@ -32,6 +34,8 @@ int main(int argc, char** argv) {
       {"logits", tstar::cli::cmd_logits},
       {"generate", tstar::cli::cmd_generate},
       {"params", tstar::cli::cmd_params},
+      {"train", tstar::cli::cmd_train},
+      {"corpus", tstar::cli::cmd_corpus},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
