@@ -37,5 +37,6 @@ class BenchEnv {
 
 // Each benchmark family registers itself through one of these (called by bench_main.cpp).
 void register_forward_benchmarks(BenchEnv& env);
+void register_synthetic_benchmarks(BenchEnv& env);  // bench_synthetic.cpp: no model
 
 }  // namespace tstar::bench

@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   try {
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
     tstar::bench::register_forward_benchmarks(env);
+    tstar::bench::register_synthetic_benchmarks(env);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
     benchmark::RunSpecifiedBenchmarks();

@@ -24,6 +24,8 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool attention_bias = false;   // q/k/v bias (Qwen2: always; Llama: attention_bias key)
+  bool o_proj_bias = false;      // o_proj bias (Qwen2: never; Llama: attention_bias key, as in HF)
+  int64_t max_position_embeddings = 0;  // informational (default RoPE ignores it); HF default when absent
   std::string torch_dtype = "float32";
   int64_t bos_token_id = -1;     // -1 when absent
   int64_t eos_token_id = -1;

@@ -82,7 +82,7 @@ std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
     projection("self_attn.q_proj", q_dim, c.hidden_size, c.attention_bias);
     projection("self_attn.k_proj", kv_dim, c.hidden_size, c.attention_bias);
     projection("self_attn.v_proj", kv_dim, c.hidden_size, c.attention_bias);
-    projection("self_attn.o_proj", c.hidden_size, q_dim, false);
+    projection("self_attn.o_proj", c.hidden_size, q_dim, c.o_proj_bias);
     out.push_back({p + "post_attention_layernorm.weight", {c.hidden_size}, Role::kNorm});
     projection("mlp.gate_proj", c.intermediate_size, c.hidden_size, false);
     projection("mlp.up_proj", c.intermediate_size, c.hidden_size, false);
@@ -194,6 +194,7 @@ void Model::bind() {
                                  optional_slot(p + "self_attn.q_proj.bias"), slot(p + "self_attn.k_proj.weight"),
                                  optional_slot(p + "self_attn.k_proj.bias"), slot(p + "self_attn.v_proj.weight"),
                                  optional_slot(p + "self_attn.v_proj.bias"), slot(p + "self_attn.o_proj.weight"),
+                                 c.o_proj_bias ? slot(p + "self_attn.o_proj.bias") : kNoSlot,
                                  slot(p + "post_attention_layernorm.weight"), slot(p + "mlp.gate_proj.weight"),
                                  slot(p + "mlp.up_proj.weight"), slot(p + "mlp.down_proj.weight")});
   }
@@ -270,7 +271,7 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   auto scores = torch::matmul(q, k.transpose(2, 3)) * scaling + mask;  // [B, Hq, T, S]
   auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
   auto out = torch::matmul(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
-  return torch::linear(out, p(layer.o_weight));
+  return torch::linear(out, p(layer.o_weight), bias(layer.o_bias));
 }
 
 // SwiGLU: down(silu(gate(x)) * up(x)); no biases.

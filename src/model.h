@@ -96,7 +96,7 @@ class Model {
  private:
   // Positions of one block's tensors in params_ (bias slots are npos when the config has none).
   struct LayerSlots {
-    size_t input_norm, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight;
+    size_t input_norm, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight, o_bias;
     size_t post_norm, gate, up, down;
   };
   struct Rope;     // cos/sin for a batch of positions

@@ -14,26 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "safetensors_header.h"  // TensorInfo, ParsedHeader, parse_safetensors
+
 namespace tstar {
 
-struct TensorInfo {
-  std::string name;
-  torch::ScalarType dtype;     // kFloat, kHalf, kBFloat16 (plus kLong/kInt for golden files)
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;          // offsets relative to the start of the data region
-  uint64_t end = 0;
-};
-
-// Parses and validates a complete safetensors image held in memory (used by the fuzzer and by
-// SafetensorsFile). `origin` names the file in error messages. Throws tstar::Error.
-struct ParsedHeader {
-  std::vector<TensorInfo> tensors;             // sorted by data offset
-  std::map<std::string, std::string> metadata; // "__metadata__"
-  uint64_t data_start = 0;                     // 8 + header length
-};
-ParsedHeader parse_safetensors(const uint8_t* bytes, uint64_t size, const std::string& origin);
-
-class SafetensorsFile {
+// A memory-mapped (read-only) safetensors file. Always owned by a shared_ptr (see open()).
+class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
  public:
   static std::shared_ptr<const SafetensorsFile> open(const std::filesystem::path& path);
   ~SafetensorsFile();
@@ -44,7 +30,9 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorInfo* find(const std::string& name) const;  // nullptr when absent
-  // Zero-copy, read-only view of the mapped bytes; valid while this object lives.
+  // Zero-copy view of the mapped bytes. The mapping is read-only: writing through the view
+  // (any in-place op) faults. The view holds a reference to this file, so the mapping stays
+  // valid as long as the view (or anything sharing its storage) lives.
   torch::Tensor view(const TensorInfo& info) const;
   // Owned copy of a tensor (throws naming the file when absent).
   torch::Tensor load(const std::string& name) const;

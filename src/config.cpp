@@ -1,0 +1,298 @@
+// config.json parsing with transformers' defaults (Qwen2Config / LlamaConfig), strict types.
+#include "config.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "error.h"
+#include "json_file.h"
+
+namespace tstar {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kQwen2 = "Qwen2ForCausalLM";
+constexpr const char* kLlama = "LlamaForCausalLM";
+
+struct ArchitectureInfo {
+  const char* architecture;
+  const char* model_type;
+  int64_t default_max_positions;  // transformers' default max_position_embeddings
+};
+constexpr ArchitectureInfo kArchitectures[] = {{kQwen2, "qwen2", 32768}, {kLlama, "llama", 2048}};
+
+// Any single dimension above this is a corrupt config, and the bound keeps num_parameters()
+// far from int64 overflow.
+constexpr int64_t kMaxDimension = int64_t{1} << 24;
+
+const ArchitectureInfo* find_architecture(const std::string& architecture) {
+  for (const auto& info : kArchitectures) {
+    if (architecture == info.architecture) return &info;
+  }
+  return nullptr;
+}
+
+const ArchitectureInfo& architecture_info(const std::string& architecture) {
+  const ArchitectureInfo* info = find_architecture(architecture);
+  if (!info) throw Error(fmt::format("unknown architecture '{}'", architecture));
+  return *info;
+}
+
+// Parameter count in a wide integer type, so that validation can detect int64 overflow.
+template <typename Int>
+Int count_parameters(const ModelConfig& c) {
+  const Int hidden = c.hidden_size;
+  const Int q_width = Int{c.num_heads} * c.head_dim;
+  const Int kv_width = Int{c.num_kv_heads} * c.head_dim;
+  Int attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden;  // q, k, v, o
+  if (c.attention_bias) attention += q_width + 2 * kv_width;
+  if (c.o_proj_bias) attention += hidden;
+  const Int mlp = 3 * hidden * c.intermediate_size;  // gate, up, down
+  const Int norms = 2 * hidden;                      // input and post-attention RMSNorm
+  const Int embedding = Int{c.vocab_size} * hidden;
+  const Int lm_head = c.tie_word_embeddings ? 0 : embedding;
+  return embedding + Int{c.num_layers} * (attention + mlp + norms) + hidden /* final norm */ + lm_head;
+}
+
+// Typed access to one config object; every error names the file and the key.
+class ConfigReader {
+ public:
+  ConfigReader(const json& config, std::string origin) : config_(config), origin_(std::move(origin)) {}
+  const std::string& origin() const { return origin_; }
+
+  [[noreturn]] void fail(const std::string& what) const { throw Error(fmt::format("{}: {}", origin_, what)); }
+
+  // Absent and JSON null both mean "use the default", as in transformers.
+  bool has(const char* key) const { return config_.contains(key) && !config_[key].is_null(); }
+
+  const json& required(const char* key) const {
+    if (!has(key)) fail(fmt::format("missing required key '{}'", key));
+    return config_[key];
+  }
+
+  int64_t integer(const char* key) const { return as_integer(required(key), key); }
+  int64_t integer(const char* key, int64_t fallback) const { return has(key) ? integer(key) : fallback; }
+
+  double number(const char* key) const {
+    const json& value = required(key);
+    if (!value.is_number()) wrong_type(key, "a number", value);
+    return value.get<double>();
+  }
+  double number(const char* key, double fallback) const { return has(key) ? number(key) : fallback; }
+
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& value = config_[key];
+    if (!value.is_boolean()) wrong_type(key, "true or false", value);
+    return value.get<bool>();
+  }
+
+  std::string string(const char* key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    const json& value = config_[key];
+    if (!value.is_string()) wrong_type(key, "a string", value);
+    return value.get<std::string>();
+  }
+
+  // nullptr when absent or null.
+  const json* object(const char* key) const {
+    if (!has(key)) return nullptr;
+    const json& value = config_[key];
+    if (!value.is_object()) wrong_type(key, "a JSON object", value);
+    return &value;
+  }
+
+  // bos/eos: an integer, or a list of integers (transformers allows several eos ids; the first
+  // is kept), or absent/null/empty (-1).
+  int64_t token_id(const char* key) const {
+    if (!has(key)) return -1;
+    const json& value = config_[key];
+    if (value.is_array()) {
+      if (value.empty()) return -1;
+      return as_integer(value[0], key);
+    }
+    return as_integer(value, key);
+  }
+
+  [[noreturn]] void wrong_type(const char* key, const char* expected, const json& value) const {
+    fail(fmt::format("key '{}' must be {}, got {} {}", key, expected, value.type_name(), value.dump()));
+  }
+
+ private:
+  int64_t as_integer(const json& value, const char* key) const {
+    if (!value.is_number_integer()) wrong_type(key, "an integer", value);
+    if (value.is_number_unsigned() && value.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())) {
+      fail(fmt::format("key '{}' is out of range: {}", key, value.dump()));
+    }
+    return value.get<int64_t>();
+  }
+
+  const json& config_;
+  std::string origin_;
+};
+
+std::string read_architecture(const ConfigReader& reader) {
+  const json& list = reader.required("architectures");
+  if (!list.is_array() || list.empty() || !list[0].is_string()) {
+    reader.wrong_type("architectures", "a non-empty list of strings", list);
+  }
+  const std::string architecture = list[0].get<std::string>();
+  const ArchitectureInfo* info = find_architecture(architecture);
+  if (!info) reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {})", architecture, kQwen2, kLlama));
+  const std::string model_type = reader.string("model_type", info->model_type);
+  if (model_type != info->model_type) {
+    reader.fail(fmt::format("model_type '{}' does not match architecture '{}' (expected '{}')", model_type,
+                            architecture, info->model_type));
+  }
+  return architecture;
+}
+
+// rope_theta at top level (transformers 4.x), or inside rope_parameters (5.x) / rope_scaling
+// (4.x); only the default, unscaled RoPE is implemented.
+double read_rope_theta(const ConfigReader& reader) {
+  double theta = reader.number("rope_theta", 10000.0);
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    const json* rope = reader.object(key);
+    if (!rope) continue;
+    const ConfigReader fields(*rope, fmt::format("{} (in '{}')", reader.origin(), key));
+    const std::string type = fields.string("rope_type", fields.string("type", ""));
+    if (type.empty()) reader.fail(fmt::format("'{}' names no rope_type", key));
+    if (type != "default") reader.fail(fmt::format("{} type '{}' not supported (only default RoPE)", key, type));
+    theta = fields.number("rope_theta", theta);
+  }
+  return theta;
+}
+
+const char* read_dtype(const ConfigReader& reader) {
+  // transformers 5 writes "dtype"; older versions "torch_dtype". Absent means float32.
+  const char* key = reader.has("dtype") ? "dtype" : "torch_dtype";
+  const std::string dtype = reader.string(key, "float32");
+  for (const char* known : {"float32", "float16", "bfloat16"}) {
+    if (dtype == known) return known;
+  }
+  reader.fail(fmt::format("key '{}': unsupported dtype '{}' (supported: float32, float16, bfloat16)", key, dtype));
+}
+
+// Keys whose non-default values change the computation in ways tstar does not implement.
+void reject_unsupported_features(const ConfigReader& reader, bool llama) {
+  const std::string activation = reader.string("hidden_act", "silu");
+  if (activation != "silu") reader.fail(fmt::format("hidden_act '{}' not supported (only silu)", activation));
+  if (llama && reader.boolean("mlp_bias", false)) reader.fail("mlp_bias not supported");
+  if (!llama && reader.boolean("use_sliding_window", false)) reader.fail("use_sliding_window not supported");
+}
+
+void check_positive(const ConfigReader& reader, const char* key, int64_t value) {
+  if (value <= 0 || value > kMaxDimension) {
+    reader.fail(fmt::format("key '{}' must be between 1 and {}, got {}", key, kMaxDimension, value));
+  }
+}
+
+void validate(const ModelConfig& c, const ConfigReader& reader) {
+  check_positive(reader, "hidden_size", c.hidden_size);
+  check_positive(reader, "intermediate_size", c.intermediate_size);
+  check_positive(reader, "num_hidden_layers", c.num_layers);
+  check_positive(reader, "num_attention_heads", c.num_heads);
+  check_positive(reader, "num_key_value_heads", c.num_kv_heads);
+  check_positive(reader, "head_dim", c.head_dim);
+  check_positive(reader, "vocab_size", c.vocab_size);
+  check_positive(reader, "max_position_embeddings", c.max_position_embeddings);
+  if (c.num_heads % c.num_kv_heads != 0) {
+    reader.fail(fmt::format("num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", c.num_heads,
+                            c.num_kv_heads));
+  }
+  if (c.head_dim % 2 != 0) reader.fail(fmt::format("head_dim must be even for RoPE, got {}", c.head_dim));
+  if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps)) {
+    reader.fail(fmt::format("key 'rms_norm_eps' must be positive, got {}", c.rms_norm_eps));
+  }
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) {
+    reader.fail(fmt::format("key 'rope_theta' must be positive, got {}", c.rope_theta));
+  }
+  for (const auto& [key, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"eos_token_id", c.eos_token_id}}) {
+    if (id < -1 || id >= c.vocab_size) {
+      reader.fail(fmt::format("key '{}' = {} lies outside the vocabulary (size {})", key, id, c.vocab_size));
+    }
+  }
+  if (count_parameters<__int128>(c) > std::numeric_limits<int64_t>::max()) {
+    reader.fail("the configuration describes more than 2^63 parameters");
+  }
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
+  const ConfigReader reader(j, origin);
+  if (!j.is_object()) reader.fail("config is not a JSON object");
+  ModelConfig c;
+  c.architecture = read_architecture(reader);
+  const bool llama = c.architecture == kLlama;
+  reject_unsupported_features(reader, llama);
+
+  c.hidden_size = reader.integer("hidden_size");
+  c.intermediate_size = reader.integer("intermediate_size");
+  c.num_layers = reader.integer("num_hidden_layers");
+  c.num_heads = reader.integer("num_attention_heads");
+  c.vocab_size = reader.integer("vocab_size");
+  c.rms_norm_eps = reader.number("rms_norm_eps");
+  check_positive(reader, "num_attention_heads", c.num_heads);
+  c.num_kv_heads = reader.integer("num_key_value_heads", c.num_heads);
+  if (!reader.has("head_dim") && c.hidden_size % c.num_heads != 0) {
+    reader.fail(fmt::format("hidden_size ({}) is not a multiple of num_attention_heads ({}) and head_dim is absent",
+                            c.hidden_size, c.num_heads));
+  }
+  c.head_dim = reader.integer("head_dim", c.hidden_size / c.num_heads);
+  c.rope_theta = read_rope_theta(reader);
+  c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
+  // Qwen2 always has q/k/v bias and never o_proj bias; Llama's attention_bias covers q/k/v/o.
+  c.attention_bias = llama ? reader.boolean("attention_bias", false) : true;
+  c.o_proj_bias = llama && c.attention_bias;
+  c.torch_dtype = read_dtype(reader);
+  c.bos_token_id = reader.token_id("bos_token_id");
+  c.eos_token_id = reader.token_id("eos_token_id");
+  c.max_position_embeddings =
+      reader.integer("max_position_embeddings", architecture_info(c.architecture).default_max_positions);
+  validate(c, reader);
+  return c;
+}
+
+ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
+  return from_json(read_json_file(config_json), config_json.string());
+}
+
+json ModelConfig::to_json() const {
+  const ArchitectureInfo& info = architecture_info(architecture);
+  json j = {
+      {"architectures", {architecture}},
+      {"model_type", info.model_type},
+      {"hidden_size", hidden_size},
+      {"intermediate_size", intermediate_size},
+      {"num_hidden_layers", num_layers},
+      {"num_attention_heads", num_heads},
+      {"num_key_value_heads", num_kv_heads},
+      {"head_dim", head_dim},
+      {"vocab_size", vocab_size},
+      {"rms_norm_eps", rms_norm_eps},
+      {"rope_theta", rope_theta},
+      {"tie_word_embeddings", tie_word_embeddings},
+      {"hidden_act", "silu"},
+      {"max_position_embeddings", max_position_embeddings},
+      {"torch_dtype", torch_dtype},
+  };
+  if (architecture == kLlama) {
+    j["attention_bias"] = attention_bias;
+    j["mlp_bias"] = false;
+  } else {
+    j["use_sliding_window"] = false;
+  }
+  if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
+  if (eos_token_id >= 0) j["eos_token_id"] = eos_token_id;
+  return j;
+}
+
+int64_t ModelConfig::num_parameters() const { return count_parameters<int64_t>(*this); }
+
+}  // namespace tstar

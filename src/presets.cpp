@@ -1,0 +1,92 @@
+// Named model shapes. The two real ones copy the published config.json of their checkpoints, so a
+// preset with random weights has exactly the tensor shapes (and cost) of the real model.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <utility>
+
+#include "config.h"
+#include "error.h"
+
+namespace tstar {
+namespace {
+
+ModelConfig qwen2_shape(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads,
+                        int64_t vocab) {
+  ModelConfig c;
+  c.architecture = "Qwen2ForCausalLM";
+  c.hidden_size = hidden;
+  c.intermediate_size = intermediate;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = hidden / heads;
+  c.vocab_size = vocab;
+  c.rms_norm_eps = 1e-6;
+  c.attention_bias = true;  // Qwen2: q/k/v always carry a bias
+  return c;
+}
+
+// deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B: config.json, with bos from generation_config.json.
+ModelConfig deepseek_r1_distill_qwen_1_5b() {
+  ModelConfig c = qwen2_shape(1536, 8960, 28, 12, 2, 151936);
+  c.rope_theta = 10000.0;
+  c.tie_word_embeddings = false;
+  c.torch_dtype = "bfloat16";
+  c.bos_token_id = 151646;
+  c.eos_token_id = 151643;
+  c.max_position_embeddings = 131072;
+  return c;
+}
+
+// Qwen/Qwen2.5-0.5B: config.json.
+ModelConfig qwen2_5_0_5b() {
+  ModelConfig c = qwen2_shape(896, 4864, 24, 14, 2, 151936);
+  c.rope_theta = 1000000.0;
+  c.tie_word_embeddings = true;
+  c.torch_dtype = "bfloat16";
+  c.bos_token_id = 151643;
+  c.eos_token_id = 151643;
+  c.max_position_embeddings = 32768;
+  return c;
+}
+
+// A Qwen2-shaped toy for fast tests: every code path (GQA, biases, untied head) at small size.
+ModelConfig tiny() {
+  ModelConfig c = qwen2_shape(64, 160, 2, 4, 2, 512);
+  c.rope_theta = 10000.0;
+  c.tie_word_embeddings = false;
+  c.torch_dtype = "float32";
+  c.max_position_embeddings = 2048;
+  return c;
+}
+
+std::vector<std::pair<std::string, ModelConfig (*)()>> presets() {
+  return {{"deepseek-r1-distill-qwen-1.5b", deepseek_r1_distill_qwen_1_5b},
+          {"qwen2.5-0.5b", qwen2_5_0_5b},
+          {"tiny", tiny}};
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& preset : presets()) names.push_back(preset.first);
+  return names;
+}
+
+bool is_preset(const std::string& name) {
+  for (const auto& preset : presets()) {
+    if (preset.first == name) return true;
+  }
+  return false;
+}
+
+ModelConfig preset_config(const std::string& name) {
+  for (const auto& [preset, make] : presets()) {
+    if (preset == name) return make();
+  }
+  throw Error(fmt::format("unknown preset '{}' (known presets: {})", name, fmt::join(preset_names(), ", ")));
+}
+
+}  // namespace tstar

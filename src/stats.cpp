@@ -1,0 +1,512 @@
+#include "stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "error.h"
+
+namespace tstar::stats {
+namespace {
+
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// A [V] floating tensor as doubles on the host; `name` says which argument was wrong.
+std::vector<double> to_doubles(const torch::Tensor& t, const std::string& name) {
+  if (!t.defined()) throw Error("stats: tensor '" + name + "' is undefined");
+  if (t.dim() != 1)
+    throw Error("stats: tensor '" + name + "' must be 1-D [V], got " + std::to_string(t.dim()) + "-D");
+  if (!t.is_floating_point()) throw Error("stats: tensor '" + name + "' must have a floating dtype");
+  torch::Tensor host = t.detach().to(torch::kCPU).to(torch::kDouble).contiguous();
+  const double* data = host.data_ptr<double>();
+  std::vector<double> out(data, data + host.numel());
+  for (double v : out)
+    if (!std::isfinite(v)) throw Error("stats: tensor '" + name + "' holds a non-finite value");
+  return out;
+}
+
+void check_same_vocab(const std::vector<double>& clean, const std::vector<double>& noisy) {
+  if (clean.size() != noisy.size())
+    throw Error("stats: 'clean' has " + std::to_string(clean.size()) + " logits but 'noisy' has " +
+                std::to_string(noisy.size()));
+  if (clean.size() < 2) throw Error("stats: need at least 2 logits, got " + std::to_string(clean.size()));
+}
+
+void check_temperature(double T) {
+  if (!(T > 0) || !std::isfinite(T)) throw Error("stats: temperature must be finite and > 0, got " + std::to_string(T));
+}
+
+double mean_of(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum / static_cast<double>(v.size());
+}
+
+// Two-pass sum of squared deviations (stable for large means such as logits ~1e4).
+double squared_deviations(const std::vector<double>& v) {
+  const double mean = mean_of(v);
+  double sum = 0;
+  for (double x : v) sum += (x - mean) * (x - mean);
+  return sum;
+}
+
+double unbiased_variance(const std::vector<double>& v) {
+  return squared_deviations(v) / static_cast<double>(v.size() - 1);
+}
+
+int64_t first_argmax(const std::vector<double>& v) {
+  return std::max_element(v.begin(), v.end()) - v.begin();
+}
+
+double log_sum_exp(const std::vector<double>& v) {
+  const double max = *std::max_element(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += std::exp(x - max);
+  return max + std::log(sum);
+}
+
+LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<double>& noisy) {
+  LogitNoise m;
+  m.vocab = static_cast<int64_t>(clean.size());
+  m.tau2 = unbiased_variance(clean);
+  std::vector<double> diff(clean.size());
+  for (size_t i = 0; i < clean.size(); ++i) diff[i] = noisy[i] - clean[i];
+  m.sigma2 = unbiased_variance(diff);
+  m.alpha = m.tau2 > 0 ? m.sigma2 / m.tau2 : 0.0;
+
+  const double lse = log_sum_exp(clean);
+  double mean_p = 0;
+  for (double z : clean) {
+    const double p = std::exp(z - lse);
+    mean_p += p * z;
+    m.sum_p2 += p * p;
+    m.max_p = std::max(m.max_p, p);
+  }
+  for (double z : clean) m.var_p += std::exp(z - lse) * (z - mean_p) * (z - mean_p);
+  m.clean_argmax = first_argmax(clean);
+  m.noisy_argmax = first_argmax(noisy);
+  m.top1_match = m.clean_argmax == m.noisy_argmax;
+  return m;
+}
+
+// Linear-interpolated quantile of sorted values (numpy's default method).
+double sorted_quantile(const std::vector<double>& sorted, double q) {
+  const double pos = q * static_cast<double>(sorted.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(pos));
+  if (below + 1 >= sorted.size()) return sorted.back();
+  const double frac = pos - static_cast<double>(below);
+  return sorted[below] + frac * (sorted[below + 1] - sorted[below]);
+}
+
+// Uniform index in [0, n) without modulo bias; portable, unlike std::uniform_int_distribution.
+size_t uniform_index(std::mt19937_64& rng, size_t n) {
+  const uint64_t bound = static_cast<uint64_t>(n);
+  const uint64_t reject_below = (0 - bound) % bound;  // 2^64 mod n
+  uint64_t r = rng();
+  while (r < reject_below) r = rng();
+  return static_cast<size_t>(r % bound);
+}
+
+// Continued fraction of the regularized incomplete beta function (modified Lentz's method).
+double incomplete_beta_fraction(double a, double b, double x) {
+  const double tiny = 1e-300;
+  auto guard = [tiny](double v) { return std::abs(v) < tiny ? tiny : v; };
+  double c = 1.0;
+  double d = 1.0 / guard(1.0 - (a + b) * x / (a + 1.0));
+  double h = d;
+  for (int m = 1; m <= 1000; ++m) {
+    const double two_m = 2.0 * m;
+    const double even = m * (b - m) * x / ((a + two_m - 1.0) * (a + two_m));
+    d = 1.0 / guard(1.0 + even * d);
+    c = guard(1.0 + even / c);
+    h *= d * c;
+    const double odd = -(a + m) * (a + b + m) * x / ((a + two_m) * (a + two_m + 1.0));
+    d = 1.0 / guard(1.0 + odd * d);
+    c = guard(1.0 + odd / c);
+    const double delta = d * c;
+    h *= delta;
+    if (std::abs(delta - 1.0) < 1e-16) break;
+  }
+  return h;
+}
+
+// I_x(a, b), the regularized incomplete beta function.
+double regularized_incomplete_beta(double a, double b, double x) {
+  if (x <= 0) return 0.0;
+  if (x >= 1) return 1.0;
+  const double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) +
+                           b * std::log1p(-x);
+  // The fraction converges fast only below the mean of the beta distribution; use symmetry above.
+  if (x < (a + 1.0) / (a + b + 2.0)) return std::exp(log_front) * incomplete_beta_fraction(a, b, x) / a;
+  return 1.0 - std::exp(log_front) * incomplete_beta_fraction(b, a, 1.0 - x) / b;
+}
+
+}  // namespace
+
+// ---- One pair ----------------------------------------------------------------------------------
+
+LogitNoise measure(const torch::Tensor& clean, const torch::Tensor& noisy) {
+  const std::vector<double> z = to_doubles(clean, "clean");
+  const std::vector<double> y = to_doubles(noisy, "noisy");
+  check_same_vocab(z, y);
+  return measure_vectors(z, y);
+}
+
+std::vector<LogitNoise> measure_rows(const torch::Tensor& clean, const torch::Tensor& noisy) {
+  if (clean.dim() != 2 || !clean.sizes().equals(noisy.sizes()))
+    throw Error("stats: measure_rows needs 'clean' and 'noisy' of the same shape [N, V]");
+  std::vector<LogitNoise> out;
+  for (int64_t row = 0; row < clean.size(0); ++row) out.push_back(measure(clean[row], noisy[row]));
+  return out;
+}
+
+double kl_clean_to_tempered(const torch::Tensor& clean, const torch::Tensor& noisy, double T) {
+  TemperatureObjective one;
+  one.add(clean, noisy);
+  return one.kl(0, T);
+}
+
+double p_correct(const torch::Tensor& clean, const torch::Tensor& noisy, double T) {
+  TemperatureObjective one;
+  one.add(clean, noisy);
+  return one.p_correct(0, T);
+}
+
+// ---- Predictors --------------------------------------------------------------------------------
+
+std::vector<Predictor> predictors() {
+  return {
+      {"sqrt_1p_alpha", "sqrt(1+alpha)", [](const LogitNoise& m) { return std::sqrt(1.0 + m.alpha); }},
+      {"1p_alpha", "1+alpha", [](const LogitNoise& m) { return 1.0 + m.alpha; }},
+      {"1p_sigma2_over_var_p", "1+sigma^2/Var_p(z)",
+       [](const LogitNoise& m) { return 1.0 + m.sigma2 / m.var_p; }},
+      {"1p_sigma2_1m_sum_p2_over_var_p", "1+sigma^2(1-sum p^2)/Var_p(z)",
+       [](const LogitNoise& m) { return 1.0 + m.sigma2 * (1.0 - m.sum_p2) / m.var_p; }},
+  };
+}
+
+// ---- The averaged KL objective -----------------------------------------------------------------
+
+void TemperatureObjective::add(const torch::Tensor& clean, const torch::Tensor& noisy) {
+  Pair pair;
+  pair.clean = to_doubles(clean, "clean");
+  pair.noisy = to_doubles(noisy, "noisy");
+  check_same_vocab(pair.clean, pair.noisy);
+  pair.clean_lse = log_sum_exp(pair.clean);
+  pair.clean_p.resize(pair.clean.size());
+  for (size_t i = 0; i < pair.clean.size(); ++i) pair.clean_p[i] = std::exp(pair.clean[i] - pair.clean_lse);
+  pair.noisy_max = *std::max_element(pair.noisy.begin(), pair.noisy.end());
+  pair.clean_argmax = first_argmax(pair.clean);
+  noise_.push_back(measure_vectors(pair.clean, pair.noisy));
+  pairs_.push_back(std::move(pair));
+}
+
+double TemperatureObjective::noisy_lse(const Pair& pair, double T) {
+  const double shift = pair.noisy_max / T;
+  double sum = 0;
+  for (double y : pair.noisy) sum += std::exp(y / T - shift);
+  return shift + std::log(sum);
+}
+
+void TemperatureObjective::check_pair(size_t pair, double T) const {
+  if (pair >= pairs_.size())
+    throw Error("stats: pair " + std::to_string(pair) + " of " + std::to_string(pairs_.size()));
+  check_temperature(T);
+}
+
+// KL = sum_i p_i [log p_i - log q_i] = sum_i p_i [(z_i - y_i/T) + (lse(y/T) - lse(z))]. Written this
+// way each term is exactly 0 when y == z and T == 1, and no exp of an unshifted logit appears.
+double TemperatureObjective::kl(size_t pair_index, double T) const {
+  check_pair(pair_index, T);
+  const Pair& pair = pairs_[pair_index];
+  const double lse_gap = noisy_lse(pair, T) - pair.clean_lse;
+  double sum = 0;
+  for (size_t i = 0; i < pair.clean.size(); ++i)
+    sum += pair.clean_p[i] * ((pair.clean[i] - pair.noisy[i] / T) + lse_gap);
+  return sum;
+}
+
+double TemperatureObjective::p_correct(size_t pair_index, double T) const {
+  check_pair(pair_index, T);
+  const Pair& pair = pairs_[pair_index];
+  return std::exp(pair.noisy[pair.clean_argmax] / T - noisy_lse(pair, T));
+}
+
+double TemperatureObjective::mean_kl(double T) const {
+  if (pairs_.empty()) throw Error("stats: mean KL of an empty TemperatureObjective");
+  double sum = 0;
+  for (size_t i = 0; i < pairs_.size(); ++i) sum += kl(i, T);
+  return sum / static_cast<double>(pairs_.size());
+}
+
+double TemperatureObjective::mean_p_correct(double T) const {
+  if (pairs_.empty()) throw Error("stats: mean p_correct of an empty TemperatureObjective");
+  double sum = 0;
+  for (size_t i = 0; i < pairs_.size(); ++i) sum += p_correct(i, T);
+  return sum / static_cast<double>(pairs_.size());
+}
+
+// ---- 1-D minimisation --------------------------------------------------------------------------
+
+// Brent (1973): keep the bracket [a, b], the best point x and the two previous best w, v; try the
+// parabola through x, w, v and fall back to a golden-section step whenever the parabola's step is
+// not inside the bracket or not at most half the step before last (which guarantees progress).
+Minimum minimize_brent(const std::function<double(double)>& f, double lo, double hi, double tol) {
+  if (!(lo < hi) || !(tol > 0)) throw Error("stats: minimize_brent needs lo < hi and tol > 0");
+  const double golden = 0.5 * (3.0 - std::sqrt(5.0));
+  const double relative = std::sqrt(std::numeric_limits<double>::epsilon());
+  Minimum result;
+  auto eval = [&](double at) {
+    ++result.evaluations;
+    const double value = f(at);
+    if (std::isnan(value)) throw Error("stats: objective is NaN at " + std::to_string(at));
+    return value;
+  };
+  double a = lo, b = hi;
+  double x = a + golden * (b - a), w = x, v = x;
+  double fx = eval(x), fw = fx, fv = fx;
+  double step = 0, step_before = 0;
+  for (int iter = 0; iter < 1000; ++iter) {
+    const double mid = 0.5 * (a + b);
+    const double tol1 = relative * std::abs(x) + tol / 3.0;
+    const double tol2 = 2.0 * tol1;
+    if (std::abs(x - mid) <= tol2 - 0.5 * (b - a)) break;
+    bool parabolic = false;
+    if (std::abs(step_before) > tol1) {
+      const double r = (x - w) * (fx - fv);
+      double q = (x - v) * (fx - fw);
+      double p = (x - v) * q - (x - w) * r;
+      q = 2.0 * (q - r);
+      if (q > 0) p = -p;
+      q = std::abs(q);
+      if (std::abs(p) < std::abs(0.5 * q * step_before) && p > q * (a - x) && p < q * (b - x)) {
+        step_before = step;
+        step = p / q;
+        const double u = x + step;
+        if (u - a < tol2 || b - u < tol2) step = mid > x ? tol1 : -tol1;  // don't probe the ends
+        parabolic = true;
+      }
+    }
+    if (!parabolic) {
+      step_before = (x >= mid ? a : b) - x;
+      step = golden * step_before;
+    }
+    const double u = x + (std::abs(step) >= tol1 ? step : (step > 0 ? tol1 : -tol1));
+    const double fu = eval(u);
+    if (fu <= fx) {
+      (u >= x ? a : b) = x;
+      v = w, fv = fw, w = x, fw = fx, x = u, fx = fu;
+    } else {
+      (u < x ? a : b) = u;
+      if (fu <= fw || w == x) {
+        v = w, fv = fw, w = u, fw = fu;
+      } else if (fu <= fv || v == x || v == w) {
+        v = u, fv = fu;
+      }
+    }
+  }
+  // The interior search never evaluates the ends; a minimum on an end shows up as x within tol of it.
+  const double f_lo = eval(lo), f_hi = eval(hi);
+  result.x = x;
+  result.value = fx;
+  if (f_lo <= fx && f_lo <= f_hi) {
+    result.x = lo, result.value = f_lo;
+  } else if (f_hi <= fx) {
+    result.x = hi, result.value = f_hi;
+  }
+  result.at_boundary = result.x - lo <= tol || hi - result.x <= tol;
+  return result;
+}
+
+TempSearch best_temperature(const std::function<double(double)>& objective, double lo, double hi,
+                            double tol) {
+  if (!(lo > 0)) throw Error("stats: temperature search needs lo > 0, got " + std::to_string(lo));
+  const Minimum m = minimize_brent(objective, lo, hi, tol);
+  TempSearch out;
+  out.T = m.x;
+  out.objective = m.value;
+  out.at_boundary = m.at_boundary;
+  out.lo = lo;
+  out.hi = hi;
+  out.evaluations = m.evaluations;
+  return out;
+}
+
+std::vector<double> grid(double lo, double hi, double step) {
+  if (!(step > 0) || !(hi >= lo)) throw Error("stats: grid needs step > 0 and hi >= lo");
+  const double intervals = (hi - lo) / step;
+  const long long count = std::llround(intervals);
+  if (std::abs(intervals - static_cast<double>(count)) > 1e-6)
+    throw Error("stats: grid: (hi - lo) is not a whole number of steps");
+  std::vector<double> points;
+  for (long long k = 0; k <= count; ++k) points.push_back(lo + static_cast<double>(k) * step);
+  return points;
+}
+
+std::vector<double> notebook_temperature_grid() { return grid(0.80, 1.48, 0.02); }
+
+GridScan scan_grid(const std::function<double(double)>& objective, const std::vector<double>& points) {
+  if (points.empty()) throw Error("stats: scan_grid of an empty grid");
+  GridScan scan;
+  scan.points = points;
+  for (double T : points) scan.values.push_back(objective(T));
+  scan.best_index = std::min_element(scan.values.begin(), scan.values.end()) - scan.values.begin();
+  scan.at_boundary = scan.best_index == 0 || scan.best_index + 1 == points.size();
+  return scan;
+}
+
+// ---- Comparing predictors ----------------------------------------------------------------------
+
+TemperatureReport report_temperature(const TemperatureObjective& objective, double lo, double hi,
+                                     double tol) {
+  if (objective.size() == 0) throw Error("stats: report_temperature of an empty TemperatureObjective");
+  TemperatureReport report;
+  report.best = best_temperature([&](double T) { return objective.mean_kl(T); }, lo, hi, tol);
+  report.kl_at_1 = objective.mean_kl(1.0);
+  report.kl_at_best = report.best.objective;
+  report.p_correct_at_1 = objective.mean_p_correct(1.0);
+  report.p_correct_at_best = objective.mean_p_correct(report.best.T);
+  std::vector<double> alphas;
+  for (const LogitNoise& m : objective.noise()) alphas.push_back(m.alpha);
+  report.mean_alpha = mean_of(alphas);
+  for (const Predictor& predictor : predictors()) {
+    std::vector<double> values;
+    for (const LogitNoise& m : objective.noise()) values.push_back(predictor.predict(m));
+    const double value = mean_of(values);
+    report.predictions.push_back({predictor.key, predictor.formula, value, value - report.best.T});
+  }
+  return report;
+}
+
+// ---- Across seeds and prompts ------------------------------------------------------------------
+
+double student_t_cdf(double t, double df) {
+  if (!(df > 0)) throw Error("stats: Student t needs df > 0");
+  const double tail = 0.5 * regularized_incomplete_beta(0.5 * df, 0.5, df / (df + t * t));
+  return t >= 0 ? 1.0 - tail : tail;
+}
+
+double student_t_quantile(double p, double df) {
+  if (!(p > 0 && p < 1)) throw Error("stats: Student t quantile needs 0 < p < 1");
+  if (p < 0.5) return -student_t_quantile(1.0 - p, df);
+  double lo = 0.0, hi = 1.0;
+  while (student_t_cdf(hi, df) < p) {
+    lo = hi;
+    hi *= 2.0;
+    if (hi > 1e300) throw Error("stats: Student t quantile out of range");
+  }
+  // The CDF is monotone, so bisection converges to full double precision.
+  for (int iter = 0; iter < 2000 && hi - lo > 1e-15 * hi; ++iter) {
+    const double mid = 0.5 * (lo + hi);
+    (student_t_cdf(mid, df) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+Interval t_interval(const std::vector<double>& values, double level) {
+  if (values.empty()) throw Error("stats: t_interval of no values");
+  if (!(level > 0 && level < 1)) throw Error("stats: interval level must be in (0, 1)");
+  Interval out{mean_of(values), kNaN, kNaN, values.size()};
+  if (values.size() < 2) return out;
+  const double n = static_cast<double>(values.size());
+  const double sample_std = std::sqrt(squared_deviations(values) / (n - 1.0));
+  const double half = student_t_quantile(0.5 * (1.0 + level), n - 1.0) * sample_std / std::sqrt(n);
+  out.lo = out.mean - half;
+  out.hi = out.mean + half;
+  return out;
+}
+
+Interval bootstrap_interval(const std::vector<double>& values, double level, int resamples,
+                            uint64_t seed) {
+  if (values.empty()) throw Error("stats: bootstrap_interval of no values");
+  if (!(level > 0 && level < 1) || resamples < 2)
+    throw Error("stats: bootstrap needs a level in (0, 1) and at least 2 resamples");
+  Interval out{mean_of(values), kNaN, kNaN, values.size()};
+  if (values.size() < 2) return out;
+  std::mt19937_64 rng(seed);
+  std::vector<double> means;
+  means.reserve(resamples);
+  for (int r = 0; r < resamples; ++r) {
+    double sum = 0;
+    for (size_t i = 0; i < values.size(); ++i) sum += values[uniform_index(rng, values.size())];
+    means.push_back(sum / static_cast<double>(values.size()));
+  }
+  std::sort(means.begin(), means.end());
+  out.lo = sorted_quantile(means, 0.5 * (1.0 - level));
+  out.hi = sorted_quantile(means, 0.5 * (1.0 + level));
+  return out;
+}
+
+Spread spread(const std::vector<double>& values) {
+  if (values.empty()) throw Error("stats: spread of no values");
+  Spread s;
+  s.n = values.size();
+  s.mean = mean_of(values);
+  s.std = std::sqrt(squared_deviations(values) / static_cast<double>(values.size()));
+  s.min = *std::min_element(values.begin(), values.end());
+  s.max = *std::max_element(values.begin(), values.end());
+  return s;
+}
+
+// ---- Trends --------------------------------------------------------------------------------------
+
+LinearFit fit_line(const std::vector<double>& x, const std::vector<double>& y) {
+  if (x.size() != y.size() || x.size() < 2) throw Error("stats: fit_line needs >= 2 (x, y) points");
+  const double mx = mean_of(x), my = mean_of(y);
+  double sxy = 0, sxx = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+  }
+  if (!(sxx > 0)) throw Error("stats: fit_line needs at least two distinct x values");
+  LinearFit fit;
+  fit.slope = sxy / sxx;
+  fit.intercept = my - fit.slope * mx;
+  return fit;
+}
+
+LinearFit fit_line(const std::vector<double>& y) {
+  std::vector<double> steps(y.size());
+  for (size_t i = 0; i < y.size(); ++i) steps[i] = static_cast<double>(i);
+  return fit_line(steps, y);
+}
+
+std::string trend_label(double slope, double threshold) {
+  if (slope > threshold) return "increase";
+  if (slope < -threshold) return "decrease";
+  return "stable";
+}
+
+ScheduleFit fit_schedule(const std::vector<double>& best_T, double beta_max) {
+  if (best_T.size() < 2) throw Error("stats: fit_schedule needs at least 2 steps");
+  if (!(beta_max > 0)) throw Error("stats: fit_schedule needs beta_max > 0");
+  // For a fixed beta, T_max minimising sum (T_t - T_max g_t)^2 is sum T_t g_t / sum g_t^2.
+  auto t_max_for = [&](double beta) {
+    double num = 0, den = 0;
+    for (size_t t = 0; t < best_T.size(); ++t) {
+      const double g = 1.0 / std::sqrt(1.0 + beta * static_cast<double>(t));
+      num += best_T[t] * g;
+      den += g * g;
+    }
+    return num / den;
+  };
+  auto squared_error = [&](double beta) {
+    const double t_max = t_max_for(beta);
+    double sum = 0;
+    for (size_t t = 0; t < best_T.size(); ++t) {
+      const double r = best_T[t] - t_max / std::sqrt(1.0 + beta * static_cast<double>(t));
+      sum += r * r;
+    }
+    return sum;
+  };
+  const Minimum m = minimize_brent(squared_error, 0.0, beta_max, 1e-8);
+  ScheduleFit fit;
+  fit.beta = m.x;
+  fit.T_max = t_max_for(m.x);
+  fit.rms_error = std::sqrt(m.value / static_cast<double>(best_T.size()));
+  fit.at_boundary = m.at_boundary;
+  return fit;
+}
+
+}  // namespace tstar::stats
