@@ -23,6 +23,7 @@ namespace {
 constexpr int64_t kVocabMultiple = 64;       // embedding rows rounded up, as Qwen pads its vocabulary
 constexpr int64_t kChunkBatches = 8;         // batches drawn together and sorted by length
 constexpr int64_t kMaxAnswerTokens = 5;      // " ", up to two digits, EOS, one spare
+constexpr int64_t kMaxPositions = 512;       // training examples are < 80 tokens; informational for HF
 
 ModelConfig model_config(const TrainOptions& o, const Tokenizer& tokenizer) {
   if (o.hidden_size % o.num_heads != 0 || o.num_heads % o.num_kv_heads != 0) {
@@ -39,6 +40,7 @@ ModelConfig model_config(const TrainOptions& o, const Tokenizer& tokenizer) {
   c.head_dim = o.hidden_size / o.num_heads;
   c.vocab_size = (tokenizer.vocab_size() + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple;
   c.rope_theta = 10000.0;
+  c.max_position_embeddings = kMaxPositions;
   c.rms_norm_eps = 1e-6;
   c.tie_word_embeddings = false;
   c.attention_bias = true;
@@ -264,7 +266,7 @@ HF tokenizers on the corpus written by `tstar corpus` (see tokenizer_provenance.
                                  r.train_seconds, r.train_seconds / 60.0, r.tokens_per_second, r.examples_seen,
                                  r.tokens_seen, c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads,
                                  c.num_kv_heads, c.head_dim, c.rope_theta, c.rms_norm_eps, c.vocab_size,
-                                 c.vocab_size, c.eos_token_id, r.num_parameters);
+                                 r.tokenizer_size, c.eos_token_id, r.num_parameters);
   for (const auto& point : r.curve) card += fmt::format("| {} | {:.4f} | {:.0f} |\n", point.step, point.loss, point.seconds);
   card += fmt::format("\n## Held-out accuracy (greedy, {} examples)\n\n| task | correct | accuracy |\n|---|---:|---:|\n",
                       r.held_out.total);
@@ -323,6 +325,7 @@ TrainResult train_counting_model(const TrainOptions& o, const std::function<void
 
   TrainResult result;
   result.config = model_config(o, tokenizer);
+  result.tokenizer_size = tokenizer.vocab_size();
   Model model = Model::from_parameters(result.config, initial_parameters(result.config, o.seed), LoadOptions{});
   result.num_parameters = model.parameters().num_elements();
   torch::optim::AdamW optimizer = make_optimizer(model.parameters(), result.config, o);

@@ -68,6 +68,7 @@ struct TrainProgress {
 struct TrainResult {
   ModelConfig config;
   int64_t num_parameters = 0;
+  int64_t tokenizer_size = 0;      // tokens in tokenizer.json (the embedding has vocab_size >= this rows)
   std::vector<LossPoint> curve;
   double train_seconds = 0.0;
   double tokens_per_second = 0.0;  // real (non-padding) tokens

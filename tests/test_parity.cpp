@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <map>
 
 #include "model.h"
 #include "safetensors.h"
@@ -108,8 +109,14 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokens) {
   EXPECT_GT(compared, 4);  // the check must not pass vacuously
 }
 
-INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity, ::testing::Values("qwen2-tiny", "llama-tiny"),
-                         [](const auto& info) { return info.param == "qwen2-tiny" ? "Qwen2" : "LlamaTiedSharded"; });
+// tstar-counting is the embedded default model that `tstar train` made (fixtures/embedded/make_golden.py).
+INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity, ::testing::Values("qwen2-tiny", "llama-tiny", "tstar-counting"),
+                         [](const auto& info) {
+                           const std::map<std::string, std::string> names = {
+                               {"qwen2-tiny", "Qwen2"}, {"llama-tiny", "LlamaTiedSharded"},
+                               {"tstar-counting", "EmbeddedCounting"}};
+                           return names.at(info.param);
+                         });
 
 }  // namespace
 }  // namespace tstar
