@@ -14,11 +14,13 @@ namespace tstar {
 namespace {
 
 // fp32: HF's own fp32 results move by ~2e-6 between its cached and uncached paths (golden.json's
-// fp32_cross_check), so 1e-5 leaves room for a different summation order and nothing else.
+// fp32_cross_check); tstar measured <= 2.8e-6 here. 1e-5 leaves room for a different summation
+// order and nothing else (a wrong RoPE, mask or norm moves logits by >1e-2).
 constexpr float kFp32Tolerance = 1e-5f;
-// bf16: activations are rounded to 8 significant bits after every op; with logits of std ~0.8 a
-// different (equally valid) rounding order moves logits by a few bf16 ulps at |x| ~ 2-4 (ulp 1/64).
-constexpr float kBf16Tolerance = 0.125f;
+// bf16: activations are rounded to 8 significant bits after every op, so an equally valid order of
+// operations moves logits by a few bf16 ulps (ulp = 1/64 at |x| in [2, 4)); measured <= 0.051 here.
+// 4 ulps at that magnitude:
+constexpr float kBf16Tolerance = 0.0625f;
 
 struct Golden {
   nlohmann::json meta;
@@ -95,14 +97,15 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokens) {
               kBf16Tolerance) << "prompt " << b;
     EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], expected[static_cast<int64_t>(b)]), kBf16Tolerance);
   }
-  // Greedy tokens must agree wherever HF's choice is not a near-tie in bf16; after the first
-  // near-tie the two trajectories may legitimately part, so comparison stops there.
+  // Greedy tokens must agree wherever HF's top-2 margin exceeds what two logits within tolerance can
+  // overturn; after the first such near-tie the trajectories may legitimately part, so comparison
+  // stops there.
   const auto expected_ids = golden.meta.at("greedy_ids_bf16").get<std::vector<std::vector<int64_t>>>();
   const auto margins = golden.meta.at("greedy_top2_margin_bf16").get<std::vector<std::vector<double>>>();
   const auto generated = model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>());
   int compared = 0;
   for (size_t b = 0; b < expected_ids.size(); ++b) {
-    for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > kBf16Tolerance; ++k, ++compared) {
+    for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * kBf16Tolerance; ++k, ++compared) {
       EXPECT_EQ(generated[b][k], expected_ids[b][k]) << "prompt " << b << " step " << k;
     }
   }

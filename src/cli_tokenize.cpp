@@ -1,0 +1,49 @@
+// `tstar tokenize`: text to token ids (and back) with a Hugging Face tokenizer.json.
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "error.h"
+#include "tokenizer.h"
+
+namespace tstar::cli {
+
+namespace {
+
+const char* kTokenizeHelp = R"(usage: tstar tokenize --tokenizer DIR_OR_FILE --text "..." [--no-special] [--decode]
+
+Prints JSON {"ids": [...]} with the token ids of the text, exactly as Hugging Face
+`tokenizers` would encode it (byte-level BPE tokenizer.json files: Qwen2/2.5/3,
+DeepSeek-R1-Distill-Qwen, Llama 3, GPT-2 style).
+
+  --tokenizer PATH     tokenizer.json, or a directory holding it (tokenizer_config.json
+                       beside it is read too: add_bos_token, bos_token, eos_token)
+  --text "..."         UTF-8 text to encode
+  --no-special         do not add special tokens (BOS/EOS from the post-processor)
+  --decode             also print "decoded": the ids decoded back to text
+)";
+
+bool wants_help(const std::vector<std::string>& argv) {
+  for (const auto& a : argv) {
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int cmd_tokenize(const std::vector<std::string>& argv, std::ostream& out) {
+  if (wants_help(argv)) {
+    out << kTokenizeHelp;
+    return 0;
+  }
+  Args args(argv, {"tokenizer", "text"}, {"no-special", "decode"}, "tokenize");
+  const Tokenizer tokenizer = Tokenizer::load(args.required("tokenizer"));
+  const std::vector<int64_t> ids = tokenizer.encode(args.required("text"), !args.flag("no-special"));
+  nlohmann::json result;
+  result["ids"] = ids;
+  if (args.flag("decode")) result["decoded"] = tokenizer.decode(ids);
+  out << result.dump() << "\n";
+  return 0;
+}
+
+}  // namespace tstar::cli

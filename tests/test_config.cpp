@@ -1,0 +1,301 @@
+// config.json parsing: transformers' defaults, strict types, unsupported features refused with the
+// file and key named; presets reproduce the published parameter counts.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "config.h"
+#include "loader_test_util.h"
+
+namespace tstar {
+namespace {
+
+using nlohmann::json;
+using testing::TempDir;
+using testing::throws_mentioning;
+using testing::write_file;
+
+constexpr const char* kOrigin = "checkpoints/test/config.json";
+
+// DeepSeek-R1-Distill-Qwen-1.5B's config.json as published.
+json deepseek_config() {
+  return json::parse(R"({
+    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 1536, "initializer_range": 0.02,
+    "intermediate_size": 8960, "max_position_embeddings": 131072, "max_window_layers": 21,
+    "model_type": "qwen2", "num_attention_heads": 12, "num_hidden_layers": 28, "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-06, "rope_theta": 10000, "sliding_window": 4096, "tie_word_embeddings": false,
+    "torch_dtype": "bfloat16", "transformers_version": "4.44.0", "use_cache": true, "use_mrope": false,
+    "use_sliding_window": false, "vocab_size": 151936})");
+}
+
+// The smallest Llama config: only the required keys.
+json minimal_llama() {
+  return json::parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 160,
+                         "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 512,
+                         "rms_norm_eps": 1e-5})");
+}
+
+void expect_same(const ModelConfig& a, const ModelConfig& b) {
+  EXPECT_EQ(a.architecture, b.architecture);
+  EXPECT_EQ(a.hidden_size, b.hidden_size);
+  EXPECT_EQ(a.intermediate_size, b.intermediate_size);
+  EXPECT_EQ(a.num_layers, b.num_layers);
+  EXPECT_EQ(a.num_heads, b.num_heads);
+  EXPECT_EQ(a.num_kv_heads, b.num_kv_heads);
+  EXPECT_EQ(a.head_dim, b.head_dim);
+  EXPECT_EQ(a.vocab_size, b.vocab_size);
+  EXPECT_EQ(a.rope_theta, b.rope_theta);
+  EXPECT_EQ(a.rms_norm_eps, b.rms_norm_eps);
+  EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
+  EXPECT_EQ(a.attention_bias, b.attention_bias);
+  EXPECT_EQ(a.o_proj_bias, b.o_proj_bias);
+  EXPECT_EQ(a.torch_dtype, b.torch_dtype);
+  EXPECT_EQ(a.bos_token_id, b.bos_token_id);
+  EXPECT_EQ(a.eos_token_id, b.eos_token_id);
+  EXPECT_EQ(a.max_position_embeddings, b.max_position_embeddings);
+}
+
+TEST(ConfigParse, DeepSeekDistillConfig) {
+  const ModelConfig c = ModelConfig::from_json(deepseek_config(), kOrigin);
+  EXPECT_EQ(c.architecture, "Qwen2ForCausalLM");
+  EXPECT_EQ(c.hidden_size, 1536);
+  EXPECT_EQ(c.num_kv_heads, 2);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_EQ(c.rms_norm_eps, 1e-6);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.o_proj_bias);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+  EXPECT_EQ(c.eos_token_id, 151643);
+  EXPECT_EQ(c.max_position_embeddings, 131072);
+  // Published size; transformers 5.24 counts the same for this config on the meta device.
+  EXPECT_EQ(c.num_parameters(), 1'777'088'000);
+}
+
+TEST(ConfigParse, LlamaDefaultsFollowTransformers) {
+  const ModelConfig c = ModelConfig::from_json(minimal_llama(), kOrigin);
+  EXPECT_EQ(c.num_kv_heads, 4);  // defaults to num_attention_heads
+  EXPECT_EQ(c.head_dim, 16);     // hidden_size / num_attention_heads
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.o_proj_bias);
+  EXPECT_EQ(c.torch_dtype, "float32");
+  EXPECT_EQ(c.bos_token_id, -1);
+  EXPECT_EQ(c.eos_token_id, -1);
+  EXPECT_EQ(c.max_position_embeddings, 2048);
+}
+
+TEST(ConfigParse, LlamaAttentionBiasCoversOutputProjection) {
+  json j = minimal_llama();
+  j["attention_bias"] = true;
+  j["num_key_value_heads"] = 2;
+  const ModelConfig c = ModelConfig::from_json(j, kOrigin);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_TRUE(c.o_proj_bias);
+  // transformers 5.24, LlamaForCausalLM on the meta device: 152,256 parameters.
+  EXPECT_EQ(c.num_parameters(), 152'256);
+}
+
+TEST(ConfigParse, NullMeansDefaultAndTokenListsTakeTheFirst) {
+  json j = minimal_llama();
+  j["num_key_value_heads"] = nullptr;
+  j["rope_scaling"] = nullptr;
+  j["bos_token_id"] = nullptr;
+  j["eos_token_id"] = {7, 9};
+  const ModelConfig c = ModelConfig::from_json(j, kOrigin);
+  EXPECT_EQ(c.num_kv_heads, 4);
+  EXPECT_EQ(c.bos_token_id, -1);
+  EXPECT_EQ(c.eos_token_id, 7);
+}
+
+TEST(ConfigParse, TransformersFiveRopeParametersAndDtype) {
+  json j = minimal_llama();
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};
+  j["dtype"] = "bfloat16";
+  j["torch_dtype"] = "float16";  // "dtype" (transformers 5) wins over the legacy key
+  const ModelConfig c = ModelConfig::from_json(j, kOrigin);
+  EXPECT_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+}
+
+TEST(ConfigParse, ExplicitHeadDimOverridesQuotient) {
+  json j = minimal_llama();
+  j["head_dim"] = 32;
+  EXPECT_EQ(ModelConfig::from_json(j, kOrigin).head_dim, 32);
+}
+
+class MissingKeyTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MissingKeyTest, NamesKeyAndFile) {
+  json j = deepseek_config();
+  j.erase(GetParam());
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, "'" + GetParam() + "'"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Required, MissingKeyTest,
+                         ::testing::Values("architectures", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                           "num_attention_heads", "vocab_size", "rms_norm_eps"));
+
+struct WrongType {
+  const char* key;
+  json value;
+};
+
+class WrongTypeTest : public ::testing::TestWithParam<WrongType> {};
+
+TEST_P(WrongTypeTest, NamesKeyAndFile) {
+  json j = deepseek_config();
+  j[GetParam().key] = GetParam().value;
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, std::string("'") + GetParam().key + "'"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Keys, WrongTypeTest,
+    ::testing::Values(WrongType{"hidden_size", "1536"}, WrongType{"hidden_size", 1536.5},
+                      WrongType{"num_hidden_layers", true}, WrongType{"num_key_value_heads", json::array({2})},
+                      WrongType{"rms_norm_eps", "1e-6"}, WrongType{"rope_theta", "10000"},
+                      WrongType{"tie_word_embeddings", "false"}, WrongType{"tie_word_embeddings", 0},
+                      WrongType{"architectures", "Qwen2ForCausalLM"}, WrongType{"architectures", json::array()},
+                      WrongType{"torch_dtype", 16}, WrongType{"eos_token_id", "151643"},
+                      WrongType{"vocab_size", 18446744073709551615ull}, WrongType{"rope_scaling", "linear"}));
+
+TEST(ConfigErrors, UnknownArchitecture) {
+  json j = deepseek_config();
+  j["architectures"] = {"MistralForCausalLM"};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, "'MistralForCausalLM'"}));
+}
+
+TEST(ConfigErrors, ModelTypeMustMatchArchitecture) {
+  json j = deepseek_config();
+  j["model_type"] = "llama";
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, "model_type", "'llama'"}));
+}
+
+TEST(ConfigErrors, RopeScalingRefused) {
+  json j = minimal_llama();
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); },
+                                {kOrigin, "rope_scaling type 'linear' not supported"}));
+  j.erase("rope_scaling");
+  j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); },
+                                {kOrigin, "rope_parameters type 'llama3' not supported"}));
+}
+
+TEST(ConfigErrors, UnsupportedFeatures) {
+  json llama = minimal_llama();
+  llama["mlp_bias"] = true;
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(llama, kOrigin); }, {kOrigin, "mlp_bias not supported"}));
+  json qwen = deepseek_config();
+  qwen["use_sliding_window"] = true;
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "use_sliding_window"}));
+  qwen = deepseek_config();
+  qwen["hidden_act"] = "gelu";
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "hidden_act 'gelu'"}));
+  qwen = deepseek_config();
+  qwen["torch_dtype"] = "float64";
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(qwen, kOrigin); }, {kOrigin, "'torch_dtype'", "float64"}));
+}
+
+TEST(ConfigErrors, InconsistentShapes) {
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"hidden_size", 0}}, "'hidden_size'"},
+      {{{"intermediate_size", -4}}, "'intermediate_size'"},
+      {{{"num_hidden_layers", 0}}, "'num_hidden_layers'"},
+      {{{"num_attention_heads", 0}}, "'num_attention_heads'"},
+      {{{"num_key_value_heads", 5}}, "num_key_value_heads (5)"},
+      {{{"head_dim", 127}}, "head_dim"},
+      {{{"vocab_size", 100000000}}, "'vocab_size'"},
+      {{{"rms_norm_eps", 0.0}}, "'rms_norm_eps'"},
+      {{{"rope_theta", -1.0}}, "'rope_theta'"},
+      {{{"bos_token_id", 151936}}, "'bos_token_id'"},
+      {{{"num_attention_heads", 7}}, "not a multiple of num_attention_heads (7)"},
+  };
+  for (const auto& [patch, needle] : cases) {
+    json j = deepseek_config();
+    j.update(patch);
+    EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, needle})) << patch.dump();
+  }
+}
+
+TEST(ConfigErrors, NotAnObject) {
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(json::array({1}), kOrigin); }, {kOrigin, "not a JSON object"}));
+}
+
+TEST(ConfigFile, ReadsAndReportsFileProblems) {
+  TempDir dir;
+  const auto good = dir / "config.json";
+  write_file(good, deepseek_config().dump(2));
+  EXPECT_EQ(ModelConfig::from_file(good).hidden_size, 1536);
+
+  const auto missing = (dir / "absent.json").string();
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(missing); }, {missing, "no such file"}));
+
+  const auto broken = dir / "broken.json";
+  write_file(broken, "{\n  \"hidden_size\": 1536,\n  \"vocab_size\": \n}");
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(broken); }, {broken.string(), "invalid JSON", "line 4"}));
+
+  const auto wrong = dir / "wrong.json";
+  json j = deepseek_config();
+  j["hidden_size"] = "big";
+  write_file(wrong, j.dump());
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(wrong); }, {wrong.string(), "'hidden_size'"}));
+
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_file(dir.path()); }, {dir.path().string(), "directory"}));
+}
+
+TEST(ConfigJson, RoundTripsEveryPresetAndLlama) {
+  for (const auto& name : preset_names()) {
+    SCOPED_TRACE(name);
+    const ModelConfig preset = preset_config(name);
+    expect_same(ModelConfig::from_json(preset.to_json(), name), preset);
+  }
+  json j = minimal_llama();
+  j["attention_bias"] = true;
+  j["tie_word_embeddings"] = true;
+  const ModelConfig llama = ModelConfig::from_json(j, kOrigin);
+  expect_same(ModelConfig::from_json(llama.to_json(), "llama"), llama);
+}
+
+TEST(Presets, NamesAndLookup) {
+  const auto names = preset_names();
+  EXPECT_EQ(names, (std::vector<std::string>{"deepseek-r1-distill-qwen-1.5b", "qwen2.5-0.5b", "tiny"}));
+  for (const auto& name : names) EXPECT_TRUE(is_preset(name));
+  EXPECT_FALSE(is_preset("qwen2.5-7b"));
+  EXPECT_TRUE(throws_mentioning([] { preset_config("qwen2.5-7b"); },
+                                {"'qwen2.5-7b'", "deepseek-r1-distill-qwen-1.5b", "qwen2.5-0.5b", "tiny"}));
+}
+
+// Expected counts: the published sizes, which transformers 5.24 reproduces from these shapes on
+// the meta device (Qwen2ForCausalLM, no weights).
+TEST(Presets, ParameterCountsMatchPublishedSizes) {
+  EXPECT_EQ(preset_config("deepseek-r1-distill-qwen-1.5b").num_parameters(), 1'777'088'000);
+  EXPECT_EQ(preset_config("qwen2.5-0.5b").num_parameters(), 494'032'768);
+  EXPECT_EQ(preset_config("tiny").num_parameters(), 152'128);
+}
+
+TEST(Presets, ShapesOfTheRealModels) {
+  const ModelConfig ds = preset_config("deepseek-r1-distill-qwen-1.5b");
+  const ModelConfig from_file = ModelConfig::from_json(deepseek_config(), kOrigin);
+  EXPECT_EQ(ds.bos_token_id, 151646);  // generation_config.json, which differs from config.json
+  ModelConfig with_config_bos = ds;
+  with_config_bos.bos_token_id = from_file.bos_token_id;
+  expect_same(with_config_bos, from_file);
+
+  const ModelConfig qwen = preset_config("qwen2.5-0.5b");
+  EXPECT_EQ(qwen.head_dim, 64);
+  EXPECT_EQ(qwen.rope_theta, 1e6);
+  EXPECT_TRUE(qwen.tie_word_embeddings);
+
+  const ModelConfig tiny = preset_config("tiny");
+  EXPECT_EQ(tiny.architecture, "Qwen2ForCausalLM");
+  EXPECT_EQ(tiny.num_kv_heads, 2);
+  EXPECT_EQ(tiny.torch_dtype, "float32");
+  EXPECT_FALSE(tiny.tie_word_embeddings);
+}
+
+}  // namespace
+}  // namespace tstar
