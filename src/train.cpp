@@ -198,8 +198,6 @@ void save_model_dir(const TrainOptions& o, const Model& model, const TrainResult
   write_safetensors(dir / "model.safetensors", tensors,
                     {{"format", "pt"}, {"producer", "tstar train"}, {"seed", std::to_string(o.seed)}});
   write_text(dir / "config.json", result.config.to_json().dump(2) + "\n");
-  nlohmann::json generation = {{"eos_token_id", result.config.eos_token_id}, {"do_sample", false}};
-  write_text(dir / "generation_config.json", generation.dump(2) + "\n");
   for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
     const auto source = o.tokenizer_dir / file;
     if (!std::filesystem::exists(source)) throw Error(fmt::format("train: '{}' does not exist", source.string()));
@@ -244,8 +242,8 @@ safetensors.
 
 Generated on the fly by src/corpus.cpp (`tstar corpus` writes it out), seeded mt19937_64 with a
 hand-written bounded draw. Tasks (of counting examples): counting emoji (1-12 of 24 objects, 4
-phrasings) 35%, two groups of objects (1-9 each, 5 categories, 4 phrasings) 28%, three groups (1-6
-each, 3 phrasings) 22%, the last number of a counting sequence (3 phrasings) 15%; plus 12% plain
+phrasings) 36%, two groups of objects (1-9 each, 5 categories, 4 phrasings) 26%, three groups (1-6
+each, 3 phrasings) 29%, the last number of a counting sequence (3 phrasings) 9%; plus 6% plain
 sentences (capitals, "Count from A to B: ...", simple sentences). One answer in five is phrased
 " The answer is N." instead of " N".
 
