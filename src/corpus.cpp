@@ -244,16 +244,15 @@ CorpusExample CorpusGenerator::draw_sentence() {
 }
 
 CorpusExample CorpusGenerator::draw_counting() {
-  // Task mix (of the counting tasks): 36% emoji, 26% two groups, 29% three groups, 9% sequences
-  // (the last-number question is the easiest to learn, three groups the hardest).
+  // Task mix (of the counting tasks): 35% emoji, 28% two groups, 22% three groups, 15% sequences.
   const uint64_t roll = below(100);
-  if (roll < 36) return draw_count_emoji();
-  if (roll < 62) return draw_sum_two();
-  if (roll < 91) return draw_sum_three();
+  if (roll < 35) return draw_count_emoji();
+  if (roll < 63) return draw_sum_two();
+  if (roll < 85) return draw_sum_three();
   return draw_sequence();
 }
 
-CorpusExample CorpusGenerator::draw_any() { return below(100) < 6 ? draw_sentence() : draw_counting(); }
+CorpusExample CorpusGenerator::draw_any() { return below(100) < 12 ? draw_sentence() : draw_counting(); }
 
 CorpusExample CorpusGenerator::next_train() {
   while (true) {

@@ -242,8 +242,8 @@ safetensors.
 
 Generated on the fly by src/corpus.cpp (`tstar corpus` writes it out), seeded mt19937_64 with a
 hand-written bounded draw. Tasks (of counting examples): counting emoji (1-12 of 24 objects, 4
-phrasings) 36%, two groups of objects (1-9 each, 5 categories, 4 phrasings) 26%, three groups (1-6
-each, 3 phrasings) 29%, the last number of a counting sequence (3 phrasings) 9%; plus 6% plain
+phrasings) 35%, two groups of objects (1-9 each, 5 categories, 4 phrasings) 28%, three groups (1-6
+each, 3 phrasings) 22%, the last number of a counting sequence (3 phrasings) 15%; plus 12% plain
 sentences (capitals, "Count from A to B: ...", simple sentences). One answer in five is phrased
 " The answer is N." instead of " N".
 

@@ -23,14 +23,14 @@ struct TrainOptions {
   std::filesystem::path out_dir;        // receives config.json, model.safetensors, tokenizer files, MODEL_CARD.md
   std::filesystem::path tokenizer_dir;  // tokenizer.json (+ tokenizer_config.json) made by make_tokenizer.py
   uint64_t seed = 1;
-  int64_t steps = 1500;
-  int64_t batch_size = 64;
+  int64_t steps = 700;
+  int64_t batch_size = 96;
   int64_t threads = 2;
-  double learning_rate = 6e-3;   // peak; linear warm-up, then cosine decay to min_lr_fraction of it
-  double min_lr_fraction = 0.1;
+  double learning_rate = 4e-3;   // peak; linear warm-up, then cosine decay to min_lr_fraction of it
+  double min_lr_fraction = 0.05;
   int64_t warmup_steps = 50;
   double weight_decay = 0.05;    // matrices and embeddings only
-  double answer_weight = 5.0;    // loss weight of completion tokens relative to prompt tokens
+  double answer_weight = 3.0;    // loss weight of completion tokens relative to prompt tokens
   int64_t hidden_size = 128;
   int64_t intermediate_size = 384;
   int64_t num_layers = 4;
