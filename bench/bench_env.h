@@ -11,16 +11,26 @@
 #include <utility>
 #include <vector>
 
+#include "experiments.h"
 #include "model.h"
 
 namespace tstar::bench {
 
+// tstar's own bench flags, as given (strings; parsed where used so errors name the flag).
 struct BenchOptions {
-  std::string model = "";                 // directory or preset; "" = the embedded default model
+  std::string model;                      // directory or preset; "" = the embedded default model
+  std::string tokenizer;                  // "" = the model directory's tokenizer.json
   std::vector<std::string> presets = {"tiny", "qwen2.5-0.5b"};  // shape presets for throughput families
   std::string dtype = "bf16";
   std::string device = "cpu";
   std::string results_dir = "results/runs";
+  std::string prompts;                    // JSON file: array of prompt strings
+  std::string evolution_prompts;          // JSON file: array of prompt strings
+  std::string seeds;                      // number of seeds (0..N-1)
+  std::string scales;                     // comma-separated, WeightNoise
+  std::string detail_scales;              // comma-separated, Layer/Evolution/TempSweep
+  std::string noise;                      // gaussian|uniform|laplace|multiplicative
+  std::string reference;                  // tensor_std|row_std|abs_max
 };
 
 class BenchEnv {
@@ -29,14 +39,23 @@ class BenchEnv {
   const BenchOptions& options() const { return options_; }
   // A model by directory or preset name, built once and shared by every benchmark that asks.
   Model& model(const std::string& dir_or_preset, torch::ScalarType dtype);
+  // The experiment suite for --model and the experiment flags (created on first call).
+  ExperimentSuite& experiments();
+  bool has_experiments() const { return suite_ != nullptr; }
 
  private:
   BenchOptions options_;
+  std::unique_ptr<ExperimentSuite> suite_;
   std::map<std::pair<std::string, int>, std::unique_ptr<Model>> models_;
 };
 
 // Each benchmark family registers itself through one of these (called by bench_main.cpp).
 void register_forward_benchmarks(BenchEnv& env);
+void register_noise_benchmarks(BenchEnv& env);
 void register_synthetic_benchmarks(BenchEnv& env);  // bench_synthetic.cpp: no model
+void register_experiment_benchmarks(BenchEnv& env);  // bench_experiments.cpp: the notebook's four
+
+// "a,b,c" -> {"a", "b", "c"} (empty items dropped).
+std::vector<std::string> split_commas(const std::string& s);
 
 }  // namespace tstar::bench

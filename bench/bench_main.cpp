@@ -1,11 +1,19 @@
 // `bench`: Google Benchmark's main plus tstar's own flags. tstar flags are consumed here; everything
-// else goes to Google Benchmark unchanged.
+// else goes to Google Benchmark unchanged. After the run, the experiments' full results (what
+// counters cannot hold) go to <results>/<run id>/results.json.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "bench_env.h"
 #include "error.h"
@@ -24,18 +32,6 @@ Model& BenchEnv::model(const std::string& dir_or_preset, torch::ScalarType dtype
   return *it->second;
 }
 
-namespace {
-
-const char* kHelp = R"(tstar bench: weight-noise experiments and throughput as Google Benchmark fixtures
-
-tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, follow below):
-  --model DIR|PRESET   model for the experiments (default: the embedded default model)
-  --presets A,B        shape presets for throughput benchmarks (default: tiny,qwen2.5-0.5b)
-  --dtype fp32|bf16    weight dtype (default: bf16)
-  --device cpu|cuda    device (default: cpu)
-  --results DIR        where runs/<id>/results.json go (default: results/runs)
-)";
-
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -48,37 +44,96 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+namespace {
+
+const char* kHelp = R"(tstar bench: weight-noise experiments and throughput as Google Benchmark fixtures
+
+Families (names as --benchmark_filter sees them):
+  WeightNoise/scale:<s>            exp. 1: alpha, best T, every T* predictor and its error, KL, P(correct)
+  Layer/<group>/scale:<s>          exp. 2: one noise group at a time (all, attention, mlp, lm_head,
+                                   early, middle, late, layer:N)
+  Evolution/prompt:<i>/scale:<s>   exp. 3: alpha(t) over 15 teacher-forced greedy steps, trend, beta fit
+  TempSweep/scale:<s>              exp. 4: KL and P(correct) over T = 0.80..1.48, exact best T
+  Synthetic/...                    no model: Gaussian logits + i.i.d. noise (known truth)
+  Forward/<preset>/<dtype>/prefill:<T>, Decode/<preset>/<dtype>   tokens/s
+  NoiseGen/<generator>, Inject/..., Restore/...                   noise throughput
+  Tokenizer/encode                                                bytes/s
+
+tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, follow below):
+  --model DIR|PRESET      model of the experiments (default: the embedded default model)
+  --tokenizer PATH        tokenizer.json or its directory (default: the model directory's)
+  --dtype fp32|bf16|fp16  experiment weight dtype (default: bf16, as the notebook)
+  --device cpu|cuda       device (default: cpu)
+  --prompts FILE          JSON array of prompts (default: the notebook's four)
+  --evolution-prompts FILE  JSON array of prompts for Evolution (default: the notebook's three)
+  --seeds N               noise seeds 0..N-1 per scale (default: 8)
+  --scales A,B,...        WeightNoise scales (default: 0,0.001,0.002,0.005,0.01,0.02,0.05)
+  --detail-scales A,...   Layer/Evolution/TempSweep scales (default: 0.01)
+  --noise TYPE            gaussian|uniform|laplace|multiplicative (default: gaussian)
+  --reference REF         tensor_std|row_std|abs_max (default: tensor_std)
+  --presets A,B           shape presets of the throughput families (default: tiny,qwen2.5-0.5b)
+  --results DIR           where <run id>/results.json goes (default: results/runs)
+
+Statistics depend only on model, prompts, seeds and settings: the same bits whatever the filter,
+repetitions or iteration count. Timings are of one inject -> forward -> restore cycle.
+)";
+
 // Removes tstar's flags from argv (both "--flag value" and "--flag=value"), filling `options`.
 BenchOptions take_tstar_flags(int& argc, char** argv) {
   BenchOptions options;
-  const std::vector<std::pair<std::string, std::string*>> string_flags = {
-      {"model", &options.model}, {"dtype", &options.dtype}, {"device", &options.device},
-      {"results", &options.results_dir}};
   std::string presets;
+  const std::vector<std::pair<std::string, std::string*>> flags = {
+      {"model", &options.model},         {"tokenizer", &options.tokenizer},
+      {"dtype", &options.dtype},         {"device", &options.device},
+      {"results", &options.results_dir}, {"prompts", &options.prompts},
+      {"evolution-prompts", &options.evolution_prompts},
+      {"seeds", &options.seeds},         {"scales", &options.scales},
+      {"detail-scales", &options.detail_scales},
+      {"noise", &options.noise},         {"reference", &options.reference},
+      {"presets", &presets}};
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+    const std::string arg = argv[i];
     bool consumed = false;
-    auto match = [&](const std::string& name, std::string* target) {
-      std::string flag = "--" + name;
+    for (const auto& [name, target] : flags) {
+      const std::string flag = "--" + name;
       if (arg == flag) {
         if (i + 1 >= argc) throw Error("bench: " + flag + " needs a value");
         *target = argv[++i];
-        return true;
-      }
-      if (arg.rfind(flag + "=", 0) == 0) {
+        consumed = true;
+      } else if (arg.rfind(flag + "=", 0) == 0) {
         *target = arg.substr(flag.size() + 1);
-        return true;
+        consumed = true;
       }
-      return false;
-    };
-    for (auto& [name, target] : string_flags) consumed = consumed || match(name, target);
-    consumed = consumed || match("presets", &presets);
+      if (consumed) break;
+    }
     if (!consumed) argv[kept++] = argv[i];
   }
   argc = kept;
   if (!presets.empty()) options.presets = split_commas(presets);
   return options;
+}
+
+// A run id that sorts by time and cannot collide between concurrent processes.
+std::string run_id() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
+  return fmt::format("{}-{}", stamp, getpid());
+}
+
+// Temporary file + rename: a reader never sees a half-written results.json.
+void write_atomically(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  const auto temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw Error(fmt::format("cannot write {}", temporary));
+  }
+  std::filesystem::rename(temporary, path);
 }
 
 }  // namespace
@@ -93,14 +148,27 @@ int main(int argc, char** argv) {
   }
   try {
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
-    tstar::bench::register_forward_benchmarks(env);
+    tstar::bench::register_experiment_benchmarks(env);
     tstar::bench::register_synthetic_benchmarks(env);
+    tstar::bench::register_forward_benchmarks(env);
+    tstar::bench::register_noise_benchmarks(env);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
+    if (env.has_experiments()) {
+      nlohmann::json results = env.experiments().results_json();
+      if (!results.at("results").empty()) {
+        const auto path = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id() / "results.json";
+        tstar::bench::write_atomically(path, results.dump(1));
+        std::cerr << "tstar: results written to " << path.string() << "\n";
+      }
+    }
   } catch (const tstar::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "error.h"
 #include "model.h"
+#include "noise.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -94,17 +95,12 @@ nlohmann::json describe_model(const Args& args, const Model& model) {
           {"device", model.device().str()}};
 }
 
-bool wants_help(const std::vector<std::string>& argv) {
-  for (const auto& a : argv) {
-    if (a == "--help" || a == "-h") return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "top", "out"}, {"no-special", "help"},
+            "logits");
+  if (args.flag("help")) {
     out << "usage: tstar logits --text \"...\" [options]\n\n"
            "Prints JSON with the prompt ids and the top-k last-position logits.\n\n"
         << kModelOptionsHelp << kInputHelp
@@ -113,7 +109,6 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
            "                       (one tensor named 'logits', shape [vocab])\n";
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "top", "out"}, {"no-special"}, "logits");
   const int64_t top = args.get_int("top", 10);
   if (top < 0) throw Error(fmt::format("--top must be >= 0, got {}", top));
   ModelAndInput run = open_model_and_input(args);
@@ -126,7 +121,7 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
   for (int64_t i = 0; i < k; ++i) {
     const int64_t id = indices[i].item<int64_t>();
     nlohmann::json entry = {{"id", id}, {"logit", values[i].item<float>()}};
-    if (run.tokenizer) entry["text"] = run.tokenizer->decode({id});
+    if (run.tokenizer) entry["text"] = run.tokenizer->decode({id});  // "" for ids it cannot spell
     entries.push_back(entry);
   }
   result["top"] = entries;
@@ -140,7 +135,9 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
 }
 
 int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "max-new"},
+            {"no-special", "no-stop", "help"}, "generate");
+  if (args.flag("help")) {
     out << "usage: tstar generate --text \"...\" --max-new N [options]\n\n"
            "Greedy continuation with the KV cache; prints JSON with the new ids and their text.\n\n"
         << kModelOptionsHelp << kInputHelp
@@ -148,8 +145,6 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
            "  --no-stop            keep going past the end-of-sequence token\n";
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device", "text", "ids", "tokenizer", "max-new"}, {"no-special", "no-stop"},
-            "generate");
   const int64_t max_new = args.get_int("max-new", 16);
   if (max_new < 0) throw Error(fmt::format("--max-new must be >= 0, got {}", max_new));
   ModelAndInput run = open_model_and_input(args);
@@ -165,14 +160,19 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
 }
 
 int cmd_params(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  Args args(argv, {"model", "dtype", "device"}, {"groups", "help"}, "params");
+  if (args.flag("help")) {
     out << "usage: tstar params [options]\n\n"
            "Prints JSON with every parameter's HF name, shape and dtype, and the total count.\n\n"
-        << kModelOptionsHelp;
+        << kModelOptionsHelp
+        << "  --groups             instead, the tensors each noise group selects (default excludes)\n";
     return 0;
   }
-  Args args(argv, {"model", "dtype", "device"}, {}, "params");
   Model model = open_model(args);
+  if (args.flag("groups")) {
+    out << describe_groups(model).dump(2) << "\n";
+    return 0;
+  }
   nlohmann::json result = describe_model(args, model);
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [name, tensor] : model.parameters().entries()) {

@@ -20,23 +20,17 @@ DeepSeek-R1-Distill-Qwen, Llama 3, GPT-2 style).
   --text "..."         UTF-8 text to encode
   --no-special         do not add special tokens (BOS/EOS from the post-processor)
   --decode             also print "decoded": the ids decoded back to text
+  --help               this text
 )";
-
-bool wants_help(const std::vector<std::string>& argv) {
-  for (const auto& a : argv) {
-    if (a == "--help" || a == "-h") return true;
-  }
-  return false;
-}
 
 }  // namespace
 
 int cmd_tokenize(const std::vector<std::string>& argv, std::ostream& out) {
-  if (wants_help(argv)) {
+  const Args args(argv, {"tokenizer", "text"}, {"no-special", "decode", "help"}, "tokenize");
+  if (args.flag("help")) {
     out << kTokenizeHelp;
     return 0;
   }
-  Args args(argv, {"tokenizer", "text"}, {"no-special", "decode"}, "tokenize");
   const Tokenizer tokenizer = Tokenizer::load(args.required("tokenizer"));
   const std::vector<int64_t> ids = tokenizer.encode(args.required("text"), !args.flag("no-special"));
   nlohmann::json result;

@@ -1129,9 +1129,7 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
   const Impl& impl = *impl_;
   std::string bytes;
   for (int64_t id : ids) {
-    if (id < 0 || size_t(id) >= impl.id_bytes.size() || !impl.id_present[size_t(id)]) {
-      throw Error(fmt::format("tokenizer: decode: id {} is not in the vocabulary ({})", id, impl.origin));
-    }
+    if (id < 0 || size_t(id) >= impl.id_bytes.size() || !impl.id_present[size_t(id)]) continue;
     if (skip_special && impl.id_special[size_t(id)]) continue;
     bytes += impl.id_bytes[size_t(id)];
   }

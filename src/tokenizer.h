@@ -33,7 +33,8 @@ class Tokenizer {
   // text, so there is no behaviour to mirror).
   std::vector<int64_t> encode(std::string_view text, bool add_special = true) const;
   // Byte-level decoding; bytes that do not form valid UTF-8 become U+FFFD (one per maximal
-  // invalid subsequence, as HF's String::from_utf8_lossy). Throws on ids outside [0, vocab_size).
+  // invalid subsequence, as HF's String::from_utf8_lossy). Ids the vocabulary lacks are skipped, as
+  // HF does: a model's vocabulary is often larger than its tokenizer's (padding rows).
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const;
 
   // The pre-tokenizer alone (no normalizer, no added tokens), pieces in the byte-level alphabet:

@@ -22,7 +22,8 @@ usage: tstar <command> [options]      (tstar <command> --help for the options)
 commands:
   logits     last-position logits of a prompt (top-k as JSON, full vector as safetensors)
   generate   greedy continuation with the KV cache
-  params     every parameter's name, shape and dtype, and the total count
+  params     every parameter's name, shape and dtype, and the total count (--groups: noise groups)
+  noise      the first values of a parameter's noise stream, with their cuRAND positions
   tokenize   token ids of a text with a tokenizer.json (JSON), optionally decoded back
   train      train the embedded counting model (fixtures/models/tstar-counting)
   corpus     write the embedded model's training corpus as text
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
       {"logits", tstar::cli::cmd_logits},
       {"generate", tstar::cli::cmd_generate},
       {"params", tstar::cli::cmd_params},
+      {"noise", tstar::cli::cmd_noise},
       {"tokenize", tstar::cli::cmd_tokenize},
       {"train", tstar::cli::cmd_train},
       {"corpus", tstar::cli::cmd_corpus},

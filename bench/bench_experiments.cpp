@@ -1,0 +1,141 @@
+// The notebook's four experiments as Google Benchmark fixtures. Counters are the statistics
+// (computed once per process by ExperimentSuite, identical across iterations and repetitions);
+// the timed loop is one inject -> forward -> restore cycle.
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+
+#include "bench_env.h"
+#include "error.h"
+#include "json_file.h"
+
+namespace tstar::bench {
+
+namespace {
+
+double parse_number(const std::string& text, const std::string& flag) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(begin, &end);
+  if (errno != 0 || end == begin || *end != '\0') {
+    throw Error(fmt::format("bench: --{} expects numbers, got '{}'", flag, text));
+  }
+  return value;
+}
+
+std::vector<double> parse_scales(const std::string& text, const std::string& flag) {
+  std::vector<double> scales;
+  for (const auto& item : split_commas(text)) {
+    scales.push_back(parse_number(item, flag));
+    validate_scale(scales.back());
+  }
+  if (scales.empty()) throw Error(fmt::format("bench: --{} lists no scales", flag));
+  return scales;
+}
+
+std::vector<std::string> read_prompt_file(const std::string& path, const std::string& flag) {
+  const nlohmann::json j = read_json_file(path);
+  if (!j.is_array() || j.empty()) throw Error(fmt::format("bench: --{} {}: expected a non-empty JSON array of strings", flag, path));
+  std::vector<std::string> prompts;
+  for (const auto& item : j) {
+    if (!item.is_string()) throw Error(fmt::format("bench: --{} {}: every prompt must be a string", flag, path));
+    prompts.push_back(item.get<std::string>());
+  }
+  return prompts;
+}
+
+ExperimentSettings settings_from(const BenchOptions& options) {
+  ExperimentSettings settings;
+  settings.model = options.model.empty() ? default_model() : options.model;
+  settings.tokenizer = options.tokenizer;
+  settings.dtype = parse_dtype(options.dtype);
+  settings.device = torch::Device(options.device);
+  if (!options.prompts.empty()) settings.prompts = read_prompt_file(options.prompts, "prompts");
+  if (!options.evolution_prompts.empty()) {
+    settings.evolution_prompts = read_prompt_file(options.evolution_prompts, "evolution-prompts");
+  }
+  if (!options.seeds.empty()) {
+    const double count = parse_number(options.seeds, "seeds");
+    if (count < 1 || count != static_cast<double>(static_cast<uint64_t>(count))) {
+      throw Error(fmt::format("bench: --seeds expects a positive integer, got '{}'", options.seeds));
+    }
+    settings.seeds.clear();
+    for (uint64_t s = 0; s < static_cast<uint64_t>(count); ++s) settings.seeds.push_back(s);
+  }
+  if (!options.scales.empty()) settings.scales = parse_scales(options.scales, "scales");
+  if (!options.detail_scales.empty()) settings.detail_scales = parse_scales(options.detail_scales, "detail-scales");
+  if (!options.noise.empty()) settings.noise = parse_noise_type(options.noise);
+  if (!options.reference.empty()) settings.reference = parse_scale_reference(options.reference);
+  return settings;
+}
+
+// Runs `timed` in the loop and publishes `result`'s counters. Library errors become a skipped
+// benchmark with the message (Google Benchmark would otherwise terminate on the exception).
+void run_experiment(benchmark::State& state, const std::function<const ExperimentResult&()>& result,
+                    const std::function<void()>& timed) {
+  try {
+    const ExperimentResult& stats = result();
+    for (auto _ : state) timed();
+    for (const auto& [key, value] : stats.counters) state.counters[key] = value;
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+void add_provenance_context(ExperimentSuite& suite) {
+  const nlohmann::json provenance = suite.provenance();
+  for (const auto& [key, value] : provenance.items()) {
+    benchmark::AddCustomContext("tstar_" + key, value.is_string() ? value.get<std::string>() : value.dump());
+  }
+}
+
+}  // namespace
+
+ExperimentSuite& BenchEnv::experiments() {
+  if (!suite_) suite_ = std::make_unique<ExperimentSuite>(settings_from(options_));
+  return *suite_;
+}
+
+void register_experiment_benchmarks(BenchEnv& env) {
+  ExperimentSuite& suite = env.experiments();
+  add_provenance_context(suite);
+  const auto& settings = suite.settings();
+  const uint64_t timing_seed = settings.seeds.front();
+  auto add = [](const std::string& name, std::function<void(benchmark::State&)> body) {
+    benchmark::RegisterBenchmark(name.c_str(), [body](benchmark::State& state) { body(state); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  };
+  for (double scale : settings.scales) {
+    add(ExperimentSuite::weight_noise_name(scale), [&suite, scale, timing_seed](benchmark::State& state) {
+      run_experiment(state, [&]() -> const ExperimentResult& { return suite.weight_noise(scale); },
+                     [&] { suite.timed_cycle("all", scale, timing_seed); });
+    });
+  }
+  for (double scale : settings.detail_scales) {
+    for (const std::string& group : suite.groups()) {
+      add(ExperimentSuite::layer_name(group, scale), [&suite, group, scale, timing_seed](benchmark::State& state) {
+        run_experiment(state, [&]() -> const ExperimentResult& { return suite.layer(group, scale); },
+                       [&] { suite.timed_cycle(group, scale, timing_seed); });
+      });
+    }
+    for (size_t prompt = 0; prompt < settings.evolution_prompts.size(); ++prompt) {
+      add(ExperimentSuite::evolution_name(prompt, scale), [&suite, prompt, scale, timing_seed](benchmark::State& state) {
+        run_experiment(state, [&]() -> const ExperimentResult& { return suite.evolution(prompt, scale); },
+                       [&] { suite.timed_evolution_cycle(prompt, scale, timing_seed); });
+      });
+    }
+    add(ExperimentSuite::temp_sweep_name(scale), [&suite, scale, timing_seed](benchmark::State& state) {
+      run_experiment(state, [&]() -> const ExperimentResult& { return suite.temp_sweep(scale); },
+                     [&] { suite.timed_cycle("all", scale, timing_seed); });
+    });
+  }
+}
+
+}  // namespace tstar::bench

@@ -1,0 +1,204 @@
+// NoiseGen/<generator>: unit normals/s from cuRAND's host API (one thread), tstar's CPU generator
+// (all threads; also one thread and the portable path), and torch's normal_.
+// Inject/<model>/<dtype>/<method> and Restore/<model>/<dtype>/<method>: one noise injection or one
+// restore over the default targets, tstar's engine against the notebook's algorithm ("seed-style").
+#include <benchmark/benchmark.h>
+#include <curand.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+#include "bench_env.h"
+#include "error.h"
+#include "noise.h"
+#include "noise_kernels.h"
+
+namespace tstar::bench {
+
+namespace {
+
+constexpr int64_t kNoiseGenCount = int64_t{1} << 22;  // 4 M normals (16 MiB) per iteration
+constexpr uint64_t kBenchSeed = 1234;
+
+void set_rate_counters(benchmark::State& state, const char* what, double per_iteration) {
+  state.counters[what] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void noise_gen_curand_host(benchmark::State& state) {
+  curandGenerator_t gen;
+  if (curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10) != CURAND_STATUS_SUCCESS) {
+    state.SkipWithError("curandCreateGeneratorHost failed");
+    return;
+  }
+  curandSetPseudoRandomGeneratorSeed(gen, kBenchSeed);
+  curandSetGeneratorOrdering(gen, CURAND_ORDERING_PSEUDO_LEGACY);
+  std::vector<float> out(kNoiseGenCount);
+  for (auto _ : state) {
+    curandSetGeneratorOffset(gen, 0);
+    curandGenerateNormal(gen, out.data(), out.size(), 0.0f, 1.0f);
+    benchmark::DoNotOptimize(out.data());
+  }
+  curandDestroyGenerator(gen);
+  set_rate_counters(state, "normals_per_s", kNoiseGenCount);
+}
+
+void noise_gen_tstar(benchmark::State& state, int threads) {
+  const int saved = at::get_num_threads();
+  if (threads > 0) at::set_num_threads(threads);
+  std::vector<float> out(kNoiseGenCount);
+  for (auto _ : state) {
+    generate_unit_noise(philox::Kind::kGaussian, kBenchSeed, 0, kNoiseGenCount, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  at::set_num_threads(saved);
+  state.SetLabel(noise_kernels::simd_available() ? "avx512" : "portable");
+  set_rate_counters(state, "normals_per_s", kNoiseGenCount);
+}
+
+void noise_gen_tstar_portable(benchmark::State& state) {
+  std::vector<float> out(kNoiseGenCount);
+  for (auto _ : state) {
+    noise_kernels::generate_portable(philox::Kind::kGaussian, kBenchSeed, 0, kNoiseGenCount, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rate_counters(state, "normals_per_s", kNoiseGenCount);
+}
+
+void noise_gen_torch(benchmark::State& state) {
+  torch::manual_seed(kBenchSeed);
+  torch::Tensor out = torch::empty({kNoiseGenCount}, torch::kFloat);
+  for (auto _ : state) {
+    out.normal_();  // what torch::randn does after allocating
+    benchmark::DoNotOptimize(out.data_ptr());
+  }
+  set_rate_counters(state, "normals_per_s", kNoiseGenCount);
+}
+
+// The notebook's weight_noise_context, step for step: per targeted tensor clone, std().item(),
+// randn_like * (s * std), add_; restore looks each name up in a freshly built name -> parameter
+// dict (`dict(model.named_parameters())[name]`) and copies the clone back. A baseline only.
+class SeedStyleInjector {
+ public:
+  SeedStyleInjector(ParameterMap& params, std::vector<size_t> targets) : params_(params), targets_(std::move(targets)) {}
+
+  void inject(double scale) {
+    for (size_t index : targets_) {
+      torch::Tensor& param = params_.tensor(index);
+      originals_.emplace_back(params_.name(index), param.clone());
+      double weight_std = param.std().item<double>();
+      torch::Tensor noise = torch::randn_like(param) * (scale * weight_std);
+      param.add_(noise);
+    }
+  }
+
+  void restore() {
+    for (const auto& [name, original] : originals_) {
+      std::unordered_map<std::string, torch::Tensor*> named_parameters;
+      for (size_t i = 0; i < params_.size(); ++i) named_parameters[params_.name(i)] = &params_.tensor(i);
+      named_parameters.at(name)->copy_(original);
+    }
+    originals_.clear();
+  }
+
+ private:
+  ParameterMap& params_;
+  std::vector<size_t> targets_;
+  std::vector<std::pair<std::string, torch::Tensor>> originals_;
+};
+
+// One engine and one seed-style injector per (model, dtype), built on first use.
+struct Injectors {
+  std::unique_ptr<NoiseEngine> engine;
+  std::unique_ptr<SeedStyleInjector> seed_style;
+  int64_t numel = 0;
+  int64_t bytes = 0;
+};
+
+using InjectorCache = std::map<std::string, Injectors>;
+
+Injectors& injectors_for(InjectorCache& cache, BenchEnv& env, const std::string& preset, torch::ScalarType dtype) {
+  const std::string key = preset + "/" + dtype_name(dtype);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  Model& model = env.model(preset, dtype);
+  std::vector<size_t> targets = select_targets(model.parameters(), model.config(), TargetSpec{});
+  Injectors injectors;
+  injectors.engine = std::make_unique<NoiseEngine>(model.parameters(), targets, NoiseType::kGaussian,
+                                                   ScaleReference::kTensorStd);
+  injectors.seed_style = std::make_unique<SeedStyleInjector>(model.parameters(), targets);
+  injectors.numel = injectors.engine->target_numel();
+  injectors.bytes = static_cast<int64_t>(injectors.engine->clean_bytes());
+  return cache.emplace(key, std::move(injectors)).first->second;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Times inject (timed_inject) or restore (!timed_inject) of one method; the other half runs untimed.
+void inject_restore_benchmark(benchmark::State& state, Injectors& injectors, bool tstar, bool timed_inject) {
+  constexpr double kScale = 0.01;
+  uint64_t seed = 0;
+  for (auto _ : state) {
+    ++seed;
+    auto start = std::chrono::steady_clock::now();
+    if (tstar) {
+      injectors.engine->inject(kScale, seed);
+    } else {
+      injectors.seed_style->inject(kScale);
+    }
+    double inject_s = seconds_since(start);
+    start = std::chrono::steady_clock::now();
+    if (tstar) {
+      injectors.engine->restore();
+    } else {
+      injectors.seed_style->restore();
+    }
+    double restore_s = seconds_since(start);
+    state.SetIterationTime(timed_inject ? inject_s : restore_s);
+  }
+  set_rate_counters(state, "bytes_per_s", static_cast<double>(injectors.bytes));
+  set_rate_counters(state, "params_per_s", static_cast<double>(injectors.numel));
+}
+
+}  // namespace
+
+void register_noise_benchmarks(BenchEnv& env) {
+  benchmark::RegisterBenchmark("NoiseGen/curand_host", noise_gen_curand_host)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("NoiseGen/tstar_cpu", [](benchmark::State& s) { noise_gen_tstar(s, 0); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("NoiseGen/tstar_cpu_1thread", [](benchmark::State& s) { noise_gen_tstar(s, 1); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("NoiseGen/tstar_portable_1thread", noise_gen_tstar_portable)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("NoiseGen/torch_randn", noise_gen_torch)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+  auto cache = std::make_shared<InjectorCache>();
+  const torch::ScalarType dtype = parse_dtype(env.options().dtype);
+  const std::string dtype_label = env.options().dtype;
+  for (const std::string& preset : env.options().presets) {
+    for (const char* method : {"tstar", "seed-style"}) {
+      const bool tstar = std::string(method) == "tstar";
+      for (const char* phase : {"Inject", "Restore"}) {
+        const bool timed_inject = std::string(phase) == "Inject";
+        benchmark::RegisterBenchmark(
+            fmt::format("{}/{}/{}/{}", phase, preset, dtype_label, method).c_str(),
+            [&env, cache, preset, dtype, tstar, timed_inject](benchmark::State& state) {
+              inject_restore_benchmark(state, injectors_for(*cache, env, preset, dtype), tstar, timed_inject);
+            })
+            ->Unit(benchmark::kMillisecond)
+            ->UseManualTime();
+      }
+    }
+  }
+}
+
+}  // namespace tstar::bench

@@ -1,0 +1,112 @@
+// The notebook's four experiments (REFERENCE §1) as reusable computations. Every result is a pure
+// function of (model, prompts, seeds, scales, noise settings): it is computed once per process on
+// first request and cached, so counters are the same bits whatever benchmark asks, how often, and
+// whether it runs alone or in the full suite.
+#pragma once
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "noise.h"
+#include "tokenizer.h"
+
+namespace tstar {
+
+std::vector<std::string> notebook_prompts();            // experiments 1, 2, 4
+std::vector<std::string> notebook_evolution_prompts();  // experiment 3
+std::vector<double> notebook_scales();                  // 0, 0.001, ..., 0.05
+
+struct ExperimentSettings {
+  std::string model;      // directory or preset
+  std::string tokenizer;  // tokenizer.json or its directory; "" = the model directory's
+  torch::ScalarType dtype = torch::kBFloat16;  // the notebook ran bf16
+  torch::Device device = torch::kCPU;
+  std::vector<std::string> prompts = notebook_prompts();
+  std::vector<std::string> evolution_prompts = notebook_evolution_prompts();
+  int64_t evolution_steps = 15;
+  size_t layer_prompt = 0;                     // the notebook's layer study uses prompt 1 only
+  std::vector<uint64_t> seeds = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::vector<double> scales = notebook_scales();  // WeightNoise
+  std::vector<double> detail_scales = {0.01};      // Layer, Evolution, TempSweep
+  NoiseType noise = NoiseType::kGaussian;
+  ScaleReference reference = ScaleReference::kTensorStd;
+  std::vector<std::string> exclude = default_excludes();
+  double t_lo = 0.5, t_hi = 3.0, t_tol = 1e-4;  // bounds and tolerance of the best-T search
+
+  void validate() const;  // throws tstar::Error on empty seeds/prompts, bad scales, ...
+  nlohmann::json to_json() const;
+};
+
+// A benchmark's statistics: scalar counters plus what counters cannot hold (per-prompt values,
+// curves, series), which goes to results.json.
+struct ExperimentResult {
+  std::string name;
+  std::map<std::string, double> counters;
+  nlohmann::json details;
+};
+
+class ExperimentSuite {
+ public:
+  explicit ExperimentSuite(ExperimentSettings settings);
+  const ExperimentSettings& settings() const { return settings_; }
+  const ModelConfig& config() const { return config_; }
+  std::vector<std::string> groups() const;  // the noise engine's groups for this model
+
+  // Names as --benchmark_filter sees them.
+  static std::string weight_noise_name(double scale);
+  static std::string layer_name(const std::string& group, double scale);
+  static std::string evolution_name(size_t prompt, double scale);
+  static std::string temp_sweep_name(double scale);
+
+  const ExperimentResult& weight_noise(double scale);
+  const ExperimentResult& layer(const std::string& group, double scale);
+  const ExperimentResult& evolution(size_t prompt, double scale);
+  const ExperimentResult& temp_sweep(double scale);
+
+  // The timed unit of WeightNoise/Layer/TempSweep: inject -> batched forward of every prompt ->
+  // restore (the scope restores also when the forward throws).
+  void timed_cycle(const std::string& group, double scale, uint64_t seed);
+  // The timed unit of Evolution: inject -> prefill + teacher-forced cached decode -> restore.
+  void timed_evolution_cycle(size_t prompt, double scale, uint64_t seed);
+
+  // Everything computed so far plus provenance; the live weights' digest is recomputed here.
+  nlohmann::json results_json();
+  nlohmann::json provenance();
+
+ private:
+  struct Trajectory {  // a clean greedy continuation and the logits that chose it
+    std::vector<int64_t> prompt_ids;
+    std::vector<int64_t> tokens;  // [steps]
+    torch::Tensor logits;         // [steps, V] fp32
+  };
+  Model& model();
+  NoiseEngine& engine(const std::string& group);
+  const torch::Tensor& clean_logits();  // [P, V]
+  const torch::Tensor& noisy_logits(const std::string& group, double scale, uint64_t seed);  // [P, V]
+  const Trajectory& clean_trajectory(size_t prompt);
+  torch::Tensor teacher_forced_logits(const Trajectory& clean) const;  // [steps, V]
+  const ExperimentResult& remember(ExperimentResult result);
+
+  ExperimentSettings settings_;
+  ModelConfig config_;
+  std::unique_ptr<Model> model_;
+  std::optional<Tokenizer> tokenizer_;
+  std::vector<std::vector<int64_t>> prompt_ids_;
+  std::string clean_digest_;
+  std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
+  std::unique_ptr<NoiseEngine> engine_;
+  std::optional<torch::Tensor> clean_logits_;
+  std::map<std::string, torch::Tensor> noisy_logits_;
+  std::map<size_t, Trajectory> trajectories_;
+  std::map<std::string, ExperimentResult> results_;
+  std::map<std::string, InjectionReport> injection_reports_;  // by "group/scale/seed"
+};
+
+}  // namespace tstar

@@ -1,0 +1,593 @@
+// Noise specs, targeting, and the CPU noise engine (see noise.h for the design).
+#include "noise.h"
+
+#include <ATen/Parallel.h>
+#include <curand.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <regex>
+#include <set>
+
+#include "error.h"
+#include "noise_kernels.h"
+
+namespace tstar {
+namespace {
+
+// Elements per work item. Fixed, so the split of work (and of every reduction) is the same for any
+// thread count; a multiple of 64 so the AVX-512 generator runs whole 16-block batches.
+constexpr int64_t kChunk = 16384;
+
+int64_t num_chunks(int64_t count) { return (count + kChunk - 1) / kChunk; }
+
+// ---- element access for fp32 / bf16 / fp16 tensors
+
+void load_floats(const torch::Tensor& t, int64_t begin, int64_t count, float* out) {
+  switch (t.scalar_type()) {
+    case torch::kFloat:
+      std::memcpy(out, t.data_ptr<float>() + begin, count * sizeof(float));
+      return;
+    case torch::kBFloat16: {
+      auto* p = reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()) + begin;
+      for (int64_t i = 0; i < count; ++i) out[i] = noise_kernels::bf16_to_float(p[i]);
+      return;
+    }
+    case torch::kHalf: {
+      auto* p = reinterpret_cast<const uint16_t*>(t.data_ptr<at::Half>()) + begin;
+      for (int64_t i = 0; i < count; ++i) out[i] = c10::detail::fp16_ieee_to_fp32_value(p[i]);
+      return;
+    }
+    default:
+      TSTAR_CHECK(false);
+  }
+}
+
+struct Sums {
+  double sum = 0, sum_sq_dev = 0, abs_max = 0, sum_sq = 0;
+};
+
+// Two-pass moments of elements [begin, begin + count), single-threaded.
+Sums range_sums(const torch::Tensor& t, int64_t begin, int64_t count, double mean, bool first_pass) {
+  constexpr int64_t kBuffer = 4096;
+  float buffer[kBuffer];
+  Sums s;
+  for (int64_t i = 0; i < count; i += kBuffer) {
+    int64_t n = std::min(kBuffer, count - i);
+    load_floats(t, begin + i, n, buffer);
+    for (int64_t k = 0; k < n; ++k) {
+      double x = buffer[k];
+      if (first_pass) {
+        s.sum += x;
+      } else {
+        s.sum_sq_dev += (x - mean) * (x - mean);
+        s.sum_sq += x * x;
+        s.abs_max = std::max(s.abs_max, std::fabs(x));
+      }
+    }
+  }
+  return s;
+}
+
+// Whole-tensor moments over the fixed chunk grid, reduced in chunk order.
+Sums tensor_sums(const torch::Tensor& t, int64_t numel) {
+  int64_t chunks = num_chunks(numel);
+  std::vector<Sums> first(chunks), second(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      first[c] = range_sums(t, c * kChunk, std::min(kChunk, numel - c * kChunk), 0.0, true);
+  });
+  double sum = 0;
+  for (const Sums& s : first) sum += s.sum;
+  double mean = numel ? sum / numel : 0.0;
+  at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      second[c] = range_sums(t, c * kChunk, std::min(kChunk, numel - c * kChunk), mean, false);
+  });
+  Sums total;
+  total.sum = sum;
+  for (const Sums& s : second) {
+    total.sum_sq_dev += s.sum_sq_dev;
+    total.sum_sq += s.sum_sq;
+    total.abs_max = std::max(total.abs_max, s.abs_max);
+  }
+  return total;
+}
+
+double unbiased_std(double sum_sq_dev, int64_t n) { return n > 1 ? std::sqrt(sum_sq_dev / (n - 1)) : 0.0; }
+
+// Edit distance of `pattern` to the best-matching substring of `text` (free start and end in text).
+size_t substring_distance(const std::string& pattern, const std::string& text) {
+  std::vector<size_t> prev(text.size() + 1, 0), cur(text.size() + 1);
+  for (size_t i = 1; i <= pattern.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= text.size(); ++j) {
+      size_t substitute = prev[j - 1] + (pattern[i - 1] == text[j - 1] ? 0 : 1);
+      cur[j] = std::min({substitute, prev[j] + 1, cur[j - 1] + 1});
+    }
+    std::swap(prev, cur);
+  }
+  return *std::min_element(prev.begin(), prev.end());
+}
+
+bool has_substring(const std::string& name, const std::vector<std::string>& parts) {
+  return std::any_of(parts.begin(), parts.end(),
+                     [&](const std::string& p) { return name.find(p) != std::string::npos; });
+}
+
+// "model.layers.N.<rest>" -> N; -1 for names outside the decoder layers.
+int64_t layer_of(const std::string& name) {
+  const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) != 0) return -1;
+  size_t end = name.find('.', prefix.size());
+  if (end == std::string::npos || end == prefix.size()) return -1;
+  int64_t layer = 0;
+  for (size_t i = prefix.size(); i < end; ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    layer = layer * 10 + (name[i] - '0');
+  }
+  return layer;
+}
+
+// [first, last) layers of early/middle/late: thirds, remainder to the earlier thirds first.
+std::pair<int64_t, int64_t> third_range(int64_t num_layers, int which) {
+  int64_t base = num_layers / 3, extra = num_layers % 3;
+  int64_t begin = 0;
+  for (int k = 0; k < which; ++k) begin += base + (k < extra ? 1 : 0);
+  return {begin, begin + base + (which < extra ? 1 : 0)};
+}
+
+// Predicate of a group on names; throws on an unknown group.
+std::function<bool(const std::string&)> group_predicate(const std::string& group, const ModelConfig& config) {
+  if (group == "all") return [](const std::string&) { return true; };
+  if (group == "attention") return [](const std::string& n) { return n.find(".self_attn.") != std::string::npos; };
+  if (group == "mlp") return [](const std::string& n) { return n.find(".mlp.") != std::string::npos; };
+  if (group == "lm_head") return [](const std::string& n) { return n.rfind("lm_head.", 0) == 0; };
+  const std::vector<std::string> thirds = {"early", "middle", "late"};
+  for (int k = 0; k < 3; ++k) {
+    if (group == thirds[k]) {
+      auto [begin, end] = third_range(config.num_layers, k);
+      return [begin = begin, end = end](const std::string& n) {
+        int64_t layer = layer_of(n);
+        return layer >= begin && layer < end;
+      };
+    }
+  }
+  if (group.rfind("layer:", 0) == 0) {
+    std::string digits = group.substr(6);
+    bool numeric = !digits.empty() && digits.size() < 10 &&
+                   std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!numeric || std::stoll(digits) >= config.num_layers)
+      throw Error(fmt::format("noise group '{}': expected layer:N with 0 <= N < {}", group, config.num_layers));
+    int64_t layer = std::stoll(digits);
+    return [layer](const std::string& n) { return layer_of(n) == layer; };
+  }
+  throw Error(fmt::format("unknown noise group '{}' (known: all, attention, mlp, lm_head, early, middle, late, "
+                          "layer:N)", group));
+}
+
+std::string quoted_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// Indices of names the predicate accepts; throws when it accepts none that survive the excludes.
+std::vector<size_t> select_one(const ParameterMap& params, const std::string& what,
+                               const std::function<bool(const std::string&)>& accept,
+                               const std::vector<std::string>& exclude, const std::string& pattern_text) {
+  std::vector<size_t> out;
+  std::vector<std::string> excluded;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!accept(params.name(i))) continue;
+    if (has_substring(params.name(i), exclude)) {
+      excluded.push_back(params.name(i));
+    } else {
+      out.push_back(i);
+    }
+  }
+  if (!out.empty()) return out;
+  if (!excluded.empty()) {
+    excluded.resize(std::min<size_t>(excluded.size(), 5));
+    throw Error(fmt::format("noise target {} matches only excluded tensors ({}; excludes: {}); pass other "
+                            "excludes to target them", what, quoted_list(excluded), quoted_list(exclude)));
+  }
+  throw Error(fmt::format("noise target {} matches no parameter; closest names: {}", what,
+                          quoted_list(closest_names(pattern_text, params))));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- specs
+
+NoiseType parse_noise_type(const std::string& name) {
+  if (name == "gaussian") return NoiseType::kGaussian;
+  if (name == "uniform") return NoiseType::kUniform;
+  if (name == "laplace") return NoiseType::kLaplace;
+  if (name == "multiplicative") return NoiseType::kMultiplicative;
+  throw Error("unknown noise type '" + name + "' (expected gaussian, uniform, laplace or multiplicative)");
+}
+
+ScaleReference parse_scale_reference(const std::string& name) {
+  if (name == "tensor_std") return ScaleReference::kTensorStd;
+  if (name == "row_std") return ScaleReference::kRowStd;
+  if (name == "abs_max") return ScaleReference::kAbsMax;
+  throw Error("unknown noise scale reference '" + name + "' (expected tensor_std, row_std or abs_max)");
+}
+
+std::string noise_type_name(NoiseType type) {
+  switch (type) {
+    case NoiseType::kGaussian: return "gaussian";
+    case NoiseType::kUniform: return "uniform";
+    case NoiseType::kLaplace: return "laplace";
+    case NoiseType::kMultiplicative: return "multiplicative";
+  }
+  return "?";
+}
+
+std::string scale_reference_name(ScaleReference reference) {
+  switch (reference) {
+    case ScaleReference::kTensorStd: return "tensor_std";
+    case ScaleReference::kRowStd: return "row_std";
+    case ScaleReference::kAbsMax: return "abs_max";
+  }
+  return "?";
+}
+
+uint64_t parse_seed(const std::string& text) {
+  bool digits = !text.empty() && text.size() <= 20 &&
+                std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) {
+    errno = 0;
+    unsigned long long value = std::strtoull(text.c_str(), nullptr, 10);
+    if (errno == 0) return value;
+  }
+  throw Error("invalid noise seed '" + text + "': expected a non-negative integer below 2^64");
+}
+
+void validate_scale(double scale) {
+  if (!std::isfinite(scale) || scale < 0)
+    throw Error(fmt::format("invalid noise scale {}: expected a finite number >= 0", scale));
+}
+
+philox::Kind unit_noise_kind(NoiseType type) {
+  switch (type) {
+    case NoiseType::kUniform: return philox::Kind::kUniform;
+    case NoiseType::kLaplace: return philox::Kind::kLaplace;
+    default: return philox::Kind::kGaussian;
+  }
+}
+
+// ---------------------------------------------------------------- targeting
+
+std::vector<std::string> default_excludes() { return {"norm", "embed", ".bias"}; }
+
+std::vector<std::string> group_names(const ModelConfig& config) {
+  std::vector<std::string> names = {"all", "attention", "mlp"};
+  if (!config.tie_word_embeddings) names.push_back("lm_head");
+  const char* third_names[3] = {"early", "middle", "late"};
+  for (int k = 0; k < 3; ++k) {
+    auto [begin, end] = third_range(config.num_layers, k);
+    if (begin < end) names.push_back(third_names[k]);
+  }
+  for (int64_t i = 0; i < config.num_layers; ++i) names.push_back("layer:" + std::to_string(i));
+  return names;
+}
+
+std::vector<size_t> select_targets(const ParameterMap& params, const ModelConfig& config, const TargetSpec& spec) {
+  std::vector<std::string> groups = spec.groups;
+  if (groups.empty() && spec.include.empty()) groups.push_back("all");
+  std::set<size_t> chosen;
+  for (const auto& group : groups) {
+    if (group == "lm_head" && config.tie_word_embeddings)
+      throw Error("noise group 'lm_head': this model ties lm_head to model.embed_tokens.weight; target that "
+                  "name with excludes that keep it (noise there changes the embeddings too)");
+    auto picked = select_one(params, "group '" + group + "'", group_predicate(group, config), spec.exclude, group);
+    chosen.insert(picked.begin(), picked.end());
+  }
+  for (const auto& pattern : spec.include) {
+    std::function<bool(const std::string&)> accept;
+    if (spec.regex) {
+      std::shared_ptr<std::regex> re;
+      try {
+        re = std::make_shared<std::regex>(pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        throw Error(fmt::format("invalid noise target regex '{}': {}", pattern, e.what()));
+      }
+      accept = [re](const std::string& n) { return std::regex_search(n, *re); };
+    } else {
+      accept = [pattern](const std::string& n) { return n.find(pattern) != std::string::npos; };
+    }
+    auto picked = select_one(params, "pattern '" + pattern + "'", accept, spec.exclude, pattern);
+    chosen.insert(picked.begin(), picked.end());
+  }
+  return std::vector<size_t>(chosen.begin(), chosen.end());
+}
+
+nlohmann::json describe_groups(const ParameterMap& params, const ModelConfig& config,
+                               const std::vector<std::string>& exclude) {
+  nlohmann::json groups = nlohmann::json::object();
+  std::vector<std::string> order = group_names(config);
+  nlohmann::json ordered = nlohmann::json::array();
+  for (const auto& group : order) {
+    auto accept = group_predicate(group, config);
+    nlohmann::json names = nlohmann::json::array();
+    for (size_t i = 0; i < params.size(); ++i)
+      if (accept(params.name(i)) && !has_substring(params.name(i), exclude)) names.push_back(params.name(i));
+    ordered.push_back({{"group", group}, {"count", names.size()}, {"names", names}});
+  }
+  nlohmann::json thirds = nlohmann::json::object();
+  const char* third_names[3] = {"early", "middle", "late"};
+  for (int k = 0; k < 3; ++k) {
+    auto [begin, end] = third_range(config.num_layers, k);
+    thirds[third_names[k]] = begin < end ? nlohmann::json{begin, end - 1} : nlohmann::json();  // null: empty
+  }
+  return {{"excludes", exclude}, {"num_layers", config.num_layers}, {"thirds", thirds}, {"groups", ordered}};
+}
+
+nlohmann::json describe_groups(const Model& model) { return describe_groups(model.parameters(), model.config()); }
+
+std::vector<std::string> closest_names(const std::string& pattern, const ParameterMap& params, size_t count) {
+  std::vector<std::pair<size_t, size_t>> scored;  // (distance, index)
+  for (size_t i = 0; i < params.size(); ++i) scored.emplace_back(substring_distance(pattern, params.name(i)), i);
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (size_t k = 0; k < std::min(count, scored.size()); ++k) out.push_back(params.name(scored[k].second));
+  return out;
+}
+
+// ---------------------------------------------------------------- unit noise
+
+uint64_t tensor_seed(uint64_t user_seed, const std::string& name) {
+  return philox::tensor_seed(user_seed, name.data(), name.size());
+}
+
+void generate_unit_noise(philox::Kind kind, uint64_t stream_seed, uint64_t first, int64_t count, float* out) {
+  TSTAR_CHECK(first % 4 == 0);
+  at::parallel_for(0, num_chunks(count), 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      int64_t start = c * kChunk;
+      noise_kernels::generate(kind, stream_seed, first + start, std::min(kChunk, count - start), out + start);
+    }
+  });
+}
+
+namespace {
+struct CurandHost {
+  curandGenerator_t gen = nullptr;
+  CurandHost(uint64_t seed, uint64_t offset) {
+    if (curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10) != CURAND_STATUS_SUCCESS)
+      throw Error("libcurand: cannot create a host Philox4_32_10 generator");
+    curandSetPseudoRandomGeneratorSeed(gen, seed);
+    curandSetGeneratorOrdering(gen, CURAND_ORDERING_PSEUDO_LEGACY);
+    curandSetGeneratorOffset(gen, offset);
+  }
+  ~CurandHost() { curandDestroyGenerator(gen); }
+};
+}  // namespace
+
+std::vector<uint32_t> curand_host_uint32(uint64_t stream_seed, uint64_t first, int64_t count) {
+  CurandHost host(stream_seed, first);
+  std::vector<uint32_t> out(count);
+  if (count > 0 && curandGenerate(host.gen, out.data(), count) != CURAND_STATUS_SUCCESS)
+    throw Error("libcurand: curandGenerate failed");
+  return out;
+}
+
+std::vector<float> curand_host_normals(uint64_t stream_seed, uint64_t first, int64_t count) {
+  CurandHost host(stream_seed, first);
+  int64_t even = count + (count & 1);  // the host API generates normals in pairs
+  std::vector<float> out(even);
+  if (even > 0 && curandGenerateNormal(host.gen, out.data(), even, 0.0f, 1.0f) != CURAND_STATUS_SUCCESS)
+    throw Error("libcurand: curandGenerateNormal failed");
+  out.resize(count);
+  return out;
+}
+
+// ---------------------------------------------------------------- engine
+
+nlohmann::json InjectionReport::to_json(bool per_tensor) const {
+  nlohmann::json j = {{"type", noise_type_name(spec.type)},
+                      {"reference", scale_reference_name(spec.reference)},
+                      {"scale", spec.scale},
+                      {"seed", spec.seed},
+                      {"numel", numel},
+                      {"changed_fraction", changed_fraction},
+                      {"realized_ratio", realized_ratio}};
+  if (per_tensor) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& t : tensors)
+      rows.push_back({{"name", t.name},
+                      {"numel", t.numel},
+                      {"requested_std", t.requested_std},
+                      {"realized_std", t.realized_std},
+                      {"changed_fraction", t.changed_fraction()},
+                      {"realized_ratio", t.realized_ratio()}});
+    j["tensors"] = rows;
+  }
+  return j;
+}
+
+NoiseEngine::NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type, ScaleReference reference)
+    : NoiseEngine(model.parameters(), select_targets(model.parameters(), model.config(), targets), type,
+                  reference) {}
+
+NoiseEngine::NoiseEngine(ParameterMap& params, std::vector<size_t> targets, NoiseType type,
+                         ScaleReference reference)
+    : type_(type), reference_(reference) {
+  for (size_t index : targets) {
+    TSTAR_CHECK(index < params.size());
+    Target t;
+    t.name = params.name(index);
+    t.live = params.tensor(index);
+    auto dtype = t.live.scalar_type();
+    if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf)
+      throw Error(fmt::format("noise: tensor {} has dtype {}; fp32, bf16 and fp16 are supported", t.name,
+                              c10::toString(dtype)));
+    if (!t.live.device().is_cpu() || !t.live.is_contiguous())
+      throw Error("noise: tensor " + t.name + " must be a contiguous CPU tensor");
+    t.name_hash = philox::fnv1a64(t.name.data(), t.name.size());
+    t.clean = t.live.clone();
+    int64_t numel = t.live.numel();
+    Sums s = tensor_sums(t.clean, numel);
+    t.tensor_std = unbiased_std(s.sum_sq_dev, numel);
+    t.abs_max = s.abs_max;
+    t.rms = numel ? std::sqrt(s.sum_sq / numel) : 0.0;
+    t.rows = t.live.dim() >= 2 ? t.live.size(0) : 1;
+    t.row_length = t.rows ? numel / t.rows : 0;
+    if (reference_ == ScaleReference::kRowStd && type_ != NoiseType::kMultiplicative) {
+      t.row_std.resize(t.rows);
+      at::parallel_for(0, t.rows, 16, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          int64_t begin = r * t.row_length;
+          double mean = range_sums(t.clean, begin, t.row_length, 0, true).sum / std::max<int64_t>(1, t.row_length);
+          t.row_std[r] = unbiased_std(range_sums(t.clean, begin, t.row_length, mean, false).sum_sq_dev, t.row_length);
+        }
+      });
+    }
+    targets_.push_back(std::move(t));
+  }
+}
+
+std::vector<std::string> NoiseEngine::target_names() const {
+  std::vector<std::string> out;
+  for (const auto& t : targets_) out.push_back(t.name);
+  return out;
+}
+
+int64_t NoiseEngine::target_numel() const {
+  int64_t n = 0;
+  for (const auto& t : targets_) n += t.live.numel();
+  return n;
+}
+
+size_t NoiseEngine::clean_bytes() const {
+  size_t n = 0;
+  for (const auto& t : targets_) n += t.clean.nbytes();
+  return n;
+}
+
+double NoiseEngine::reference_value(const Target& t, int64_t row) const {
+  switch (reference_) {
+    case ScaleReference::kTensorStd: return t.tensor_std;
+    case ScaleReference::kAbsMax: return t.abs_max;
+    case ScaleReference::kRowStd: return t.row_std[row];
+  }
+  return 0.0;
+}
+
+double NoiseEngine::requested_std(const Target& t, double scale) const {
+  if (type_ == NoiseType::kMultiplicative) return scale * t.rms;
+  if (reference_ != ScaleReference::kRowStd) return scale * reference_value(t, 0);
+  double sum_sq = 0;
+  for (double r : t.row_std) sum_sq += r * r;
+  return scale * std::sqrt(sum_sq / std::max<int64_t>(1, t.rows));
+}
+
+TensorNoiseReport NoiseEngine::inject_one(const Target& t, double scale, uint64_t stream_seed) const {
+  const int64_t numel = t.live.numel();
+  const philox::Kind kind = unit_noise_kind(type_);
+  const auto mode = type_ == NoiseType::kMultiplicative ? noise_kernels::Mode::kMultiplicative
+                                                        : noise_kernels::Mode::kAdditive;
+  const auto dtype = t.live.scalar_type();
+  char* live = static_cast<char*>(t.live.data_ptr());
+  const char* clean = static_cast<const char*>(t.clean.data_ptr());
+  const size_t elem = t.live.element_size();
+  std::vector<noise_kernels::ApplyStats> partial(num_chunks(numel));
+
+  auto apply = [&](int64_t begin, int64_t count, const float* z, float mult) {
+    const void* c = clean + begin * elem;
+    void* l = live + begin * elem;
+    if (dtype == torch::kBFloat16)
+      return noise_kernels::apply_bf16(static_cast<const uint16_t*>(c), static_cast<uint16_t*>(l), z, count, mult, mode);
+    if (dtype == torch::kHalf)
+      return noise_kernels::apply_f16(static_cast<const uint16_t*>(c), static_cast<uint16_t*>(l), z, count, mult, mode);
+    return noise_kernels::apply_f32(static_cast<const float*>(c), static_cast<float*>(l), z, count, mult, mode);
+  };
+  // Multiplier of a row: s * ref, or s for multiplicative noise (which scales by each w itself).
+  auto row_mult = [&](int64_t row) {
+    return static_cast<float>(mode == noise_kernels::Mode::kMultiplicative ? scale : scale * reference_value(t, row));
+  };
+  bool per_row = reference_ == ScaleReference::kRowStd && mode == noise_kernels::Mode::kAdditive;
+
+  at::parallel_for(0, num_chunks(numel), 1, [&](int64_t b, int64_t e) {
+    std::vector<float> z(kChunk);
+    for (int64_t c = b; c < e; ++c) {
+      int64_t begin = c * kChunk, count = std::min(kChunk, numel - begin);
+      noise_kernels::generate(kind, stream_seed, begin, count, z.data());
+      if (!per_row) {
+        partial[c] = apply(begin, count, z.data(), row_mult(0));
+        continue;
+      }
+      // Split the chunk at row boundaries; segments are reduced in order.
+      for (int64_t i = 0; i < count;) {
+        int64_t row = (begin + i) / t.row_length;
+        int64_t n = std::min(count - i, (row + 1) * t.row_length - (begin + i));
+        auto s = apply(begin + i, n, z.data() + i, row_mult(row));
+        partial[c].changed += s.changed;
+        partial[c].sum_sq += s.sum_sq;
+        i += n;
+      }
+    }
+  });
+  TensorNoiseReport report;
+  report.name = t.name;
+  report.numel = numel;
+  double sum_sq = 0;
+  for (const auto& p : partial) {
+    report.changed += p.changed;
+    sum_sq += p.sum_sq;
+  }
+  report.realized_std = numel ? std::sqrt(sum_sq / numel) : 0.0;
+  report.requested_std = requested_std(t, scale);
+  return report;
+}
+
+InjectionReport NoiseEngine::inject(double scale, uint64_t seed) {
+  validate_scale(scale);
+  InjectionReport report;
+  report.spec = NoiseSpec{type_, reference_, scale, seed};
+  const uint64_t seed_mix = philox::splitmix64(seed);
+  try {
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      injected_ = true;  // from here on the live weights may differ from the clean ones
+      const Target& t = targets_[i];
+      report.tensors.push_back(inject_one(t, scale, philox::splitmix64(seed_mix ^ t.name_hash)));
+      if (after_tensor_) after_tensor_(i);
+    }
+  } catch (...) {
+    restore();
+    throw;
+  }
+  double realized_sq = 0, requested_sq = 0;
+  for (const auto& t : report.tensors) {
+    report.numel += t.numel;
+    report.changed += t.changed;
+    realized_sq += t.realized_std * t.realized_std * t.numel;
+    requested_sq += t.requested_std * t.requested_std * t.numel;
+  }
+  report.changed_fraction = report.numel ? static_cast<double>(report.changed) / report.numel : 0.0;
+  report.realized_ratio = requested_sq > 0 ? std::sqrt(realized_sq / requested_sq) : 0.0;
+  return report;
+}
+
+void NoiseEngine::restore() {
+  if (!injected_) return;
+  for (const auto& t : targets_) {
+    const int64_t bytes = static_cast<int64_t>(t.clean.nbytes());
+    const int64_t chunk_bytes = kChunk * static_cast<int64_t>(t.clean.element_size());
+    char* dst = static_cast<char*>(t.live.data_ptr());
+    const char* src = static_cast<const char*>(t.clean.data_ptr());
+    at::parallel_for(0, (bytes + chunk_bytes - 1) / chunk_bytes, 4, [&](int64_t b, int64_t e) {
+      int64_t begin = b * chunk_bytes, end = std::min(bytes, e * chunk_bytes);
+      std::memcpy(dst + begin, src + begin, end - begin);
+    });
+  }
+  injected_ = false;
+}
+
+}  // namespace tstar

@@ -1,0 +1,189 @@
+// The noise engine: reproducible noise in chosen weights, exact restore, realized-noise reports.
+//
+// Streams. Each tensor has its own cuRAND Philox4_32_10 stream whose seed is
+// philox::tensor_seed(user seed, parameter name) (philox.h), so its noise does not depend on which
+// other tensors are targeted; element n of the row-major flattened tensor takes element n of the
+// stream (philox.h documents the counter mapping and the unit-noise formulas).
+//
+// Noise. w_noisy = round_to_dtype(w_clean + mult * z), z the unit noise (std 1), in float:
+//   gaussian / uniform / laplace: mult = s * ref, ref = the tensor's std (tensor_std, the notebook's),
+//     the std of the element's output row (row_std: rows along dim 0), or max |w| (abs_max, as IBM
+//     aihwkit); statistics are computed once, in double, from the clean weights (unbiased std).
+//   multiplicative: w * (1 + s z), i.e. mult = s * w_clean per element; z gaussian; no reference.
+// Common random numbers: z depends on (seed, name, element) only, never on s, so a sweep over
+// scales with one seed reuses the same unit noise and its curves over scale are paired.
+//
+// Realized noise: rounding to bf16 swallows perturbations below half an ulp. Each injection reports
+// per tensor and in total the fraction of elements whose value changed and realized std / requested
+// std (realized std = rms of rounded - clean; requested std = s * ref, or s * rms(w) for
+// multiplicative, rms over rows for row_std).
+//
+// Design (REFERENCE §4, "restore fused into the next injection"): the engine keeps one clean copy of
+// each targeted tensor; inject() writes clean + noise into the live tensor in one pass, so consecutive
+// injections need no restore in between; restore() copies the clean weights back. Work is split over
+// threads by a fixed grid of counter chunks and reduced in a fixed order: results are bit-identical
+// for any thread count.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "philox.h"
+
+namespace tstar {
+
+enum class NoiseType { kGaussian, kUniform, kLaplace, kMultiplicative };
+enum class ScaleReference { kTensorStd, kRowStd, kAbsMax };
+
+// Parsers throw tstar::Error naming the bad value and the accepted ones.
+NoiseType parse_noise_type(const std::string& name);          // gaussian|uniform|laplace|multiplicative
+ScaleReference parse_scale_reference(const std::string& name);  // tensor_std|row_std|abs_max
+uint64_t parse_seed(const std::string& text);                 // a non-negative decimal integer < 2^64
+std::string noise_type_name(NoiseType type);
+std::string scale_reference_name(ScaleReference reference);
+void validate_scale(double scale);  // finite and >= 0, else tstar::Error
+philox::Kind unit_noise_kind(NoiseType type);  // multiplicative draws gaussian unit noise
+
+struct NoiseSpec {
+  NoiseType type = NoiseType::kGaussian;
+  ScaleReference reference = ScaleReference::kTensorStd;
+  double scale = 0.0;  // relative scale s
+  uint64_t seed = 0;
+};
+
+// ---------------------------------------------------------------- targeting
+
+// The notebook's defaults as name substrings: norms ("norm" covers *_layernorm and model.norm),
+// embeddings ("embed") and biases (".bias"). Override by passing another list (empty: none).
+std::vector<std::string> default_excludes();
+
+// Which tensors get noise: the union of the named groups and the include patterns (substrings, or
+// ECMAScript regexes searched anywhere in the name when `regex`), minus names containing any
+// exclude substring. Nothing named means the group "all".
+// Groups: all, attention (".self_attn."), mlp (".mlp."), lm_head ("lm_head."), early/middle/late
+// (thirds of num_layers; a remainder goes to the earlier thirds first: 28 layers -> 10/9/9),
+// layer:N (0 <= N < num_layers).
+struct TargetSpec {
+  std::vector<std::string> groups;
+  std::vector<std::string> include;
+  bool regex = false;
+  std::vector<std::string> exclude = default_excludes();
+};
+
+// Every group that can select a tensor in this model, layer:N included: lm_head is left out when tied
+// to the embeddings, and early/middle/late when the model has too few layers to fill that third.
+std::vector<std::string> group_names(const ModelConfig& config);
+// Indices (checkpoint order) the spec selects. Throws tstar::Error, touching nothing, on an unknown
+// group, an invalid regex, or a group/pattern that selects nothing (listing the closest names).
+std::vector<size_t> select_targets(const ParameterMap& params, const ModelConfig& config,
+                                   const TargetSpec& spec);
+// The names each group selects with the given excludes: {"excludes": [...], "groups": {group: [...]}}.
+nlohmann::json describe_groups(const ParameterMap& params, const ModelConfig& config,
+                               const std::vector<std::string>& exclude = default_excludes());
+nlohmann::json describe_groups(const Model& model);
+// Up to `count` names closest to `pattern` (edit distance of the pattern to a substring of the name).
+std::vector<std::string> closest_names(const std::string& pattern, const ParameterMap& params,
+                                       size_t count = 5);
+
+// ---------------------------------------------------------------- unit noise
+
+uint64_t tensor_seed(uint64_t user_seed, const std::string& name);
+// Elements [first, first + count) of a stream's unit noise (first % 4 == 0), generated on all
+// threads over a fixed grid of chunks: the values do not depend on the thread count.
+void generate_unit_noise(philox::Kind kind, uint64_t stream_seed, uint64_t first, int64_t count,
+                         float* out);
+// The same elements from libcurand's host API (CURAND_RNG_PSEUDO_PHILOX4_32_10, legacy ordering,
+// curandGenerate + the uint32 stream, or curandGenerateNormal): the reference tstar is checked with.
+std::vector<uint32_t> curand_host_uint32(uint64_t stream_seed, uint64_t first, int64_t count);
+std::vector<float> curand_host_normals(uint64_t stream_seed, uint64_t first, int64_t count);
+
+// ---------------------------------------------------------------- engine
+
+struct TensorNoiseReport {
+  std::string name;
+  int64_t numel = 0;
+  int64_t changed = 0;
+  double requested_std = 0.0;  // s * ref (absolute units)
+  double realized_std = 0.0;   // rms(rounded - clean)
+  double changed_fraction() const { return numel ? static_cast<double>(changed) / numel : 0.0; }
+  double realized_ratio() const { return requested_std > 0 ? realized_std / requested_std : 0.0; }
+};
+
+struct InjectionReport {
+  NoiseSpec spec;
+  std::vector<TensorNoiseReport> tensors;
+  int64_t numel = 0;
+  int64_t changed = 0;
+  double changed_fraction = 0.0;
+  double realized_ratio = 0.0;  // sqrt(sum realized^2 n / sum requested^2 n); 0 when s = 0
+  nlohmann::json to_json(bool per_tensor = true) const;
+};
+
+class NoiseEngine {
+ public:
+  // Copies the targeted tensors once and computes their statistics. Tensors must be contiguous
+  // fp32/bf16/fp16 on the CPU.
+  NoiseEngine(ParameterMap& params, std::vector<size_t> targets, NoiseType type, ScaleReference reference);
+  NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type = NoiseType::kGaussian,
+              ScaleReference reference = ScaleReference::kTensorStd);
+  NoiseEngine(const NoiseEngine&) = delete;
+  NoiseEngine& operator=(const NoiseEngine&) = delete;
+
+  // Live weights := clean + noise(scale, seed). Bad scales throw before any weight is touched; an
+  // exception during the pass restores every targeted tensor before it propagates.
+  InjectionReport inject(double scale, uint64_t seed);
+  void restore();  // live weights := clean, bit for bit
+  bool injected() const { return injected_; }
+
+  NoiseType type() const { return type_; }
+  ScaleReference reference() const { return reference_; }
+  std::vector<std::string> target_names() const;
+  int64_t target_numel() const;
+  size_t clean_bytes() const;
+  // Called after each tensor has been written (index into target_names()); for progress and tests.
+  void set_after_tensor_hook(std::function<void(size_t)> hook) { after_tensor_ = std::move(hook); }
+
+ private:
+  struct Target {
+    std::string name;
+    uint64_t name_hash = 0;
+    torch::Tensor live;   // the model's own tensor
+    torch::Tensor clean;  // one contiguous copy
+    int64_t rows = 1, row_length = 0;
+    double tensor_std = 0, abs_max = 0, rms = 0;
+    std::vector<double> row_std;  // rows entries (row_std reference only)
+  };
+  TensorNoiseReport inject_one(const Target& target, double scale, uint64_t stream_seed) const;
+  double reference_value(const Target& target, int64_t row) const;
+  double requested_std(const Target& target, double scale) const;
+
+  NoiseType type_;
+  ScaleReference reference_;
+  std::vector<Target> targets_;
+  bool injected_ = false;
+  std::function<void(size_t)> after_tensor_;
+};
+
+// Noise in on construction, out on destruction (also when an exception passes through).
+class NoiseScope {
+ public:
+  NoiseScope(NoiseEngine& engine, double scale, uint64_t seed)
+      : engine_(engine), report_(engine.inject(scale, seed)) {}
+  ~NoiseScope() { engine_.restore(); }
+  NoiseScope(const NoiseScope&) = delete;
+  NoiseScope& operator=(const NoiseScope&) = delete;
+  const InjectionReport& report() const { return report_; }
+
+ private:
+  NoiseEngine& engine_;
+  InjectionReport report_;
+};
+
+}  // namespace tstar

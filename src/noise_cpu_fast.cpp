@@ -1,0 +1,296 @@
+// The fast CPU noise generator and generate-scale-add pass: 16-lane AVX-512 Philox4x32-10 and a
+// vectorised Box-Muller that evaluates philox.h's polynomials operation for operation, dispatched
+// at run time (no -march flags), with portable fallbacks giving identical values. This file is
+// compiled with -ffp-contract=off (src/CMakeLists.txt): a fused multiply-add would change results.
+#include "noise_kernels.h"
+
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include <c10/util/Half.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <cstring>
+
+#include "error.h"
+
+namespace tstar::noise_kernels {
+namespace {
+
+constexpr int kLanes = 16;
+
+// ---------------------------------------------------------------- portable paths
+
+void portable_blocks(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
+  uint64_t block = first / 4;
+  for (int64_t i = 0; i < count; i += 4, ++block) {
+    float values[4];
+    philox::unit_block(kind, seed, block, values);
+    int64_t n = std::min<int64_t>(4, count - i);
+    for (int64_t k = 0; k < n; ++k) out[i + k] = values[k];
+  }
+}
+
+// Elements [begin, end) into lanes[i % 16] and `changed`; the reference order every path keeps.
+template <typename T, typename ToFloat, typename FromFloat>
+void accumulate_generic(const T* clean, T* live, const float* z, int64_t begin, int64_t end, float mult,
+                        Mode mode, ToFloat to_float, FromFloat from_float, double lanes[kLanes],
+                        int64_t& changed) {
+  for (int64_t i = begin; i < end; ++i) {
+    float c = to_float(clean[i]);
+    float m = mode == Mode::kMultiplicative ? mult * c : mult;
+    T rounded = from_float(c + m * z[i]);
+    live[i] = rounded;
+    float r = to_float(rounded);
+    changed += (r != c);
+    double d = static_cast<double>(r - c);
+    lanes[i % kLanes] += d * d;
+  }
+}
+
+ApplyStats finish(const double lanes[kLanes], int64_t changed) {
+  ApplyStats stats;
+  stats.changed = changed;
+  for (int k = 0; k < kLanes; ++k) stats.sum_sq += lanes[k];
+  return stats;
+}
+
+template <typename T, typename ToFloat, typename FromFloat>
+ApplyStats apply_generic(const T* clean, T* live, const float* z, int64_t count, float mult, Mode mode,
+                         ToFloat to_float, FromFloat from_float) {
+  double lanes[kLanes] = {};
+  int64_t changed = 0;
+  accumulate_generic(clean, live, z, 0, count, mult, mode, to_float, from_float, lanes, changed);
+  return finish(lanes, changed);
+}
+
+// ---------------------------------------------------------------- AVX-512 paths
+
+#define TSTAR_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw")))
+
+TSTAR_AVX512 inline void mulhilo(__m512i a, __m512i m, __m512i& lo, __m512i& hi) {
+  __m512i even = _mm512_mul_epu32(a, m);                         // 64-bit products of lanes 0, 2, ..
+  __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);   // .. and of lanes 1, 3, ..
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+// Philox4x32-10 of 16 consecutive blocks b0 .. b0+15 (b0 % 16 == 0, so all share b >> 16).
+TSTAR_AVX512 inline void philox16(uint64_t seed, uint64_t b0, __m512i r[4]) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  uint64_t hi = b0 >> 16;
+  __m512i c0 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(hi)));
+  __m512i c1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(hi >> 32)));
+  __m512i c2 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(b0 & 0xFFFFu)), lane);
+  __m512i c3 = _mm512_setzero_si512();
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(philox::kMul0));
+  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(philox::kMul1));
+  uint32_t k0 = static_cast<uint32_t>(seed);
+  uint32_t k1 = static_cast<uint32_t>(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    __m512i lo0, hi0, lo1, hi1;
+    mulhilo(c0, m0, lo0, hi0);
+    mulhilo(c2, m1, lo1, hi1);
+    __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
+    __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+    c0 = _mm512_ternarylogic_epi32(hi1, c1, key0, 0x96);  // three-way xor
+    c2 = _mm512_ternarylogic_epi32(hi0, c3, key1, 0x96);
+    c1 = lo1;
+    c3 = lo0;
+    k0 += philox::kWeyl0;
+    k1 += philox::kWeyl1;
+  }
+  r[0] = c0;
+  r[1] = c1;
+  r[2] = c2;
+  r[3] = c3;
+}
+
+TSTAR_AVX512 inline __m512 log16(__m512 x) {
+  __m512i bits = _mm512_castps_si512(x);
+  __m512i e = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(0xFF)),
+                               _mm512_set1_epi32(126));
+  __m512 m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF)),
+                                                 _mm512_set1_epi32(0x3F000000)));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(philox::kSqrtHalf), _CMP_LT_OQ);
+  e = _mm512_mask_sub_epi32(e, small, e, _mm512_set1_epi32(1));
+  m = _mm512_mask_blend_ps(small, _mm512_sub_ps(m, one), _mm512_sub_ps(_mm512_add_ps(m, m), one));
+  __m512 fe = _mm512_cvtepi32_ps(e);
+  __m512 z = _mm512_mul_ps(m, m);
+  __m512 y = _mm512_set1_ps(philox::kLogP0);
+  for (float p : {philox::kLogP1, philox::kLogP2, philox::kLogP3, philox::kLogP4, philox::kLogP5, philox::kLogP6,
+                  philox::kLogP7, philox::kLogP8})
+    y = _mm512_add_ps(_mm512_mul_ps(y, m), _mm512_set1_ps(p));
+  y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+  y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(philox::kLn2Lo), fe));
+  y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(-0.5f), z));
+  __m512 r = _mm512_add_ps(m, y);
+  return _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(philox::kLn2Hi), fe));
+}
+
+TSTAR_AVX512 inline void sincos16(__m512 v, __m512& s, __m512& c) {
+  __m512i j = _mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(philox::kFourOverPi)));
+  j = _mm512_and_si512(_mm512_add_epi32(j, _mm512_set1_epi32(1)), _mm512_set1_epi32(~1));
+  __m512 y = _mm512_cvtepi32_ps(j);
+  __m512 x = _mm512_sub_ps(v, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4A)));
+  x = _mm512_sub_ps(x, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4B)));
+  x = _mm512_sub_ps(x, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4C)));
+  __m512 z = _mm512_mul_ps(x, x);
+  __m512 ps = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(philox::kSinP0), z), _mm512_set1_ps(philox::kSinP1));
+  ps = _mm512_add_ps(_mm512_mul_ps(ps, z), _mm512_set1_ps(philox::kSinP2));
+  ps = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(ps, z), x), x);
+  __m512 pc = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(philox::kCosP0), z), _mm512_set1_ps(philox::kCosP1));
+  pc = _mm512_add_ps(_mm512_mul_ps(pc, z), _mm512_set1_ps(philox::kCosP2));
+  pc = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(pc, z), z), _mm512_mul_ps(_mm512_set1_ps(0.5f), z));
+  pc = _mm512_add_ps(pc, _mm512_set1_ps(1.0f));
+  // Octant j & 7 in {0, 2, 4, 6}: bit 1 swaps sin and cos; sin is negative when bit 2 is set,
+  // cos when bit 1 xor bit 2 is.
+  __mmask16 swap = _mm512_test_epi32_mask(j, _mm512_set1_epi32(2));
+  __mmask16 neg_sin = _mm512_test_epi32_mask(j, _mm512_set1_epi32(4));
+  __mmask16 neg_cos = static_cast<__mmask16>(swap ^ neg_sin);
+  __m512 sin_v = _mm512_mask_blend_ps(swap, ps, pc);
+  __m512 cos_v = _mm512_mask_blend_ps(swap, pc, ps);
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  s = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(sin_v), neg_sin, _mm512_castps_si512(sin_v), sign));
+  c = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(cos_v), neg_cos, _mm512_castps_si512(cos_v), sign));
+}
+
+TSTAR_AVX512 inline void box_muller16(__m512i x, __m512i y, __m512& a, __m512& b) {
+  __m512 u = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepu32_ps(x), _mm512_set1_ps(philox::kTwoPow32Inv)),
+                           _mm512_set1_ps(philox::kTwoPow32Inv / 2));
+  __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepu32_ps(y), _mm512_set1_ps(philox::kTwoPow32Inv2Pi)),
+                           _mm512_set1_ps(philox::kTwoPow32Inv2Pi / 2));
+  __m512 r = _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), log16(u)));
+  __m512 s, c;
+  sincos16(v, s, c);
+  a = _mm512_mul_ps(s, r);
+  b = _mm512_mul_ps(c, r);
+}
+
+// 64 normals of blocks b0 .. b0+15 into out[0..64), element order 4 * lane + component.
+TSTAR_AVX512 inline void normals64(uint64_t seed, uint64_t b0, float* out) {
+  __m512i r[4];
+  philox16(seed, b0, r);
+  __m512 n0, n1, n2, n3;
+  box_muller16(r[0], r[1], n0, n1);
+  box_muller16(r[2], r[3], n2, n3);
+  // 4 x 16 transpose: within each 128-bit quarter q, lanes 4q .. 4q+3.
+  __m512 lo01 = _mm512_unpacklo_ps(n0, n1), hi01 = _mm512_unpackhi_ps(n0, n1);
+  __m512 lo23 = _mm512_unpacklo_ps(n2, n3), hi23 = _mm512_unpackhi_ps(n2, n3);
+  __m512 l0 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(lo01), _mm512_castps_pd(lo23)));
+  __m512 l1 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(lo01), _mm512_castps_pd(lo23)));
+  __m512 l2 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(hi01), _mm512_castps_pd(hi23)));
+  __m512 l3 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(hi01), _mm512_castps_pd(hi23)));
+  // lX holds lane 4q + X in quarter q; lane L goes to out[4L .. 4L+3].
+  // Interleave quarters: [l0.q0 l1.q0 l2.q0 l3.q0] [l0.q1 ...] ...
+  __m512 a = _mm512_shuffle_f32x4(l0, l1, _MM_SHUFFLE(1, 0, 1, 0));  // l0.q0 l0.q1 l1.q0 l1.q1
+  __m512 b = _mm512_shuffle_f32x4(l2, l3, _MM_SHUFFLE(1, 0, 1, 0));  // l2.q0 l2.q1 l3.q0 l3.q1
+  __m512 c = _mm512_shuffle_f32x4(l0, l1, _MM_SHUFFLE(3, 2, 3, 2));  // l0.q2 l0.q3 l1.q2 l1.q3
+  __m512 d = _mm512_shuffle_f32x4(l2, l3, _MM_SHUFFLE(3, 2, 3, 2));  // l2.q2 l2.q3 l3.q2 l3.q3
+  _mm512_storeu_ps(out + 0, _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)));   // lanes 0..3
+  _mm512_storeu_ps(out + 16, _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));  // lanes 4..7
+  _mm512_storeu_ps(out + 32, _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0)));  // lanes 8..11
+  _mm512_storeu_ps(out + 48, _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1)));  // lanes 12..15
+}
+
+TSTAR_AVX512 void generate_gaussian_simd(uint64_t seed, uint64_t first, int64_t count, float* out) {
+  int64_t i = 0;
+  uint64_t block = first / 4;
+  int64_t lead = std::min<int64_t>(count, static_cast<int64_t>((16 - block % 16) % 16) * 4);
+  portable_blocks(philox::Kind::kGaussian, seed, first, lead, out);
+  i += lead;
+  block += static_cast<uint64_t>(lead / 4);
+  for (; count - i >= 64; i += 64, block += 16) normals64(seed, block, out + i);
+  portable_blocks(philox::Kind::kGaussian, seed, block * 4, count - i, out + i);
+}
+
+TSTAR_AVX512 ApplyStats apply_bf16_simd(const uint16_t* clean, uint16_t* live, const float* z,
+                                        int64_t count, float mult, Mode mode) {
+  __m512d acc_lo = _mm512_setzero_pd(), acc_hi = _mm512_setzero_pd();
+  int64_t changed = 0;
+  const __m512 mult_v = _mm512_set1_ps(mult);
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    __m512i c16 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(clean + i)));
+    __m512 c = _mm512_castsi512_ps(_mm512_slli_epi32(c16, 16));
+    __m512 m = mode == Mode::kMultiplicative ? _mm512_mul_ps(mult_v, c) : mult_v;
+    __m512 noisy = _mm512_add_ps(c, _mm512_mul_ps(m, _mm512_loadu_ps(z + i)));
+    __m512i bits = _mm512_castps_si512(noisy);
+    __m512i bias = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1)),
+                                    _mm512_set1_epi32(0x7FFF));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, bias), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(noisy, noisy, _CMP_UNORD_Q);
+    rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7FC0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(live + i), _mm512_cvtepi32_epi16(rounded));
+    __m512 r = _mm512_castsi512_ps(_mm512_slli_epi32(rounded, 16));
+    changed += __builtin_popcount(_mm512_cmp_ps_mask(r, c, _CMP_NEQ_UQ));
+    __m512 d = _mm512_sub_ps(r, c);
+    __m512d d_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+    __m512d d_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1));
+    acc_lo = _mm512_add_pd(acc_lo, _mm512_mul_pd(d_lo, d_lo));
+    acc_hi = _mm512_add_pd(acc_hi, _mm512_mul_pd(d_hi, d_hi));
+  }
+  double lanes[kLanes];
+  _mm512_storeu_pd(lanes, acc_lo);
+  _mm512_storeu_pd(lanes + 8, acc_hi);
+  // Tail: the same lanes and operations as the portable path.
+  accumulate_generic(clean, live, z, i, count, mult, mode, bf16_to_float, float_to_bf16, lanes, changed);
+  return finish(lanes, changed);
+}
+
+bool detect_simd() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw");
+}
+
+}  // namespace
+
+bool simd_available() {
+  static const bool available = detect_simd();
+  return available;
+}
+
+void generate_portable(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
+  TSTAR_CHECK(first % 4 == 0);
+  portable_blocks(kind, seed, first, count, out);
+}
+
+void generate(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
+  TSTAR_CHECK(first % 4 == 0);
+  if (kind == philox::Kind::kGaussian && simd_available()) {
+    generate_gaussian_simd(seed, first, count, out);
+  } else {
+    portable_blocks(kind, seed, first, count, out);
+  }
+}
+
+ApplyStats apply_bf16_portable(const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
+                               float mult, Mode mode) {
+  return apply_generic(clean, live, z, count, mult, mode, bf16_to_float, float_to_bf16);
+}
+
+ApplyStats apply_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,
+                      Mode mode) {
+  if (simd_available()) return apply_bf16_simd(clean, live, z, count, mult, mode);
+  return apply_bf16_portable(clean, live, z, count, mult, mode);
+}
+
+ApplyStats apply_f32(const float* clean, float* live, const float* z, int64_t count, float mult,
+                     Mode mode) {
+  auto same = [](float f) { return f; };
+  return apply_generic(clean, live, z, count, mult, mode, same, same);
+}
+
+ApplyStats apply_f16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,
+                     Mode mode) {
+  auto to_float = [](uint16_t h) { return c10::detail::fp16_ieee_to_fp32_value(h); };
+  auto from_float = [](float f) { return c10::detail::fp16_ieee_from_fp32_value(f); };
+  return apply_generic(clean, live, z, count, mult, mode, to_float, from_float);
+}
+
+}  // namespace tstar::noise_kernels

@@ -1,0 +1,49 @@
+// Single-threaded building blocks of the noise engine (noise_cpu_fast.cpp): unit-noise generation
+// of a stretch of a tensor's stream, and the generate-scale-add pass over a stretch of weights.
+// Each has an AVX-512 path (chosen at run time) and a portable path that computes the same values
+// with the same operations in the same order, so results do not depend on the machine.
+#pragma once
+
+#include <cstdint>
+
+#include "philox.h"
+
+namespace tstar::noise_kernels {
+
+// True when this CPU runs the AVX-512 paths (avx512f + avx512dq + avx512bw).
+bool simd_available();
+
+// Unit noise of elements [first, first + count) of the stream with this cuRAND seed (philox.h).
+// `first` must be a multiple of 4.
+void generate(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out);
+void generate_portable(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out);
+
+// What one pass changed: elements whose value differs from the clean one, and the sum of squared
+// realized perturbations (rounded - clean, in float, squared in double; summed in 16 lanes, lane
+// i % 16, then the lanes in order, so every path gives the same sum).
+struct ApplyStats {
+  int64_t changed = 0;
+  double sum_sq = 0.0;
+};
+
+// live[i] = round_to_dtype(clean[i] + delta[i]) with delta[i] = mult * z[i] (additive) or
+// (mult * clean[i]) * z[i] (multiplicative); float arithmetic, round to nearest even.
+enum class Mode { kAdditive, kMultiplicative };
+ApplyStats apply_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
+                      float mult, Mode mode);
+ApplyStats apply_bf16_portable(const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
+                               float mult, Mode mode);
+ApplyStats apply_f32(const float* clean, float* live, const float* z, int64_t count, float mult,
+                     Mode mode);
+ApplyStats apply_f16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,
+                     Mode mode);
+
+// bfloat16 <-> float as c10::BFloat16 does it (round to nearest even; NaN -> 0x7FC0).
+TSTAR_HD float bf16_to_float(uint16_t b) { return philox::bits_float(static_cast<uint32_t>(b) << 16); }
+TSTAR_HD uint16_t float_to_bf16(float f) {
+  if (f != f) return 0x7FC0;
+  uint32_t u = philox::float_bits(f);
+  return static_cast<uint16_t>((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
+}
+
+}  // namespace tstar::noise_kernels

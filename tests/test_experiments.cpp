@@ -1,0 +1,208 @@
+// The experiments: statistics are pure functions of their inputs (order of computation, filters,
+// repetitions and iteration counts change nothing), noise never outlives them, and every family
+// runs end to end through `bench` on the tiny HF fixture model.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "error.h"
+#include "experiments.h"
+#include "provenance.h"
+#include "tool_runner.h"
+
+namespace tstar {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kModel = "fixtures/models/qwen2-tiny";
+
+ExperimentSettings small_settings() {
+  ExperimentSettings s;
+  s.model = kModel;
+  s.dtype = torch::kFloat;
+  s.seeds = {0, 1, 2};
+  s.scales = {0, 0.01, 0.05};
+  s.detail_scales = {0.02};
+  s.evolution_steps = 6;
+  return s;
+}
+
+TEST(Experiments, ScaleZeroIsExactlyClean) {
+  ExperimentSuite suite(small_settings());
+  const auto& r = suite.weight_noise(0).counters;
+  EXPECT_EQ(r.at("alpha"), 0.0);
+  EXPECT_EQ(r.at("kl_T1"), 0.0);
+  EXPECT_EQ(r.at("top1_match"), 1.0);
+  EXPECT_EQ(r.at("changed_fraction"), 0.0);
+  EXPECT_NEAR(r.at("best_T"), 1.0, 1e-3);
+}
+
+TEST(Experiments, NoiseGrowsWithScale) {
+  ExperimentSuite suite(small_settings());
+  const double a1 = suite.weight_noise(0.01).counters.at("alpha");
+  const double a5 = suite.weight_noise(0.05).counters.at("alpha");
+  EXPECT_GT(a1, 0.0);
+  // Common random numbers: the same unit noise at both scales, so alpha scales ~ s^2 (x25).
+  EXPECT_GT(a5 / a1, 15.0);
+  EXPECT_LT(a5 / a1, 35.0);
+  EXPECT_NEAR(suite.weight_noise(0.05).counters.at("realized_ratio"), 1.0, 0.01);  // fp32 keeps all noise
+}
+
+TEST(Experiments, ResultsDoNotDependOnWhatRanBefore) {
+  ExperimentSuite first(small_settings());
+  const auto a = first.weight_noise(0.01).counters;
+  const auto layer_a = first.layer("mlp", 0.02).counters;
+
+  ExperimentSuite second(small_settings());  // another order, other experiments first
+  second.evolution(1, 0.02);
+  second.layer("attention", 0.02);
+  const auto layer_b = second.layer("mlp", 0.02).counters;
+  second.temp_sweep(0.05);
+  for (int i = 0; i < 3; ++i) second.timed_cycle("all", 0.01, 0);
+  const auto b = second.weight_noise(0.01).counters;
+  EXPECT_EQ(a, b);  // bit-identical doubles
+  EXPECT_EQ(layer_a, layer_b);
+}
+
+TEST(Experiments, WeightsHashAsBeforeAfterEverything) {
+  ExperimentSuite suite(small_settings());
+  for (double s : suite.settings().scales) suite.weight_noise(s);
+  for (const auto& group : suite.groups()) suite.layer(group, 0.02);
+  for (size_t p = 0; p < suite.settings().evolution_prompts.size(); ++p) suite.evolution(p, 0.02);
+  suite.timed_cycle("mlp", 0.05, 1);
+  suite.timed_evolution_cycle(0, 0.05, 1);
+  const auto results = suite.results_json();
+  EXPECT_EQ(results.at("weights_digest_before"), results.at("weights_digest_after"));
+  EXPECT_EQ(results.at("weights_digest_after").get<std::string>(), parameters_digest(Model::load(kModel).parameters()));
+}
+
+TEST(Experiments, EvolutionReportsASeriesPerStepAndALabel) {
+  ExperimentSuite suite(small_settings());
+  const auto& r = suite.evolution(0, 0.02);
+  EXPECT_EQ(r.details.at("alpha_t").size(), 6u);
+  EXPECT_EQ(r.details.at("best_T_t").size(), 6u);
+  const std::string label = r.details.at("trend").at("label");
+  EXPECT_TRUE(label == "increase" || label == "decrease" || label == "stable");
+  EXPECT_GE(r.counters.at("beta"), 0.0);
+}
+
+TEST(Experiments, TempSweepCoversTheNotebookGrid) {
+  ExperimentSuite suite(small_settings());
+  const auto& r = suite.temp_sweep(0.05);
+  ASSERT_EQ(r.details.at("grid").size(), 35u);
+  EXPECT_EQ(r.details.at("kl").size(), 35u);
+  // The exact optimum is no worse than any grid point.
+  for (const auto& kl : r.details.at("kl")) EXPECT_LE(r.counters.at("kl_best"), kl.get<double>() + 1e-15);
+  for (const char* key : {"err_sqrt_1p_alpha", "err_1p_alpha", "err_1p_sigma2_over_var_p"}) {
+    EXPECT_TRUE(r.counters.count(key)) << key;
+  }
+}
+
+TEST(Experiments, BadSettingsAreClearErrors) {
+  auto settings = small_settings();
+  settings.scales = {-0.1};
+  EXPECT_THROW(ExperimentSuite{settings}, Error);
+  settings = small_settings();
+  settings.seeds.clear();
+  EXPECT_THROW(ExperimentSuite{settings}, Error);
+  settings = small_settings();
+  settings.model = "tiny";  // a preset has no tokenizer
+  try {
+    ExperimentSuite suite(settings);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--tokenizer"), std::string::npos) << e.what();
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Through the bench binary
+
+#ifdef TSTAR_BENCH_PATH
+struct BenchRun {
+  nlohmann::json benchmarks;  // Google Benchmark's JSON
+  nlohmann::json results;     // tstar's results.json
+};
+
+// Google Benchmark 1.7.1 writes the coefficient of variation of an all-zero counter as a bare NaN,
+// which Python's json accepts and nlohmann (strict JSON) does not: read those as null.
+nlohmann::json parse_benchmark_json(const fs::path& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string bad : {"-nan", "nan", "-NaN", "NaN"}) {
+    for (size_t at = text.find(": " + bad); at != std::string::npos; at = text.find(": " + bad, at)) {
+      text.replace(at + 2, bad.size(), "null");
+    }
+  }
+  return nlohmann::json::parse(text);
+}
+
+BenchRun run_bench(const std::string& args) {
+  const fs::path dir = fs::temp_directory_path() / ("tstar_bench_" + std::to_string(getpid()) + "_" +
+                                                    std::to_string(std::hash<std::string>{}(args)));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string common = " --model " + kModel + " --seeds 2 --scales 0,0.01 --detail-scales 0.02 --results " +
+                             (dir / "runs").string() + " --benchmark_out_format=json --benchmark_out=" +
+                             (dir / "bench.json").string() + " ";
+  auto result = testing::run_binary(TSTAR_BENCH_PATH, common + args);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output.find("ERROR OCCURRED"), std::string::npos) << result.output;
+  BenchRun run;
+  run.benchmarks = parse_benchmark_json(dir / "bench.json");
+  for (const auto& entry : fs::directory_iterator(dir / "runs")) {
+    run.results = nlohmann::json::parse(std::ifstream(entry.path() / "results.json"));
+  }
+  fs::remove_all(dir);
+  return run;
+}
+
+TEST(ExperimentBench, SmokeEveryFamilyOnTheTinyModel) {
+  BenchRun run = run_bench("--benchmark_min_time=0.001 --benchmark_filter='WeightNoise|Layer|Evolution|TempSweep'");
+  const auto& results = run.results.at("results");
+  for (const char* name : {"WeightNoise/scale:0", "WeightNoise/scale:0.01", "Layer/all/scale:0.02", "Layer/layer:1/scale:0.02",
+                           "Evolution/prompt:2/scale:0.02", "TempSweep/scale:0.02"}) {
+    EXPECT_TRUE(results.contains(name)) << name;
+  }
+  EXPECT_EQ(run.results.at("weights_digest_before"), run.results.at("weights_digest_after"));
+  const auto& context = run.benchmarks.at("context");
+  for (const char* key : {"tstar_tstar_commit", "tstar_model", "tstar_tokenizer_sha256", "tstar_libtorch_version",
+                          "tstar_curand_version", "tstar_threads", "tstar_blas_libraries", "tstar_seeds", "tstar_prompts_sha256"}) {
+    EXPECT_TRUE(context.contains(key)) << key;
+  }
+  EXPECT_NE(context.at("tstar_model").get<std::string>().find("weight_files_sha256"), std::string::npos);
+}
+
+TEST(ExperimentBench, CountersIgnoreFilterRepetitionsAndIterations) {
+  const std::string name = "WeightNoise/scale:0.01";
+  BenchRun full = run_bench("--benchmark_min_time=0.001 --benchmark_filter='WeightNoise|TempSweep|Layer/mlp'");
+  BenchRun alone = run_bench("--benchmark_min_time=0.05 --benchmark_repetitions=3 --benchmark_filter='^WeightNoise/scale:0.01/'");
+  EXPECT_EQ(full.results.at("results").at(name).at("counters"), alone.results.at("results").at(name).at("counters"));
+  // Every repetition reports the same statistics, to the bit.
+  std::vector<nlohmann::json> alphas;
+  for (const auto& b : alone.benchmarks.at("benchmarks")) {
+    if (b.at("run_type") == "iteration") alphas.push_back(b.at("alpha"));
+  }
+  ASSERT_EQ(alphas.size(), 3u);
+  EXPECT_EQ(alphas[0], alphas[1]);
+  EXPECT_EQ(alphas[1], alphas[2]);
+}
+
+TEST(ExperimentBench, BadFlagsExitWithOneLine) {
+  auto result = testing::run_binary(TSTAR_BENCH_PATH, "--model " + kModel + " --scales 0,-1");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("scale"), std::string::npos) << result.output;
+  result = testing::run_binary(TSTAR_BENCH_PATH, "--model /no/such/model");
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("/no/such/model"), std::string::npos) << result.output;
+  result = testing::run_binary(TSTAR_BENCH_PATH, "--model " + kModel + " --seeds two");
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("--seeds"), std::string::npos) << result.output;
+}
+#endif
+
+}  // namespace
+}  // namespace tstar

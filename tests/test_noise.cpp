@@ -1,0 +1,437 @@
+// The noise engine: streams against libcurand, thread-count independence, per-tensor independence,
+// common random numbers, distribution shapes, bit-exact restore, realized-noise reports, bad input.
+#include <gtest/gtest.h>
+
+#include <curand_kernel.h>
+
+#include <cmath>
+#include <sstream>
+#include <limits>
+#include <stdexcept>
+
+#include "cli.h"
+#include "error.h"
+#include "model.h"
+#include "noise.h"
+#include "noise_kernels.h"
+
+namespace tstar {
+namespace {
+
+LoadOptions with_dtype(torch::ScalarType dtype) {
+  LoadOptions options;
+  options.dtype = dtype;
+  return options;
+}
+
+// FNV-1a over every parameter's name and bytes: equal hashes <=> bit-identical weights (in practice).
+uint64_t hash_parameters(const ParameterMap& params) {
+  uint64_t h = philox::fnv1a64("", 0);
+  for (const auto& [name, tensor] : params.entries()) {
+    torch::Tensor t = tensor.contiguous();
+    h ^= philox::fnv1a64(name.data(), name.size());
+    h = h * 0x100000001B3ull ^ philox::fnv1a64(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  }
+  return h;
+}
+
+TargetSpec only(const std::string& name) {
+  TargetSpec spec;
+  spec.include = {name};
+  return spec;
+}
+
+std::vector<float> unit_noise(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count) {
+  std::vector<float> out(count);
+  generate_unit_noise(kind, seed, first, count, out.data());
+  return out;
+}
+
+// ---------------------------------------------------------------- streams
+
+TEST(NoiseStream, Uint32MatchesLibcurandHostApi) {
+  for (uint64_t seed : {0ull, 1ull, 42ull, 0xDEADBEEFCAFEF00Dull}) {
+    for (uint64_t first : {0ull, 4ull, 1000ull, (1ull << 18) - 8, (1ull << 20) + 4, 1ull << 34}) {
+      const int64_t count = 4097;  // not a multiple of 4
+      std::vector<uint32_t> expected = curand_host_uint32(seed, first, count);
+      for (int64_t i = 0; i < count; ++i) {
+        uint64_t n = first + i;
+        uint32_t got = philox::stream_block(seed, n >> 2).v[n & 3];
+        ASSERT_EQ(got, expected[i]) << "seed " << seed << " element " << n;
+      }
+    }
+  }
+}
+
+TEST(NoiseStream, CounterMappingIsCurandInitOfTheDeviceApi) {
+  // The documented mapping, checked through curand_kernel.h compiled as host code.
+  const uint64_t seed = 0x0123456789ABCDEFull;
+  for (uint64_t n : {0ull, 3ull, 5ull, 262143ull, 262144ull, 262147ull, 999999937ull, (1ull << 40) + 6}) {
+    philox::CurandPosition pos = philox::curand_position(n);
+    curandStatePhilox4_32_10_t state;
+    curand_init(seed, pos.subsequence, pos.offset, &state);
+    uint4 r = curand4(&state);
+    uint32_t components[4] = {r.x, r.y, r.z, r.w};
+    EXPECT_EQ(philox::stream_block(seed, n >> 2).v[n & 3], components[pos.component]) << n;
+  }
+}
+
+TEST(NoiseStream, NormalsMatchLibcurandWithinTheDocumentedBound) {
+  // philox.h: |tstar - cuRAND| <= 2^-20 * max(1, |z|) (float polynomials vs libm's logf/sinf/cosf).
+  const double bound = std::ldexp(1.0, -20);
+  for (uint64_t seed : {3ull, 77ull, 0xFFFFFFFFFFFFFFFFull}) {
+    for (uint64_t first : {0ull, 262140ull, 5000000ull}) {
+      const int64_t count = 200003;  // odd: tail of a block and of a Box-Muller pair
+      std::vector<float> expected = curand_host_normals(seed, first, count);
+      std::vector<float> got = unit_noise(philox::Kind::kGaussian, seed, first, count);
+      int64_t identical = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        double diff = std::fabs(static_cast<double>(got[i]) - expected[i]);
+        ASSERT_LE(diff, bound * std::max(1.0, std::fabs(static_cast<double>(expected[i]))))
+            << "seed " << seed << " element " << first + i << ": " << got[i] << " vs " << expected[i];
+        identical += got[i] == expected[i];
+      }
+      EXPECT_GT(identical, count / 2);  // most values are bit-identical
+    }
+  }
+}
+
+TEST(NoiseStream, SimdAndPortableGeneratorsAgreeBitForBit) {
+  if (!noise_kernels::simd_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (auto kind : {philox::Kind::kGaussian, philox::Kind::kUniform, philox::Kind::kLaplace}) {
+    for (uint64_t first : {0ull, 4ull, 60ull, 262136ull}) {
+      const int64_t count = 70001;
+      std::vector<float> fast(count), portable(count);
+      noise_kernels::generate(kind, 99, first, count, fast.data());
+      noise_kernels::generate_portable(kind, 99, first, count, portable.data());
+      ASSERT_EQ(0, std::memcmp(fast.data(), portable.data(), count * sizeof(float))) << first;
+    }
+  }
+}
+
+TEST(NoiseStream, SimdAndPortableApplyAgreeBitForBit) {
+  if (!noise_kernels::simd_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const int64_t count = 10007;
+  torch::Tensor clean = torch::randn({count}).to(torch::kBFloat16);
+  std::vector<float> z = unit_noise(philox::Kind::kGaussian, 5, 0, count);
+  auto* c = reinterpret_cast<const uint16_t*>(clean.data_ptr<at::BFloat16>());
+  for (auto mode : {noise_kernels::Mode::kAdditive, noise_kernels::Mode::kMultiplicative}) {
+    std::vector<uint16_t> fast(count), portable(count);
+    auto a = noise_kernels::apply_bf16(c, fast.data(), z.data(), count, 0.01f, mode);
+    auto b = noise_kernels::apply_bf16_portable(c, portable.data(), z.data(), count, 0.01f, mode);
+    EXPECT_EQ(fast, portable);
+    EXPECT_EQ(a.changed, b.changed);
+    EXPECT_EQ(a.sum_sq, b.sum_sq);
+  }
+}
+
+TEST(NoiseStream, GeneratorIsIndependentOfThreadCount) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  std::vector<float> one = unit_noise(philox::Kind::kGaussian, 11, 0, 300001);
+  at::set_num_threads(2);
+  std::vector<float> two = unit_noise(philox::Kind::kGaussian, 11, 0, 300001);
+  at::set_num_threads(threads);
+  EXPECT_EQ(one, two);
+}
+
+TEST(NoiseStream, UniformAndLaplaceHaveUnitStdAndTheirOwnShape) {
+  const int64_t count = 1000000;
+  auto moments = [&](philox::Kind kind) {
+    std::vector<float> z = unit_noise(kind, 2024, 0, count);
+    double sum = 0, sum2 = 0, sum4 = 0;
+    for (float v : z) {
+      sum += v;
+      sum2 += double(v) * v;
+      sum4 += double(v) * v * v * v;
+    }
+    double mean = sum / count, var = sum2 / count - mean * mean;
+    return std::make_tuple(mean, std::sqrt(var), (sum4 / count) / (var * var));
+  };
+  auto [g_mean, g_std, g_kurt] = moments(philox::Kind::kGaussian);
+  auto [u_mean, u_std, u_kurt] = moments(philox::Kind::kUniform);
+  auto [l_mean, l_std, l_kurt] = moments(philox::Kind::kLaplace);
+  for (double m : {g_mean, u_mean, l_mean}) EXPECT_NEAR(m, 0.0, 0.005);
+  for (double s : {g_std, u_std, l_std}) EXPECT_NEAR(s, 1.0, 0.005);
+  EXPECT_NEAR(g_kurt, 3.0, 0.05);
+  EXPECT_NEAR(u_kurt, 1.8, 0.02);
+  EXPECT_NEAR(l_kurt, 6.0, 0.3);  // laplace is not gaussian (the notebook's fell back to it)
+  std::vector<float> u = unit_noise(philox::Kind::kUniform, 2024, 0, count);
+  for (float v : u) ASSERT_LE(std::fabs(v), std::sqrt(3.0f));
+}
+
+// ---------------------------------------------------------------- engine
+
+TEST(NoiseEngine, InjectionIsIndependentOfThreadCount) {
+  Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+  NoiseEngine engine(model, TargetSpec{});
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  engine.inject(0.05, 7);
+  uint64_t one = hash_parameters(model.parameters());
+  at::set_num_threads(2);
+  engine.inject(0.05, 7);
+  uint64_t two = hash_parameters(model.parameters());
+  at::set_num_threads(threads);
+  engine.restore();
+  EXPECT_EQ(one, two);
+}
+
+TEST(NoiseEngine, TensorNoiseDoesNotDependOnOtherTargets) {
+  Model all_model = Model::from_preset("tiny");
+  Model one_model = Model::from_preset("tiny");
+  const std::string name = "model.layers.1.mlp.up_proj.weight";
+  NoiseEngine all(all_model, TargetSpec{});
+  NoiseEngine one(one_model, only(name));
+  ASSERT_EQ(one.target_names(), std::vector<std::string>{name});
+  all.inject(0.1, 3);
+  one.inject(0.1, 3);
+  EXPECT_TRUE(torch::equal(all_model.parameters().at(name), one_model.parameters().at(name)));
+  EXPECT_FALSE(torch::equal(all_model.parameters().at("model.layers.1.mlp.down_proj.weight"),
+                            one_model.parameters().at("model.layers.1.mlp.down_proj.weight")));
+}
+
+TEST(NoiseEngine, NoiseIsTheDocumentedFunctionOfTheStream) {
+  // fp32, tensor_std: w = clean + float(s * std) * z with z element n of the tensor's stream.
+  Model model = Model::from_preset("tiny");
+  const std::string name = "model.layers.0.self_attn.q_proj.weight";
+  torch::Tensor clean = model.parameters().at(name).clone();
+  NoiseEngine engine(model, only(name));
+  engine.inject(0.02, 123);
+  double std_clean = clean.to(torch::kDouble).std().item<double>();
+  float mult = static_cast<float>(0.02 * std_clean);
+  std::vector<float> z = unit_noise(philox::Kind::kGaussian, tensor_seed(123, name), 0, clean.numel());
+  const float* c = clean.data_ptr<float>();
+  const float* w = model.parameters().at(name).data_ptr<float>();
+  for (int64_t i = 0; i < clean.numel(); ++i) ASSERT_EQ(w[i], c[i] + mult * z[i]) << i;
+}
+
+TEST(NoiseEngine, CommonRandomNumbersAcrossScales) {
+  Model model = Model::from_preset("tiny");
+  const std::string name = "model.layers.0.mlp.gate_proj.weight";
+  torch::Tensor clean = model.parameters().at(name).clone();
+  NoiseEngine engine(model, only(name));
+  engine.inject(0.01, 5);
+  torch::Tensor small = model.parameters().at(name) - clean;
+  engine.inject(0.03, 5);  // no restore in between: the pass starts from the clean copy
+  torch::Tensor large = model.parameters().at(name) - clean;
+  engine.restore();
+  // Same unit noise: the perturbations are proportional (up to float rounding).
+  EXPECT_TRUE(torch::allclose(large, small * 3.0, 1e-3, 1e-7));
+  engine.inject(0.01, 6);
+  torch::Tensor other_seed = model.parameters().at(name) - clean;
+  engine.restore();
+  EXPECT_FALSE(torch::allclose(other_seed, small, 1e-2, 1e-7));
+}
+
+TEST(NoiseEngine, ReferencesScaleTheRequestedStd) {
+  Model model = Model::from_preset("tiny");
+  const std::string name = "model.layers.0.mlp.down_proj.weight";
+  torch::Tensor clean = model.parameters().at(name).to(torch::kDouble);
+  const TargetSpec spec = only(name);
+  struct Case {
+    ScaleReference reference;
+    double expected;
+  };
+  for (const Case& c : {Case{ScaleReference::kTensorStd, clean.std().item<double>()},
+                        Case{ScaleReference::kAbsMax, clean.abs().max().item<double>()},
+                        Case{ScaleReference::kRowStd, clean.std(1).pow(2).mean().sqrt().item<double>()}}) {
+    NoiseEngine engine(model, spec, NoiseType::kGaussian, c.reference);
+    InjectionReport report = engine.inject(0.1, 9);
+    engine.restore();
+    EXPECT_NEAR(report.tensors[0].requested_std, 0.1 * c.expected, 1e-9) << scale_reference_name(c.reference);
+    EXPECT_NEAR(report.realized_ratio, 1.0, 0.05) << scale_reference_name(c.reference);  // fp32 keeps it all
+  }
+  NoiseEngine multiplicative(model, spec, NoiseType::kMultiplicative);
+  InjectionReport report = multiplicative.inject(0.1, 9);
+  torch::Tensor delta = model.parameters().at(name).to(torch::kDouble) - clean;
+  multiplicative.restore();
+  // w (1 + s z): the perturbation is proportional to each weight.
+  EXPECT_NEAR((delta / clean).std().item<double>(), 0.1, 0.01);
+  EXPECT_NEAR(report.realized_ratio, 1.0, 0.05);
+}
+
+TEST(NoiseEngine, RealizedNoiseInBf16AtTinyScaleMostlyRoundsAway) {
+  Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+  NoiseEngine engine(model, TargetSpec{});
+  InjectionReport tiny = engine.inject(0.001, 1);
+  InjectionReport large = engine.inject(0.05, 1);
+  engine.restore();
+  EXPECT_LT(tiny.changed_fraction, 0.2);
+  EXPECT_GT(large.changed_fraction, 0.8);
+  EXPECT_LT(tiny.realized_ratio, large.realized_ratio);
+  EXPECT_NEAR(large.realized_ratio, 1.0, 0.1);
+  ASSERT_EQ(tiny.tensors.size(), engine.target_names().size());
+  for (const auto& t : tiny.tensors) EXPECT_LE(t.changed, t.numel);
+  nlohmann::json j = tiny.to_json();
+  EXPECT_EQ(j["tensors"].size(), tiny.tensors.size());
+}
+
+// ---------------------------------------------------------------- restore
+
+TEST(NoiseRestore, ScopeRestoresBitForBit) {
+  for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    Model model = Model::from_preset("tiny", with_dtype(dtype));
+    const uint64_t before = hash_parameters(model.parameters());
+    NoiseEngine engine(model, TargetSpec{}, NoiseType::kLaplace, ScaleReference::kRowStd);
+    {
+      NoiseScope scope(engine, 0.05, 17);
+      EXPECT_NE(hash_parameters(model.parameters()), before);
+    }
+    EXPECT_EQ(hash_parameters(model.parameters()), before) << dtype_name(dtype);
+  }
+}
+
+TEST(NoiseRestore, ExceptionThroughTheScopeRestores) {
+  Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+  const uint64_t before = hash_parameters(model.parameters());
+  NoiseEngine engine(model, TargetSpec{});
+  EXPECT_THROW(
+      {
+        NoiseScope scope(engine, 0.02, 1);
+        throw std::runtime_error("experiment failed");
+      },
+      std::runtime_error);
+  EXPECT_EQ(hash_parameters(model.parameters()), before);
+}
+
+TEST(NoiseRestore, ExceptionMidInjectionRestoresTouchedTensors) {
+  Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+  const uint64_t before = hash_parameters(model.parameters());
+  NoiseEngine engine(model, TargetSpec{});
+  ASSERT_GT(engine.target_names().size(), 3u);
+  size_t written = 0;
+  engine.set_after_tensor_hook([&](size_t index) {
+    written = index + 1;
+    if (index == 2) throw std::runtime_error("interrupted after three tensors");
+  });
+  EXPECT_THROW(NoiseScope(engine, 0.05, 1), std::runtime_error);
+  EXPECT_EQ(written, 3u);
+  EXPECT_EQ(hash_parameters(model.parameters()), before);
+  EXPECT_FALSE(engine.injected());
+}
+
+TEST(NoiseRestore, ThousandsOfCyclesStayBitExact) {
+  Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+  const uint64_t before = hash_parameters(model.parameters());
+  NoiseEngine engine(model, TargetSpec{});
+  for (int cycle = 0; cycle < 2000; ++cycle) {
+    NoiseScope scope(engine, 0.01 * (1 + cycle % 5), static_cast<uint64_t>(cycle));
+  }
+  EXPECT_EQ(hash_parameters(model.parameters()), before);
+}
+
+// ---------------------------------------------------------------- targeting
+
+TEST(NoiseTargets, DefaultsExcludeNormsEmbeddingsAndBiases) {
+  Model model = Model::from_preset("tiny");
+  NoiseEngine engine(model, TargetSpec{});
+  for (const auto& name : engine.target_names()) {
+    EXPECT_EQ(name.find("norm"), std::string::npos) << name;
+    EXPECT_EQ(name.find("embed"), std::string::npos) << name;
+    EXPECT_EQ(name.find(".bias"), std::string::npos) << name;
+  }
+  TargetSpec everything;
+  everything.exclude = {};
+  EXPECT_EQ(select_targets(model.parameters(), model.config(), everything).size(), model.parameters().size());
+}
+
+TEST(NoiseTargets, GroupsFollowTheModelsDepth) {
+  Model model = Model::from_preset("tiny");
+  const int64_t layers = model.config().num_layers;
+  ASSERT_GE(layers, 2);
+  int64_t covered = 0;
+  for (const std::string group : {"early", "middle", "late"}) {
+    TargetSpec spec;
+    spec.groups = {group};
+    if (layers < 3 && group != "early") continue;
+    for (size_t i : select_targets(model.parameters(), model.config(), spec))
+      EXPECT_NE(model.parameters().name(i).find("model.layers."), std::string::npos);
+    covered += static_cast<int64_t>(select_targets(model.parameters(), model.config(), spec).size());
+  }
+  TargetSpec per_layer;
+  for (int64_t l = 0; l < layers; ++l) per_layer.groups.push_back("layer:" + std::to_string(l));
+  if (layers >= 3) EXPECT_EQ(covered, static_cast<int64_t>(select_targets(model.parameters(), model.config(), per_layer).size()));
+  TargetSpec attention;
+  attention.groups = {"attention"};
+  for (size_t i : select_targets(model.parameters(), model.config(), attention))
+    EXPECT_NE(model.parameters().name(i).find("self_attn"), std::string::npos);
+  nlohmann::json groups = describe_groups(model);
+  EXPECT_EQ(groups["groups"].size(), group_names(model.config()).size());
+}
+
+TEST(NoiseTargets, RegexAndSubstringPatterns) {
+  Model model = Model::from_preset("tiny");
+  TargetSpec spec;
+  spec.include = {R"(layers\.0\..*(q|k)_proj)"};
+  spec.regex = true;
+  auto picked = select_targets(model.parameters(), model.config(), spec);
+  ASSERT_EQ(picked.size(), 2u);
+  EXPECT_EQ(model.parameters().name(picked[0]), "model.layers.0.self_attn.q_proj.weight");
+}
+
+// ---------------------------------------------------------------- bad input
+
+TEST(NoiseBadInput, RejectedBeforeAnyWeightIsTouched) {
+  Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+  const uint64_t before = hash_parameters(model.parameters());
+  NoiseEngine engine(model, TargetSpec{});
+  const double inf = std::numeric_limits<double>::infinity();
+  for (double scale : {-0.1, std::nan(""), inf, -inf}) {
+    EXPECT_THROW(engine.inject(scale, 1), Error) << scale;
+    EXPECT_EQ(hash_parameters(model.parameters()), before);
+  }
+  EXPECT_THROW(parse_noise_type("pink"), Error);
+  EXPECT_THROW(parse_scale_reference("row_max"), Error);
+  for (const std::string seed : {"abc", "-1", "1.5", "", "18446744073709551616", "12x"})
+    EXPECT_THROW(parse_seed(seed), Error) << seed;
+  EXPECT_EQ(parse_seed("18446744073709551615"), 18446744073709551615ull);
+
+  TargetSpec typo;
+  typo.include = {"q_prj"};
+  try {
+    select_targets(model.parameters(), model.config(), typo);
+    FAIL() << "a pattern that matches nothing must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q_proj"), std::string::npos) << e.what();  // closest names listed
+  }
+  TargetSpec bad_regex;
+  bad_regex.include = {"layers.(0"};
+  bad_regex.regex = true;
+  EXPECT_THROW(select_targets(model.parameters(), model.config(), bad_regex), Error);
+  TargetSpec excluded_only;
+  excluded_only.include = {"input_layernorm"};
+  EXPECT_THROW(select_targets(model.parameters(), model.config(), excluded_only), Error);
+  TargetSpec bad_group;
+  bad_group.groups = {"layer:999"};
+  EXPECT_THROW(select_targets(model.parameters(), model.config(), bad_group), Error);
+  EXPECT_EQ(hash_parameters(model.parameters()), before);
+}
+
+// ---------------------------------------------------------------- command line
+
+TEST(NoiseCli, PrintsTheStreamWithItsCurandPositions) {
+  const std::string name = "model.layers.2.self_attn.o_proj.weight";
+  std::ostringstream out;
+  ASSERT_EQ(cli::cmd_noise({"--seed", "77", "--param", name, "--count", "11", "--first", "6"}, out), 0);
+  nlohmann::json j = nlohmann::json::parse(out.str());
+  const uint64_t stream = tensor_seed(77, name);
+  EXPECT_EQ(j["curand_seed"].get<uint64_t>(), stream);
+  ASSERT_EQ(j["values"].size(), 11u);
+  std::vector<uint32_t> raw = curand_host_uint32(stream, 6, 11);
+  std::vector<float> normals = curand_host_normals(stream, 6, 11);
+  std::vector<float> ours = unit_noise(philox::Kind::kGaussian, stream, 4, 13);
+  for (size_t i = 0; i < 11; ++i) {
+    const auto& v = j["values"][i];
+    EXPECT_EQ(v["index"].get<uint64_t>(), 6 + i);
+    EXPECT_EQ(v["uint32"].get<uint32_t>(), raw[i]);
+    EXPECT_EQ(v["value"].get<float>(), ours[i + 2]);
+    EXPECT_NEAR(v["value"].get<float>(), normals[i], 1e-5);
+    EXPECT_EQ(v["subsequence"].get<uint64_t>(), ((6 + i) >> 2) & 65535);
+  }
+  EXPECT_THROW(cli::cmd_noise({"--seed", "x1", "--param", name}, out), Error);
+  EXPECT_THROW(cli::cmd_noise({"--seed", "1", "--param", name, "--type", "pink"}, out), Error);
+}
+
+}  // namespace
+}  // namespace tstar
