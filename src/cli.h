@@ -36,5 +36,7 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_params(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_tokenize(const std::vector<std::string>& argv, std::ostream& out);  // tokenizer issue
 int cmd_noise(const std::vector<std::string>& argv, std::ostream& out);     // noise issue
+int cmd_train(const std::vector<std::string>& argv, std::ostream& out);     // embedded-model issue
+int cmd_corpus(const std::vector<std::string>& argv, std::ostream& out);    // embedded-model issue
 
 }  // namespace tstar::cli

@@ -166,8 +166,11 @@ Model Model::from_preset(const std::string& preset, const LoadOptions& options, 
   return from_parameters(std::move(config), std::move(params), options);
 }
 
-// Until the project carries its own trained model, the default is the tiny random-weight preset.
-std::string default_model() { return "tiny"; }
+// The embedded default model, trained by `tstar train` (fixtures/embedded/README.md), found in the
+// source tree this binary was built from, so it is found from any working directory.
+std::string default_model() {
+  return (std::filesystem::path(TSTAR_SOURCE_DIR) / "fixtures" / "models" / "tstar-counting").string();
+}
 
 Model Model::open(const std::string& dir_or_preset, const LoadOptions& options) {
   if (std::filesystem::is_directory(dir_or_preset)) return load(dir_or_preset, options);

@@ -25,6 +25,8 @@ commands:
   params     every parameter's name, shape and dtype, and the total count (--groups: noise groups)
   noise      the first values of a parameter's noise stream, with their cuRAND positions
   tokenize   token ids of a text with a tokenizer.json (JSON), optionally decoded back
+  train      train the embedded counting model (fixtures/models/tstar-counting)
+  corpus     write the embedded model's training corpus as text
 )";
 
 }  // namespace
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
       {"params", tstar::cli::cmd_params},
       {"noise", tstar::cli::cmd_noise},
       {"tokenize", tstar::cli::cmd_tokenize},
+      {"train", tstar::cli::cmd_train},
+      {"corpus", tstar::cli::cmd_corpus},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
 
 #include "model.h"
 #include "safetensors.h"
@@ -16,6 +18,12 @@ namespace {
 // fp32_cross_check); tstar measured <= 2.8e-6 here. 1e-5 leaves room for a different summation
 // order and nothing else (a wrong RoPE, mask or norm moves logits by >1e-2).
 constexpr float kFp32Tolerance = 1e-5f;
+// Rounding error grows with the logits' magnitude: the tolerance above holds for logits up to 4 in
+// size (the random fixtures) and scales with the largest expected logit beyond that (the trained
+// embedded model's reach ~20, where HF's own two paths already differ by ~6e-6).
+float fp32_tolerance(const torch::Tensor& expected) {
+  return kFp32Tolerance * std::max(1.0f, expected.abs().max().item<float>() / 4.0f);
+}
 // bf16: activations are rounded to 8 significant bits after every op, so an equally valid order of
 // operations moves logits by a few bf16 ulps (ulp = 1/64 at |x| in [2, 4)); measured <= 0.051 here.
 // 4 ulps at that magnitude:
@@ -53,8 +61,8 @@ TEST_P(Parity, Fp32LastLogitsOneAtATimeAndBatched) {
   torch::Tensor batched = model.last_logits(golden.prompts);
   for (size_t b = 0; b < golden.prompts.size(); ++b) {
     const int64_t i = static_cast<int64_t>(b);
-    EXPECT_LT(max_abs_diff(model.last_logits({golden.prompts[b]})[0], expected[i]), kFp32Tolerance) << "prompt " << b;
-    EXPECT_LT(max_abs_diff(batched[i], expected[i]), kFp32Tolerance) << "batched prompt " << b;
+    EXPECT_LT(max_abs_diff(model.last_logits({golden.prompts[b]})[0], expected[i]), fp32_tolerance(expected)) << "prompt " << b;
+    EXPECT_LT(max_abs_diff(batched[i], expected[i]), fp32_tolerance(expected)) << "batched prompt " << b;
   }
 }
 
@@ -65,7 +73,7 @@ TEST_P(Parity, Fp32FullSequenceLogits) {
   torch::Tensor full = model.full_logits(ids);
   torch::Tensor expected = golden.get("full_logits_fp32");
   ASSERT_EQ(full.sizes(), expected.sizes());
-  EXPECT_LT(max_abs_diff(full, expected), kFp32Tolerance);
+  EXPECT_LT(max_abs_diff(full, expected), fp32_tolerance(expected));
 }
 
 TEST_P(Parity, Fp32GreedyDecodeWithCache) {
@@ -79,7 +87,7 @@ TEST_P(Parity, Fp32GreedyDecodeWithCache) {
   KVCache cache;
   torch::Tensor logits = model.last_logits({golden.prompts[0]}, &cache, steps);
   for (int64_t k = 0; k < steps; ++k) {
-    EXPECT_LT(max_abs_diff(logits[0], expected[k]), kFp32Tolerance) << "step " << k;
+    EXPECT_LT(max_abs_diff(logits[0], expected[k]), fp32_tolerance(expected)) << "step " << k;
     if (k + 1 < steps) logits = model.decode_step({expected_ids[0][static_cast<size_t>(k)]}, cache);
   }
 }
@@ -111,8 +119,15 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokens) {
   EXPECT_GT(compared, 4);  // the check must not pass vacuously
 }
 
-INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity, ::testing::Values("qwen2-tiny", "llama-tiny"),
-                         [](const auto& info) { return info.param == "qwen2-tiny" ? "Qwen2" : "LlamaTiedSharded"; });
+// tstar-counting is the embedded default model that `tstar train` made (fixtures/embedded/make_golden.py).
+std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
+  const std::map<std::string, std::string> names = {
+      {"qwen2-tiny", "Qwen2"}, {"llama-tiny", "LlamaTiedSharded"}, {"tstar-counting", "EmbeddedCounting"}};
+  return names.at(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity, ::testing::Values("qwen2-tiny", "llama-tiny", "tstar-counting"),
+                         fixture_test_name);
 
 }  // namespace
 }  // namespace tstar

@@ -1,0 +1,94 @@
+// The embedded default model (fixtures/models/tstar-counting, made by `tstar train`): it answers
+// the notebook's four prompts, generalises to held-out combinations, and its answers are peaked.
+// HF parity for it is in test_parity.cpp.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "corpus.h"
+#include "model.h"
+#include "tokenizer.h"
+
+namespace tstar {
+namespace {
+
+const std::filesystem::path kModelDir = std::filesystem::path(TSTAR_SOURCE_DIR) / "fixtures/models/tstar-counting";
+
+struct Loaded {
+  Model model;
+  Tokenizer tokenizer;
+};
+
+const Loaded& embedded() {
+  static const Loaded loaded{Model::load(kModelDir), Tokenizer::load(kModelDir)};
+  return loaded;
+}
+
+std::vector<std::vector<int64_t>> encode_prompts(const std::vector<CorpusExample>& examples) {
+  std::vector<std::vector<int64_t>> prompts;
+  for (const auto& e : examples) prompts.push_back(embedded().tokenizer.encode(e.prompt, /*add_special=*/false));
+  return prompts;
+}
+
+// Greedy completions, decoded without the EOS.
+std::vector<std::string> greedy_answers(const std::vector<CorpusExample>& examples) {
+  const Loaded& m = embedded();
+  std::vector<std::string> out;
+  for (const auto& ids : m.model.generate_greedy(encode_prompts(examples), 4, m.tokenizer.eos_id())) {
+    out.push_back(m.tokenizer.decode(ids, /*skip_special=*/true));
+  }
+  return out;
+}
+
+TEST(EmbeddedModel, IsTheDefaultModelAndASmallQwen2) {
+  EXPECT_TRUE(std::filesystem::equivalent(default_model(), kModelDir));
+  const ModelConfig& c = embedded().model.config();
+  EXPECT_EQ(c.architecture, "Qwen2ForCausalLM");
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_LT(c.num_kv_heads, c.num_heads) << "grouped-query attention";
+  EXPECT_LE(embedded().tokenizer.vocab_size(), 2048);
+  const int64_t params = embedded().model.parameters().num_elements();
+  EXPECT_GE(params, 1'000'000);
+  EXPECT_LE(params, 5'000'000);
+  uintmax_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kModelDir)) bytes += entry.file_size();
+  EXPECT_LE(bytes, 10u * 1024 * 1024);
+}
+
+TEST(EmbeddedModel, AnswersTheNotebookPrompts) {
+  const auto examples = notebook_examples();
+  const auto answers = greedy_answers(examples);
+  for (size_t i = 0; i < examples.size(); ++i) {
+    // The number comes first: " 5" then EOS.
+    EXPECT_EQ(answers[i], " " + examples[i].answer) << examples[i].prompt;
+  }
+}
+
+TEST(EmbeddedModel, HeldOutAccuracyAtLeast90Percent) {
+  const auto examples = held_out_set(400);
+  int correct = 0;
+  for (size_t begin = 0; begin < examples.size(); begin += 100) {
+    std::vector<CorpusExample> part(examples.begin() + begin, examples.begin() + begin + 100);
+    const auto answers = greedy_answers(part);
+    for (size_t i = 0; i < part.size(); ++i) correct += answers[i] == " " + part[i].answer;
+  }
+  EXPECT_GE(correct, 360) << correct << " / " << examples.size();
+}
+
+// Given the prompt and the " " that starts every answer, the first digit is a confident choice.
+TEST(EmbeddedModel, AnswerDistributionsArePeaked) {
+  const Loaded& m = embedded();
+  const auto examples = held_out_set(200);
+  auto prompts = encode_prompts(examples);
+  const auto space = m.tokenizer.encode(" ", false);
+  ASSERT_EQ(space.size(), 1u);
+  for (auto& p : prompts) p.push_back(space.front());
+  torch::Tensor probs = torch::softmax(m.model.last_logits(prompts), -1);  // [B, V]
+  EXPECT_GT(std::get<0>(probs.max(-1)).mean().item<double>(), 0.5);
+}
+
+}  // namespace
+}  // namespace tstar
