@@ -46,6 +46,14 @@ std::vector<std::string> loaded_blas_libraries() {
   return found;
 }
 
+// OpenBLAS picks its kernels from the CPU at load time; on CPUs it does not recognise (some VMs hide
+// the model) it falls back to slow generic ones, which is worth seeing in every result.
+std::string openblas_core() {
+  using CoreName = char* (*)();
+  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core_name ? core_name() : "not loaded";
+}
+
 std::string curand_version() {
   int version = 0;
   if (curandGetVersion(&version) != CURAND_STATUS_SUCCESS) return "unknown";
@@ -62,6 +70,7 @@ nlohmann::json runtime_provenance() {
       {"curand_version", curand_version()},
       {"threads", at::get_num_threads()},
       {"blas_libraries", loaded_blas_libraries()},
+      {"openblas_core", openblas_core()},
       {"cuda_available", torch::cuda::is_available()},
   };
 }
