@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "bench_env.h"
+#include "cli.h"
 #include "error.h"
 
 namespace tstar::bench {
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
       break;  // Google Benchmark prints its own help next
     }
   }
-  try {
+  return tstar::cli::run_reporting_errors([&] {
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
     tstar::bench::register_experiment_benchmarks(env);
     tstar::bench::register_synthetic_benchmarks(env);
@@ -162,15 +163,7 @@ int main(int argc, char** argv) {
       tstar::bench::write_atomically(path, env.experiments().results_json().dump(1));
       std::cerr << "tstar: results written to " << path.string() << "\n";
     }
-  } catch (const tstar::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  } catch (const c10::Error& e) {
-    std::cerr << "error: " << e.what_without_backtrace() << "\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
+

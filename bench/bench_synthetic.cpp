@@ -56,19 +56,8 @@ SyntheticResult compute(const SyntheticCase& c) {
 }
 
 void set_counters(benchmark::State& state, const SyntheticResult& result) {
-  const stats::TemperatureReport& r = result.report;
   state.counters["draws"] = static_cast<double>(result.objective.size());
-  state.counters["alpha"] = r.mean_alpha;
-  state.counters["best_T"] = r.best.T;
-  state.counters["best_T_at_boundary"] = r.best.at_boundary ? 1.0 : 0.0;
-  state.counters["kl_T1"] = r.kl_at_1;
-  state.counters["kl_best"] = r.kl_at_best;
-  state.counters["p_correct_T1"] = r.p_correct_at_1;
-  state.counters["p_correct_best"] = r.p_correct_at_best;
-  for (const stats::PredictorError& p : r.predictions) {
-    state.counters["pred_" + p.key] = p.value;
-    state.counters["err_" + p.key] = p.error;
-  }
+  for (const auto& [key, value] : stats::report_counters(result.report)) state.counters[key] = value;
 }
 
 void run_synthetic(benchmark::State& state, const SyntheticCase& c,

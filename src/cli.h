@@ -2,6 +2,7 @@
 // errors; only main() prints them and chooses the exit code.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -29,6 +30,9 @@ class Args {
   std::map<std::string, std::string> values_;
   std::set<std::string> flags_set_;
 };
+
+// Runs a program's body; any exception becomes one "error: ..." line on stderr and exit code 1.
+int run_reporting_errors(const std::function<int()>& body);
 
 // Subcommands: each returns the process exit code and writes its result to `out`.
 int cmd_logits(const std::vector<std::string>& argv, std::ostream& out);

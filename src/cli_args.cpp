@@ -1,6 +1,9 @@
 #include "cli.h"
 
+#include <c10/util/Exception.h>
+
 #include <cerrno>
+#include <iostream>
 #include <cmath>
 #include <cstdlib>
 
@@ -78,6 +81,17 @@ double Args::get_double(const std::string& key, double fallback) const {
     throw Error(fmt::format("tstar {}: --{} expects a number, got '{}'", command_, key, it->second));
   }
   return v;
+}
+
+int run_reporting_errors(const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const c10::Error& e) {  // libtorch's own errors carry a backtrace nobody needs here
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  }
+  return 1;
 }
 
 }  // namespace tstar::cli

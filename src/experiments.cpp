@@ -92,27 +92,15 @@ double half_width(const stats::Interval& interval) {
   return std::isnan(interval.hi) ? 0.0 : (interval.hi - interval.lo) / 2.0;
 }
 
-// Predicted T* of each formula and its distance from the measured optimum, as counters and JSON.
-void add_predictors(const stats::TemperatureReport& report, ExperimentResult& result) {
+// The report's scalars as counters; each predictor's formula, value and error also as JSON.
+void add_temperature_counters(const stats::TemperatureReport& report, ExperimentResult& result) {
+  result.counters.merge(stats::report_counters(report));
   nlohmann::json list = nlohmann::json::array();
   for (const auto& prediction : report.predictions) {
-    result.counters["T_" + prediction.key] = prediction.value;
-    result.counters["err_" + prediction.key] = prediction.error;
     list.push_back({{"key", prediction.key}, {"formula", prediction.formula}, {"value", prediction.value},
                     {"error", prediction.error}});
   }
   result.details["predictors"] = list;
-}
-
-void add_temperature_counters(const stats::TemperatureReport& report, ExperimentResult& result) {
-  result.counters["alpha"] = report.mean_alpha;
-  result.counters["best_T"] = report.best.T;
-  result.counters["best_T_at_boundary"] = report.best.at_boundary ? 1.0 : 0.0;
-  result.counters["kl_T1"] = report.kl_at_1;
-  result.counters["kl_best"] = report.kl_at_best;
-  result.counters["p_correct_T1"] = report.p_correct_at_1;
-  result.counters["p_correct_best"] = report.p_correct_at_best;
-  add_predictors(report, result);
 }
 
 double top1_rate(const std::vector<stats::LogitNoise>& noise) {

@@ -509,4 +509,20 @@ ScheduleFit fit_schedule(const std::vector<double>& best_T, double beta_max) {
   return fit;
 }
 
+std::map<std::string, double> report_counters(const TemperatureReport& report) {
+  std::map<std::string, double> counters = {
+      {"alpha", report.mean_alpha},
+      {"best_T", report.best.T},
+      {"best_T_at_boundary", report.best.at_boundary ? 1.0 : 0.0},
+      {"kl_T1", report.kl_at_1},
+      {"kl_best", report.kl_at_best},
+      {"p_correct_T1", report.p_correct_at_1},
+      {"p_correct_best", report.p_correct_at_best}};
+  for (const auto& prediction : report.predictions) {
+    counters["T_" + prediction.key] = prediction.value;
+    counters["err_" + prediction.key] = prediction.error;
+  }
+  return counters;
+}
+
 }  // namespace tstar::stats

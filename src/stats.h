@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,10 @@ TemperatureReport report_temperature(const TemperatureObjective& objective, doub
                                      double hi = 3.0, double tol = 1e-4);
 
 // ---- Across seeds and prompts ------------------------------------------------------------------
+
+// The report's scalars keyed as tstar's benchmark counters: alpha, best_T, best_T_at_boundary, kl_T1,
+// kl_best, p_correct_T1, p_correct_best, and T_<key> / err_<key> for every predictor.
+std::map<std::string, double> report_counters(const TemperatureReport& report);
 
 struct Interval {
   double mean = 0;

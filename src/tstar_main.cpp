@@ -1,6 +1,4 @@
 // `tstar`: the command-line tool. Dispatches to a subcommand; prints errors and picks exit codes.
-#include <c10/util/Exception.h>
-
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -51,16 +49,5 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> rest(argv + 2, argv + argc);
-  try {
-    return it->second(rest, std::cout);
-  } catch (const tstar::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  } catch (const c10::Error& e) {
-    std::cerr << "error: " << e.what_without_backtrace() << "\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
+  return tstar::cli::run_reporting_errors([&] { return it->second(rest, std::cout); });
 }
