@@ -21,7 +21,7 @@ namespace {
 const char* kModelOptionsHelp = R"(  --model DIR|PRESET   checkpoint directory (config.json + safetensors) or shape preset
                        (default: the embedded default model; presets: tiny, qwen2.5-0.5b,
                        deepseek-r1-distill-qwen-1.5b, random weights)
-  --dtype fp32|bf16|fp16  weight and activation dtype (default: fp32)
+  --dtype fp32|bf16|fp16  weight and activation dtype (default: fp32; fp16 needs CUDA)
   --device cpu|cuda    device (default: cpu; cuda needs a CUDA-enabled libtorch)
 )";
 

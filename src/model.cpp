@@ -97,6 +97,9 @@ std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
 // Construction and strict loading
 
 Model Model::from_parameters(ModelConfig config, ParameterMap params, const LoadOptions& options) {
+  if (options.dtype == torch::kHalf && options.device.is_cpu()) {
+    throw Error("fp16 runs on CUDA only: this libtorch's CPU kernels have no half-precision matmul; use bf16 or fp32");
+  }
   Model model;
   model.config_ = std::move(config);
   model.params_ = std::move(params);

@@ -38,7 +38,7 @@ class ParameterMap {
 };
 
 struct LoadOptions {
-  torch::ScalarType dtype = torch::kFloat;  // compute/storage dtype of the weights
+  torch::ScalarType dtype = torch::kFloat;  // compute/storage dtype of the weights (fp16: CUDA only)
   torch::Device device = torch::kCPU;
 };
 

@@ -126,6 +126,17 @@ TEST(Model, OpenRejectsUnknownNames) {
   }
 }
 
+TEST(Model, Fp16OnCpuIsAClearError) {
+  LoadOptions fp16;
+  fp16.dtype = torch::kHalf;
+  try {
+    Model::from_preset("tiny", fp16);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fp16"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Model, DtypeNames) {
   EXPECT_EQ(parse_dtype("bf16"), torch::kBFloat16);
   EXPECT_EQ(parse_dtype("float32"), torch::kFloat);
