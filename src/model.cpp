@@ -97,9 +97,6 @@ std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
 // Construction and strict loading
 
 Model Model::from_parameters(ModelConfig config, ParameterMap params, const LoadOptions& options) {
-  if (options.dtype == torch::kHalf && options.device.is_cpu()) {
-    throw Error("fp16 runs on CUDA only: this libtorch's CPU kernels have no half-precision matmul; use bf16 or fp32");
-  }
   Model model;
   model.config_ = std::move(config);
   model.params_ = std::move(params);
@@ -295,6 +292,10 @@ torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const 
 
 torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
                                    const torch::Tensor& mask, KVCache* cache) const {
+  // fp16 weights can be held (and noised) anywhere, but only CUDA kernels can run them.
+  if (options_.dtype == torch::kHalf && options_.device.is_cpu()) {
+    throw Error("fp16 runs on CUDA only: this libtorch's CPU kernels have no half-precision matmul; use bf16 or fp32");
+  }
   auto x = torch::embedding(p(embed_), ids);  // [B, T, H]
   for (size_t i = 0; i < layers_.size(); ++i) {
     const LayerSlots& layer = layers_[i];
