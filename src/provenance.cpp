@@ -10,6 +10,7 @@
 
 #include "safetensors.h"
 #include "sha256.h"
+#include "version.h"
 
 namespace tstar {
 
@@ -64,8 +65,8 @@ std::string curand_version() {
 
 nlohmann::json runtime_provenance() {
   return {
-      {"tstar_version", TSTAR_VERSION},
-      {"tstar_commit", TSTAR_GIT_COMMIT},
+      {"tstar_version", version()},
+      {"tstar_commit", git_commit()},
       {"libtorch_version", TORCH_VERSION},
       {"curand_version", curand_version()},
       {"threads", at::get_num_threads()},
