@@ -5,13 +5,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <cerrno>
-#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <regex>
 
 #include "bench_env.h"
+#include "cli.h"
 #include "error.h"
 #include "json_file.h"
 
@@ -20,14 +19,8 @@ namespace tstar::bench {
 namespace {
 
 double parse_number(const std::string& text, const std::string& flag) {
-  const char* begin = text.c_str();
-  char* end = nullptr;
-  errno = 0;
-  const double value = std::strtod(begin, &end);
-  if (errno != 0 || end == begin || *end != '\0') {
-    throw Error(fmt::format("bench: --{} expects numbers, got '{}'", flag, text));
-  }
-  return value;
+  if (auto value = cli::parse_double(text)) return *value;
+  throw Error(fmt::format("bench: --{} expects numbers, got '{}'", flag, text));
 }
 
 std::vector<double> parse_scales(const std::string& text, const std::string& flag) {

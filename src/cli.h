@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -11,6 +12,10 @@
 #include <vector>
 
 namespace tstar::cli {
+
+// Whole-string numbers: nullopt unless all of `text` is one number (callers word the error).
+std::optional<int64_t> parse_integer(const std::string& text);
+std::optional<double> parse_double(const std::string& text);
 
 // Parses "--key value" options and "--flag" switches. Unknown options are errors; `flags` lists
 // the switches that take no value. A value may also be given as --key=value.

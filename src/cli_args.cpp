@@ -57,30 +57,36 @@ std::string Args::required(const std::string& key) const {
   return it->second;
 }
 
+std::optional<int64_t> parse_integer(const std::string& text) {
+  const char* s = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0') return std::nullopt;
+  return v;
+}
+
+std::optional<double> parse_double(const std::string& text) {
+  const char* s = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0') return std::nullopt;
+  return v;
+}
+
 int64_t Args::get_int(const std::string& key, int64_t fallback) const {
   auto it = values_.find(key);
   if (it == values_.end()) return fallback;
-  const char* s = it->second.c_str();
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0') {
-    throw Error(fmt::format("tstar {}: --{} expects an integer, got '{}'", command_, key, it->second));
-  }
-  return v;
+  if (auto v = parse_integer(it->second)) return *v;
+  throw Error(fmt::format("tstar {}: --{} expects an integer, got '{}'", command_, key, it->second));
 }
 
 double Args::get_double(const std::string& key, double fallback) const {
   auto it = values_.find(key);
   if (it == values_.end()) return fallback;
-  const char* s = it->second.c_str();
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(s, &end);
-  if (errno != 0 || end == s || *end != '\0') {
-    throw Error(fmt::format("tstar {}: --{} expects a number, got '{}'", command_, key, it->second));
-  }
-  return v;
+  if (auto v = parse_double(it->second)) return *v;
+  throw Error(fmt::format("tstar {}: --{} expects a number, got '{}'", command_, key, it->second));
 }
 
 int run_reporting_errors(const std::function<int()>& body) {

@@ -67,15 +67,6 @@ nlohmann::json ExperimentSettings::to_json() const {
 
 namespace {
 
-ModelConfig config_of(const std::string& dir_or_preset) {
-  if (std::filesystem::is_directory(dir_or_preset)) {
-    return ModelConfig::from_file(std::filesystem::path(dir_or_preset) / "config.json");
-  }
-  if (is_preset(dir_or_preset)) return preset_config(dir_or_preset);
-  throw Error(fmt::format("model '{}' is neither a directory nor a preset (presets: {})", dir_or_preset,
-                          fmt::join(preset_names(), ", ")));
-}
-
 Tokenizer tokenizer_of(const ExperimentSettings& settings) {
   if (!settings.tokenizer.empty()) return Tokenizer::load(settings.tokenizer);
   const std::filesystem::path dir(settings.model);

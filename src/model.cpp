@@ -172,11 +172,23 @@ std::string default_model() {
   return (std::filesystem::path(TSTAR_SOURCE_DIR) / "fixtures" / "models" / "tstar-counting").string();
 }
 
+[[noreturn]] static void throw_unknown_model(const std::string& dir_or_preset) {
+  throw Error(fmt::format("model '{}' is neither a directory nor a preset (presets: {})", dir_or_preset,
+                          fmt::join(preset_names(), ", ")));
+}
+
 Model Model::open(const std::string& dir_or_preset, const LoadOptions& options) {
   if (std::filesystem::is_directory(dir_or_preset)) return load(dir_or_preset, options);
   if (is_preset(dir_or_preset)) return from_preset(dir_or_preset, options);
-  throw Error(fmt::format("model '{}' is neither a directory nor a preset (presets: {})", dir_or_preset,
-                          fmt::join(preset_names(), ", ")));
+  throw_unknown_model(dir_or_preset);
+}
+
+ModelConfig config_of(const std::string& dir_or_preset) {
+  if (std::filesystem::is_directory(dir_or_preset)) {
+    return ModelConfig::from_file(std::filesystem::path(dir_or_preset) / "config.json");
+  }
+  if (is_preset(dir_or_preset)) return preset_config(dir_or_preset);
+  throw_unknown_model(dir_or_preset);
 }
 
 void Model::bind() {

@@ -122,6 +122,10 @@ class Model {
   torch::Tensor inv_freq_;  // [D/2] fp32
 };
 
+// The configuration of a directory (its config.json) or preset, without loading weights. Throws
+// naming the argument and the presets when it is neither.
+ModelConfig config_of(const std::string& dir_or_preset);
+
 // What --model means when not given: the embedded default model (see model.cpp).
 std::string default_model();
 
