@@ -73,7 +73,9 @@ tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, fo
   --noise TYPE            gaussian|uniform|laplace|multiplicative (default: gaussian)
   --reference REF         tensor_std|row_std|abs_max (default: tensor_std)
   --presets A,B           shape presets of the throughput families (default: tiny,qwen2.5-0.5b)
-  --results DIR           where <run id>/results.json goes (default: results/runs)
+  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
+                          experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's
+                          JSON (unless --benchmark_out is given); ci/report, ci/compare read them
 
 Statistics depend only on model, prompts, seeds and settings: the same bits whatever the filter,
 repetitions or iteration count. Timings are of one inject -> forward -> restore cycle.
@@ -115,6 +117,14 @@ BenchOptions take_tstar_flags(int& argc, char** argv) {
   return options;
 }
 
+bool has_flag(int argc, char** argv, const std::string& flag) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == flag || arg.rfind(flag + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
 // A run id that sorts by time and cannot collide between concurrent processes.
 std::string run_id() {
   const std::time_t now = std::time(nullptr);
@@ -149,6 +159,25 @@ int main(int argc, char** argv) {
   }
   return tstar::cli::run_reporting_errors([&] {
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
+    const auto run_dir = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id();
+    // Google Benchmark's own JSON (timings of every repetition, all counters) lands beside
+    // results.json unless the user chose a file; the console output is unchanged.
+    std::vector<char*> args(argv, argv + argc);
+    std::string out_flag, format_flag;
+    if (!tstar::bench::has_flag(argc, argv, "--benchmark_out") && !tstar::bench::has_flag(argc, argv, "--help") &&
+        !tstar::bench::has_flag(argc, argv, "--benchmark_list_tests")) {
+      std::filesystem::create_directories(run_dir);
+      out_flag = "--benchmark_out=" + (run_dir / "benchmark.json").string();
+      args.push_back(out_flag.data());
+      if (!tstar::bench::has_flag(argc, argv, "--benchmark_out_format")) {
+        format_flag = "--benchmark_out_format=json";
+        args.push_back(format_flag.data());
+      }
+    }
+    int args_count = static_cast<int>(args.size());
+    args.push_back(nullptr);
+    argc = args_count;
+    argv = args.data();
     tstar::bench::register_experiment_benchmarks(env);
     tstar::bench::register_synthetic_benchmarks(env);
     tstar::bench::register_forward_benchmarks(env);
@@ -159,10 +188,11 @@ int main(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     if (env.has_experiments() && env.experiments().has_results()) {
-      const auto path = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id() / "results.json";
+      const auto path = run_dir / "results.json";
       tstar::bench::write_atomically(path, env.experiments().results_json().dump(1));
       std::cerr << "tstar: results written to " << path.string() << "\n";
     }
+    if (!out_flag.empty()) std::cerr << "tstar: Google Benchmark JSON written to " << (run_dir / "benchmark.json").string() << "\n";
     return 0;
   });
 }

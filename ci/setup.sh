@@ -10,7 +10,10 @@ packages=(
   libopenblas0-openmp     # fp32 matmul is ~40x slower with Debian's default reference BLAS
   libbenchmark-dev libgtest-dev googletest
   nlohmann-json3-dev libfmt-dev libpcre2-dev libutf8proc-dev
-  python3                 # ci/ scripts (report, compare)
+  python3                 # ci/ scripts (report, compare, export, dashboard)
+  python3-matplotlib      # ci/report's figures
+  fonts-dejavu-core       # the figures' font
+  chromium                # headless screenshot test of ci/dashboard's page
 )
 missing=()
 for p in "${packages[@]}"; do
