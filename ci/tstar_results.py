@@ -54,6 +54,7 @@ class BenchmarkRun:
 
     def __init__(self, name):
         self.name = name
+        self.time_unit = "ns"    # the unit Google Benchmark printed its times in (ns, us, ms, s)
         self.real_time_ns = []   # one per repetition, per iteration
         self.cpu_time_ns = []
         self.statistics = {}     # counter -> value (identical in every repetition when reproducible)
@@ -104,6 +105,7 @@ def load_benchmarks(path):
         unit = row.get("time_unit", "ns")
         if unit not in NANOSECONDS_PER_UNIT:
             raise ResultsError(f"{path}: {name}: unknown time_unit '{unit}'")
+        run.time_unit = unit
         try:
             run.real_time_ns.append(float(row["real_time"]) * NANOSECONDS_PER_UNIT[unit])
             run.cpu_time_ns.append(float(row["cpu_time"]) * NANOSECONDS_PER_UNIT[unit])
