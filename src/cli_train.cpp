@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "corpus.h"
 #include "error.h"
+#include "provenance.h"
 #include "train.h"
 
 namespace tstar::cli {
@@ -29,7 +30,8 @@ std::string joined_command(const std::vector<std::string>& argv) {
   return out;
 }
 
-// "AMD EPYC ... (2 logical CPUs)", from /proc/cpuinfo where it exists.
+// "Intel Xeon ... (2 logical CPUs), OpenBLAS core SkylakeX", from /proc/cpuinfo where it exists.
+// The OpenBLAS kernels (OPENBLAS_CORETYPE) decide the fp32 bits, so they belong to the recipe.
 std::string machine_description() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line, model = "unknown CPU";
@@ -39,7 +41,8 @@ std::string machine_description() {
       break;
     }
   }
-  return fmt::format("{} ({} logical CPUs)", model, std::thread::hardware_concurrency());
+  return fmt::format("{} ({} logical CPUs), OpenBLAS core {}", model, std::thread::hardware_concurrency(),
+                     runtime_provenance().at("openblas_core").get<std::string>());
 }
 
 }  // namespace

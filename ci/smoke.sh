@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CI's smoke suite and statistics gate. Runs a small version of every experiment family (plus the
+# model-free Synthetic checks) on the embedded model and compares it with the committed baseline in
+# results/baseline/embedded-smoke/: every statistic must be bit-identical (the reproducibility
+# gate); times are reported, never gated (CI machines are noisy). Also writes the run's report.
+#
+#   bash ci/smoke.sh                    run, compare, report (exit 1 when a statistic changed)
+#   bash ci/smoke.sh --update-baseline  run and make this run the new baseline (commit it)
+#
+# Assumes a build in ${TSTAR_BUILD_DIR:-build} (ci/test.sh makes it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${TSTAR_BUILD_DIR:-build}
+python=${TSTAR_PYTHON:-/usr/bin/python3}  # Debian's, which has python3-matplotlib
+baseline=results/baseline/embedded-smoke
+
+# The suite: 2 seeds x 3 scales, one detail scale, 5 repetitions of every timing. Changing these
+# arguments changes the statistics: update the baseline in the same commit.
+smoke_args=(
+  --seeds 2 --scales 0,0.005,0.02 --detail-scales 0.02
+  "--benchmark_filter=^(WeightNoise|Layer|Evolution|TempSweep|Synthetic/V:2000/)"
+  --benchmark_repetitions=5 --benchmark_min_time=0.01
+)
+
+mkdir -p results/runs
+run_root=$(mktemp -d results/runs/smoke.XXXXXX)
+"$build_dir/bench/bench" --results "$run_root" "${smoke_args[@]}" > "$run_root/console.txt"
+run_dir=$(find "$run_root" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+[[ -f "$run_dir/results.json" && -f "$run_dir/benchmark.json" ]] || {
+  echo "ci/smoke.sh: bench left no results in $run_root (see $run_root/console.txt)" >&2
+  exit 1
+}
+
+if [[ "${1:-}" == "--update-baseline" ]]; then
+  rm -rf "$baseline"
+  mkdir -p "$baseline"
+  cp "$run_dir/benchmark.json" "$run_dir/results.json" "$baseline/"
+  echo "ci/smoke.sh: baseline updated from $run_dir"
+  exit 0
+fi
+
+"$python" ci/report "$run_dir" > /dev/null
+echo "ci/smoke.sh: report in $run_dir/report/summary.md"
+status=0
+"$python" ci/compare "$baseline" "$run_dir" --no-time-gate --markdown "$run_dir/compare.md" || status=$?
+if ((status == 1)); then
+  echo "ci/smoke.sh: statistics differ from $baseline (table above; $run_dir/compare.md)" >&2
+fi
+exit "$status"
