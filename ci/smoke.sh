@@ -41,6 +41,13 @@ fi
 
 "$python" ci/report "$run_dir" > /dev/null
 echo "ci/smoke.sh: report in $run_dir/report/summary.md"
+# The dashboard of the committed history plus this run (results/history itself is left alone).
+history=$(mktemp -d)
+cp results/history/*.json "$history/" 2>/dev/null || true
+"$python" ci/record "$run_dir" --history "$history" --label "ci/smoke.sh" > /dev/null
+"$python" ci/dashboard --history "$history" --out "$run_dir/dashboard.html" > /dev/null
+rm -rf "$history"
+echo "ci/smoke.sh: dashboard in $run_dir/dashboard.html"
 status=0
 "$python" ci/compare "$baseline" "$run_dir" --no-time-gate --markdown "$run_dir/compare.md" || status=$?
 if ((status == 1)); then
