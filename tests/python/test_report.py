@@ -1,0 +1,364 @@
+"""Tests of ci/report: figures and summary of one bench run.
+
+With TSTAR_BENCH_PATH set, one small real `bench` run (about 10 s) is reported on; always, a
+synthetic results.json with bench's schema (built here) is, plus the error paths.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+
+SOURCE_DIR = os.environ.get("TSTAR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+REPORT = os.path.join(SOURCE_DIR, "ci", "report")
+FIGURES = ("weight_noise.png", "layer_sensitivity.png", "evolution.png", "temperature.png",
+           "layer_heatmap.png", "predictor_error.png")
+WEIGHT_NOISE_FIGURES = ("weight_noise.png", "predictor_error.png")
+SECTIONS = ("## Provenance", "## Experiment 1", "## Which T* predictor", "## Experiment 2",
+            "## Experiment 3", "## Experiment 4", "## Figures", "## Timings")
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+# Decodes PNGs with matplotlib and prints, per file: height, width, distinct RGB colours, pixel
+# std, and the fraction of clearly coloured (non-grey) pixels: data drawn, not just axes and text.
+IMAGE_STATS = r"""
+import json, sys
+import matplotlib.image, numpy as np
+out = {}
+for path in sys.argv[1:]:
+    image = matplotlib.image.imread(path)
+    rgb = (image[..., :3] * 255).round().astype(np.uint8).reshape(-1, 3)
+    chroma = rgb.max(axis=1).astype(int) - rgb.min(axis=1)
+    packed = (rgb[:, 0].astype(np.int32) << 16) | (rgb[:, 1].astype(np.int32) << 8) | rgb[:, 2]
+    out[path] = [image.shape[0], image.shape[1], len(np.unique(packed)),
+                 float(image[..., :3].std()), float((chroma > 30).mean())]
+print(json.dumps(out))
+"""
+
+
+def python_with_matplotlib():
+    """An interpreter that imports matplotlib: this one, else Debian's (where ci/report runs too)."""
+    if importlib.util.find_spec("matplotlib"):
+        return sys.executable
+    if os.access(DEBIAN_PYTHON, os.X_OK):
+        probe = subprocess.run([DEBIAN_PYTHON, "-c", "import matplotlib"], capture_output=True)
+        if probe.returncode == 0:
+            return DEBIAN_PYTHON
+    return None
+
+
+def run_report(*args):
+    return subprocess.run([REPORT, *args], capture_output=True, text=True, timeout=300)
+
+
+# ---------------------------------------------------------------------------------------------
+# A synthetic results.json in bench's schema (names, counters, details as bench writes them).
+
+PREDICTORS = (("sqrt_1p_alpha", "sqrt(1+alpha)"), ("1p_alpha", "1+alpha"),
+              ("1p_sigma2_over_var_p", "1+sigma^2/Var_p(z)"),
+              ("1p_sigma2_1m_sum_p2_over_var_p", "1+sigma^2(1-sum p^2)/Var_p(z)"))
+GROUPS = ("all", "attention", "mlp", "lm_head", "early", "middle", "late",
+          "layer:0", "layer:1", "layer:2", "layer:3")
+PROMPTS = ("Count from 1 to 10: 1, 2,", "The capital of France is", "def fibonacci(n):\n    if n <= 1:")
+
+
+def temperature_counters(alpha, best_T):
+    """The counters bench's temperature report writes, for a given alpha and best T."""
+    predicted = {"sqrt_1p_alpha": math.sqrt(1 + alpha), "1p_alpha": 1 + alpha,
+                 "1p_sigma2_over_var_p": 1 + 9 * alpha, "1p_sigma2_1m_sum_p2_over_var_p": 1 + 3 * alpha}
+    counters = {"alpha": alpha, "best_T": best_T, "best_T_at_boundary": 0.0,
+                "kl_T1": 0.5 * alpha, "kl_best": 0.3 * alpha, "p_correct_T1": 0.84 + alpha,
+                "p_correct_best": 0.83 + alpha}
+    for key, value in predicted.items():
+        counters[f"T_{key}"] = value
+        counters[f"err_{key}"] = value - best_T
+    details = {"predictors": [{"key": key, "formula": formula, "value": predicted[key],
+                               "error": predicted[key] - best_T} for key, formula in PREDICTORS]}
+    return counters, details
+
+
+def weight_noise_entries(scale):
+    alpha = 1.3 * scale ** 2 + 0.4 * scale ** 3
+    best_T = 1 + 5 * alpha
+    counters, details = temperature_counters(alpha, best_T)
+    counters.update({"alpha_ci95": 0.2 * alpha, "best_T_ci95": 0.5 * scale, "alpha_prompt_std": 0.1 * alpha,
+                     "grid_best_T": round(best_T / 0.02) * 0.02, "top1_match": 1 - scale, "changed_fraction": 0.9,
+                     "realized_ratio": 1.0, "scale": scale})
+    details.update({"seed_alpha": [0.9 * alpha, 1.1 * alpha], "seed_best_T": [best_T - 0.01, best_T + 0.01],
+                    "prompt_alpha": [alpha] * 4,
+                    "alpha_ci95": {"method": "Student t over seeds", "lo": 0.8 * alpha, "hi": 1.2 * alpha},
+                    "best_T_ci95": {"method": "Student t over seeds", "lo": best_T - 0.5 * scale,
+                                    "hi": best_T + 0.5 * scale}})
+    grid = [0.8 + 0.02 * i for i in range(35)]
+    sweep_counters, sweep_details = temperature_counters(alpha, best_T)
+    sweep_counters.update({"grid_best_T": counters["grid_best_T"], "scale": scale})
+    sweep_details.update({"grid": grid, "kl": [(T - best_T) ** 2 + alpha for T in grid],
+                          "p_correct": [0.9 - 0.2 * (T - 0.8) for T in grid], "grid_best_at_boundary": False})
+    name = f"scale:{scale:g}"
+    return {f"WeightNoise/{name}": {"counters": counters, "details": details},
+            f"TempSweep/{name}": {"counters": sweep_counters, "details": sweep_details}}
+
+
+def layer_entry(group, index, scale):
+    alpha = scale ** 2 * {"all": 2.0, "lm_head": 1.8}.get(group, 0.05 + 0.1 * index)
+    counters, details = temperature_counters(alpha, 1 + 3 * alpha)
+    counters.update({"alpha_ci95": 0.1 * alpha, "top1_match": 1.0, "tensors": 7.0, "params": 196608.0,
+                     "changed_fraction": 0.9, "realized_ratio": 1.0, "scale": scale})
+    details.update({"seed_alpha": [alpha, alpha], "tensors": ["model.layers.0.mlp.up_proj.weight"]})
+    return {"counters": counters, "details": details}
+
+
+def evolution_entry(prompt, scale):
+    alpha_t = [scale ** 2 * (1 + 0.1 * ((t * (prompt + 3)) % 7)) for t in range(15)]
+    slope = (alpha_t[-1] - alpha_t[0]) / 14
+    counters = {"T_max": 1.01, "alpha_first": alpha_t[0], "alpha_last": alpha_t[-1],
+                "alpha_mean": sum(alpha_t) / 15, "beta": 0.0, "scale": scale, "schedule_rms": 0.01,
+                "slope": slope, "trend": 0.0}
+    details = {"alpha_t": alpha_t, "best_T_t": [1.0] * 15, "prompt": PROMPTS[prompt],
+               "sqrt_1p_alpha_t": [math.sqrt(1 + a) for a in alpha_t], "text": " 3, 4", "tokens": [220] * 15,
+               "trend": {"slope": slope, "intercept": alpha_t[0], "label": "stable"},
+               "schedule": {"T_max": 1.01, "beta": 0.0, "at_boundary": True, "rms_error": 0.01,
+                            "formula": "T(t) = T_max / sqrt(1 + beta t), least squares on best_T_t"}}
+    return {"counters": counters, "details": details}
+
+
+def synthetic_results(scales=(0.0, 0.002, 0.01, 0.05), detail_scales=(0.01, 0.02), families=None):
+    results = {}
+    for scale in sorted(set(scales) | set(detail_scales)):
+        results.update(weight_noise_entries(scale))
+    for scale in detail_scales:
+        for index, group in enumerate(GROUPS):
+            results[f"Layer/{group}/scale:{scale:g}"] = layer_entry(group, index, scale)
+        for prompt in range(len(PROMPTS)):
+            results[f"Evolution/prompt:{prompt}/scale:{scale:g}"] = evolution_entry(prompt, scale)
+    if families is not None:
+        results = {name: value for name, value in results.items() if name.split("/")[0] in families}
+    provenance = {"model": {"architecture": "Qwen2ForCausalLM", "dtype": "bf16", "device": "cpu",
+                            "model": "synthetic-model", "parameters": 1017984},
+                  "seeds": [0, 1], "scales": list(scales), "detail_scales": list(detail_scales),
+                  "threads": 1, "tstar_commit": "abc123def456", "noise": "gaussian",
+                  "reference": "tensor_std", "blas_libraries": ["libopenblas.so.0"]}
+    settings = {"seeds": [0, 1], "reference": "tensor_std", "layer_prompt": 0}
+    return {"provenance": provenance, "settings": settings, "results": results,
+            "weights_digest_before": "ab", "weights_digest_after": "ab"}
+
+
+def synthetic_benchmark_json(names):
+    rows = []
+    for name in names:
+        for repetition, time_ms in enumerate((8.0, 9.0, 10.0)):
+            rows.append({"name": f"{name}/real_time", "run_name": f"{name}/real_time", "run_type": "iteration",
+                         "repetitions": 3, "repetition_index": repetition, "threads": 1, "iterations": 2,
+                         "real_time": time_ms, "cpu_time": time_ms, "time_unit": "ms", "alpha": 0.001})
+    return {"context": {"date": "2026-11-28T00:00:00+00:00", "host_name": "testhost"}, "benchmarks": rows}
+
+
+def write_json(path, doc):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the summary back
+
+def section(summary, heading):
+    """The text of the '## heading...' section up to the next '## '."""
+    start = summary.index(heading)
+    end = summary.find("\n## ", start + 1)
+    return summary[start:end if end >= 0 else len(summary)]
+
+
+def table_rows(text):
+    """Data rows (not headers) of the Markdown tables in `text`, as lists of cell strings."""
+    lines = text.splitlines()
+    rows = []
+    for line, following in zip(lines, lines[1:] + [""]):
+        if line.startswith("| ") and not following.startswith("|---"):
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows
+
+
+def leading_number(cell):
+    return float(cell.split("±")[0].strip())
+
+
+class ReportTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.python = python_with_matplotlib()
+        if cls.python is None:
+            raise unittest.SkipTest("no python3 with matplotlib (Debian: python3-matplotlib)")
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="tstar-report-test-")
+        self.addCleanup(self.tmp.cleanup)
+
+    def make_run(self, doc, benchmark=None, name="run"):
+        run_dir = os.path.join(self.tmp.name, name)
+        os.makedirs(run_dir)
+        if doc is not None:
+            write_json(os.path.join(run_dir, "results.json"), doc)
+        if benchmark is not None:
+            write_json(os.path.join(run_dir, "benchmark.json"), benchmark)
+        return run_dir
+
+    def assert_images_readable(self, paths):
+        probe = subprocess.run([self.python, "-c", IMAGE_STATS, *paths], capture_output=True, text=True,
+                               timeout=120)
+        self.assertEqual(probe.returncode, 0, probe.stderr)
+        for path, (height, width, colours, std, coloured) in json.loads(probe.stdout).items():
+            name = os.path.basename(path)
+            self.assertTrue(600 <= width <= 5000 and 400 <= height <= 5000, f"{name}: {width}x{height}")
+            self.assertGreater(colours, 100, f"{name}: only {colours} distinct colours")
+            self.assertGreater(std, 0.05, f"{name}: nearly flat image (pixel std {std})")
+            self.assertGreater(coloured, 0.002, f"{name}: no coloured data drawn")
+
+    def assert_error(self, result, *words):
+        self.assertEqual(result.returncode, 2, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        for word in words:
+            self.assertIn(word, lines[0])
+
+    def check_full_report(self, run_dir, out_dir):
+        """Every figure readable and the summary's numbers equal to results.json's."""
+        result = run_report(run_dir, "--out", out_dir)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr, "")
+        paths = [os.path.join(out_dir, name) for name in FIGURES]
+        for path in paths:
+            self.assertTrue(os.path.isfile(path), f"{path} missing")
+        self.assert_images_readable(paths)
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            summary = f.read()
+        for heading in SECTIONS:
+            self.assertIn(heading, summary)
+        for name in FIGURES:
+            self.assertIn(f"]({name})", summary)
+        with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
+            results = json.load(f)["results"]
+        self.check_weight_noise_table(summary, results)
+        self.check_predictor_ranking(summary, results)
+        self.check_layer_ranking(summary, results)
+        return summary
+
+    def check_weight_noise_table(self, summary, results):
+        rows = {row[0]: row for row in table_rows(section(summary, "## Experiment 1"))}
+        entries = {k: v["counters"] for k, v in results.items() if k.startswith("WeightNoise/")}
+        self.assertEqual(len(rows), len(entries))
+        for counters in entries.values():
+            row = rows[f"{counters['scale']:g}"]
+            self.assertAlmostEqual(leading_number(row[1]), counters["alpha"], delta=1e-3 * counters["alpha"])
+            self.assertAlmostEqual(leading_number(row[3]), counters["best_T"], places=4)
+            if counters["scale"] > 0:
+                self.assertAlmostEqual(float(row[2]), counters["alpha"] / counters["scale"] ** 2,
+                                       delta=1e-3 * counters["alpha"] / counters["scale"] ** 2)
+
+    def check_predictor_ranking(self, summary, results):
+        entries = [v["counters"] for k, v in results.items() if k.startswith("WeightNoise/")]
+        scaled = [c for c in entries if c["scale"] > 0]
+        keys = [name[4:] for name in entries[0] if name.startswith("err_")]
+        mean_abs = {key: sum(abs(c[f"err_{key}"]) for c in scaled) / len(scaled) for key in keys}
+        best = min(mean_abs, key=mean_abs.get)
+        formulas = {p["key"]: p["formula"] for p in results[next(iter(
+            k for k in results if k.startswith("WeightNoise/")))]["details"]["predictors"]}
+        first = table_rows(section(summary, "## Which T* predictor"))[0]
+        self.assertEqual(first[0], "1")
+        self.assertEqual(first[1].strip("`"), formulas[best])
+        self.assertAlmostEqual(float(first[2]), mean_abs[best], delta=2e-3 * mean_abs[best] + 1e-12)
+
+    def check_layer_ranking(self, summary, results):
+        layers = {k: v["counters"] for k, v in results.items() if k.startswith("Layer/")}
+        scale = min(c["scale"] for c in layers.values())
+        at_scale = {k.split("/")[1]: c["alpha"] for k, c in layers.items() if c["scale"] == scale}
+        rows = table_rows(section(summary, "## Experiment 2"))
+        self.assertEqual(rows[0][0], "1")
+        self.assertEqual(rows[0][1], max(at_scale, key=at_scale.get))
+        self.assertAlmostEqual(leading_number(rows[0][2]), max(at_scale.values()),
+                               delta=1e-3 * max(at_scale.values()))
+
+
+class SyntheticRunTest(ReportTestCase):
+    def test_full_synthetic_run(self):
+        doc = synthetic_results()
+        run_dir = self.make_run(doc, synthetic_benchmark_json(["WeightNoise/scale:0.01", "Layer/all/scale:0.01"]))
+        summary = self.check_full_report(run_dir, os.path.join(self.tmp.name, "out"))
+        timings = section(summary, "## Timings")
+        self.assertIn("`WeightNoise/scale:0.01/real_time`", timings)
+        self.assertIn("9 ms", timings)  # median of 8, 9, 10 ms
+        self.assertIn("abc123def456", section(summary, "## Provenance"))
+        self.assertNotIn("Skipped", summary)
+
+    def test_one_detail_scale_and_default_output_directory(self):
+        run_dir = self.make_run(synthetic_results(detail_scales=(0.02,)))
+        result = run_report(run_dir)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        out_dir = os.path.join(run_dir, "report")
+        self.assertEqual(sorted(os.listdir(out_dir)), sorted(FIGURES + ("summary.md",)))
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            self.assertIn("No benchmark.json", section(f.read(), "## Timings"))
+
+    def test_only_weight_noise(self):
+        run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
+        out_dir = os.path.join(self.tmp.name, "out")
+        result = run_report(run_dir, "--out", out_dir)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sorted(os.listdir(out_dir)), sorted(WEIGHT_NOISE_FIGURES + ("summary.md",)))
+        self.assert_images_readable([os.path.join(out_dir, name) for name in WEIGHT_NOISE_FIGURES])
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            summary = f.read()
+        for name in set(FIGURES) - set(WEIGHT_NOISE_FIGURES):
+            self.assertRegex(summary, rf"{re.escape(name)}: skipped \(no \w+ results")
+        for family in ("Layer", "Evolution", "TempSweep"):
+            self.assertIn(f"No {family} results in this run", summary)
+
+    def test_missing_results_json(self):
+        run_dir = self.make_run(None)
+        self.assert_error(run_report(run_dir), os.path.join(run_dir, "results.json"))
+
+    def test_missing_run_directory(self):
+        self.assert_error(run_report(os.path.join(self.tmp.name, "nowhere")), "nowhere")
+
+    def test_invalid_json(self):
+        run_dir = self.make_run(None)
+        with open(os.path.join(run_dir, "results.json"), "w", encoding="utf-8") as f:
+            f.write("{not json")
+        self.assert_error(run_report(run_dir), "results.json", "not valid JSON")
+
+    def test_wrong_shapes(self):
+        doc = synthetic_results()
+        doc["results"]["WeightNoise/scale:0.01"] = {"details": {}}
+        self.assert_error(run_report(self.make_run(doc, name="a")), "results.json", "WeightNoise/scale:0.01")
+        doc = synthetic_results()
+        doc["results"]["TempSweep/scale:0.01"]["details"]["kl"] = "no"
+        self.assert_error(run_report(self.make_run(doc, name="b")), "TempSweep/scale:0.01", "kl")
+        self.assert_error(run_report(self.make_run({"results": []}, name="c")), "results.json")
+
+    def test_broken_benchmark_json(self):
+        run_dir = self.make_run(synthetic_results(), {"context": {}})
+        self.assert_error(run_report(run_dir), "benchmark.json")
+
+
+@unittest.skipUnless(os.path.isfile(os.environ.get("TSTAR_BENCH_PATH", "")), "TSTAR_BENCH_PATH not set")
+class BenchRunTest(ReportTestCase):
+    def test_report_on_a_bench_run(self):
+        root = os.path.join(self.tmp.name, "runs")
+        bench = subprocess.run(
+            [os.environ["TSTAR_BENCH_PATH"], "--results", root, "--seeds", "2", "--scales", "0,0.005,0.02",
+             "--detail-scales", "0.01,0.02", "--benchmark_filter=^(WeightNoise|Layer|Evolution|TempSweep)/",
+             "--benchmark_min_time=0.01"], capture_output=True, text=True, timeout=600)
+        self.assertEqual(bench.returncode, 0, bench.stderr[-2000:])
+        (run_id,) = os.listdir(root)
+        summary = self.check_full_report(os.path.join(root, run_id), os.path.join(self.tmp.name, "out"))
+        self.assertIn("`Layer/all/scale:0.02/real_time`", section(summary, "## Timings"))
+        rows = table_rows(section(summary, "## Experiment 3"))
+        self.assertEqual(len(rows), 2 * 3)  # 3 prompts at 2 detail scales
+
+
+if __name__ == "__main__":
+    unittest.main()
