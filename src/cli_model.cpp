@@ -37,6 +37,9 @@ struct ModelAndInput {
   std::vector<int64_t> ids;
 };
 
+// --model, else the embedded default model (written to its cache directory only when needed).
+std::string model_argument(const Args& args) { return args.has("model") ? args.get("model", "") : default_model(); }
+
 Model open_model(const Args& args) {
   LoadOptions options;
   options.dtype = parse_dtype(args.get("dtype", "fp32"));
@@ -44,7 +47,7 @@ Model open_model(const Args& args) {
   if (options.device.is_cuda() && !torch::cuda::is_available()) {
     throw Error("--device cuda: this libtorch has no CUDA support or no GPU is visible");
   }
-  return Model::open(args.get("model", default_model()), options);
+  return Model::open(model_argument(args), options);
 }
 
 std::optional<Tokenizer> open_tokenizer(const Args& args, const Model& model) {
@@ -89,7 +92,7 @@ ModelAndInput open_model_and_input(const Args& args) {
 }
 
 nlohmann::json describe_model(const Args& args, const Model& model) {
-  return {{"model", args.get("model", default_model())},
+  return {{"model", model_argument(args)},
           {"architecture", model.config().architecture},
           {"dtype", dtype_name(model.dtype())},
           {"device", model.device().str()}};

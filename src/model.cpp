@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "embedded_model.h"
 #include "error.h"
 #include "safetensors.h"
 
@@ -166,11 +167,9 @@ Model Model::from_preset(const std::string& preset, const LoadOptions& options, 
   return from_parameters(std::move(config), std::move(params), options);
 }
 
-// The embedded default model, trained by `tstar train` (fixtures/embedded/README.md), found in the
-// source tree this binary was built from, so it is found from any working directory.
-std::string default_model() {
-  return (std::filesystem::path(TSTAR_SOURCE_DIR) / "fixtures" / "models" / "tstar-counting").string();
-}
+// The embedded default model, trained by `tstar train` (fixtures/embedded/README.md) and compiled
+// into the binary: the directory its files are written to on first use (embedded_model.h).
+std::string default_model() { return materialize_embedded_model().string(); }
 
 [[noreturn]] static void throw_unknown_model(const std::string& dir_or_preset) {
   throw Error(fmt::format("model '{}' is neither a directory nor a preset (presets: {})", dir_or_preset,
