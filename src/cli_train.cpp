@@ -120,10 +120,11 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
                              p.loss, p.learning_rate, p.tokens_per_second, p.eta_seconds);
   });
   out << fmt::format(
-      "{} parameters; {:.0f} s, {:.0f} tok/s; final loss {:.4f}; held-out accuracy {:.3f} ({}/{}); "
-      "notebook {}/{}\nwrote {}\n",
+      "{} parameters; {:.0f} s, {:.0f} tok/s; final loss {:.4f}; held-out questions {:.3f} ({}/{}); "
+      "held-out combinations {:.3f} ({}/{}); notebook {}/{}\nwrote {}\n",
       r.num_parameters, r.train_seconds, r.tokens_per_second, r.curve.empty() ? 0.0 : r.curve.back().loss,
-      r.held_out.accuracy(), r.held_out.correct, r.held_out.total, r.notebook.correct, r.notebook.total,
+      r.held_out.accuracy(), r.held_out.correct, r.held_out.total, r.held_out_combinations.accuracy(),
+      r.held_out_combinations.correct, r.held_out_combinations.total, r.notebook.correct, r.notebook.total,
       o.out_dir.string());
   return 0;
 }

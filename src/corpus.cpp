@@ -111,6 +111,8 @@ std::string training_text(const CorpusExample& example) { return example.prompt 
 
 bool is_held_out_combination(const std::string& combination) { return fnv1a(combination) % 10 == 0; }
 
+bool is_held_out_prompt(const std::string& prompt) { return fnv1a("prompt/" + prompt) % 10 == 0; }
+
 std::vector<CorpusExample> notebook_examples() {
   return {
       {CorpusTask::kCountEmoji, "Count the eggs: 🥚🥚🥚🥚🥚. How many eggs are there?", "5", " 5", "count/t0/5"},
@@ -258,7 +260,8 @@ CorpusExample CorpusGenerator::next_train() {
   while (true) {
     CorpusExample example = draw_any();
     if (example.task != CorpusTask::kSentence &&
-        (is_held_out_combination(example.combination) || is_notebook_prompt(example.prompt))) {
+        (is_held_out_combination(example.combination) || is_held_out_prompt(example.prompt) ||
+         is_notebook_prompt(example.prompt))) {
       continue;
     }
     if (!example.answer.empty() && below(5) == 0) example.completion = " The answer is " + example.answer + ".";
@@ -269,11 +272,23 @@ CorpusExample CorpusGenerator::next_train() {
 CorpusExample CorpusGenerator::next_held_out() {
   while (true) {
     CorpusExample example = draw_counting();
+    if (is_held_out_prompt(example.prompt) && !is_held_out_combination(example.combination) &&
+        !is_notebook_prompt(example.prompt)) {
+      return example;
+    }
+  }
+}
+
+CorpusExample CorpusGenerator::next_held_out_combination() {
+  while (true) {
+    CorpusExample example = draw_counting();
     if (is_held_out_combination(example.combination) && !is_notebook_prompt(example.prompt)) return example;
   }
 }
 
-std::vector<CorpusExample> held_out_set(size_t count, uint64_t seed) {
+namespace {
+
+std::vector<CorpusExample> distinct_examples(size_t count, uint64_t seed, CorpusExample (CorpusGenerator::*next)()) {
   CorpusGenerator generator(seed);
   std::vector<CorpusExample> out;
   std::set<std::string> seen;
@@ -281,10 +296,20 @@ std::vector<CorpusExample> held_out_set(size_t count, uint64_t seed) {
   constexpr size_t kMaxDistinct = 5000;
   if (count > kMaxDistinct) throw Error(fmt::format("held_out_set: at most {} examples, asked for {}", kMaxDistinct, count));
   while (out.size() < count) {
-    CorpusExample example = generator.next_held_out();
+    CorpusExample example = (generator.*next)();
     if (seen.insert(example.prompt).second) out.push_back(std::move(example));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<CorpusExample> held_out_set(size_t count, uint64_t seed) {
+  return distinct_examples(count, seed, &CorpusGenerator::next_held_out);
+}
+
+std::vector<CorpusExample> held_out_combination_set(size_t count, uint64_t seed) {
+  return distinct_examples(count, seed, &CorpusGenerator::next_held_out_combination);
 }
 
 }  // namespace tstar

@@ -7,10 +7,14 @@
 // plus plain sentences. Every draw comes from std::mt19937_64 (whose output the C++ standard fixes)
 // through a bounded draw written here, so the corpus is identical on every platform and library.
 //
-// Split: an example's *combination* is its task, template and numbers (objects and names are not
-// part of it). About one combination in ten, chosen by a fixed hash, is held out: the training
-// stream never contains it, the held-out set contains only such combinations, and the notebook's
-// four prompts are in neither.
+// Split, at two levels, each by a fixed FNV-1a hash (about one in ten):
+//  - held-out prompts: prompts the training stream never contains, although their combination
+//    (below) is trained with other objects and names. Accuracy on them is the model's held-out
+//    accuracy (unseen questions).
+//  - held-out combinations: an example's *combination* is its task, template and numbers (objects
+//    and names are not part of it). The training stream never contains a held-out combination with
+//    any object, so these measure the harder generalisation to an unseen phrasing x number pair.
+// The notebook's four prompts are in no set.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +40,10 @@ struct CorpusExample {
 // question is not a single certain token (as a real LM's is not); greedy decoding still answers " N".
 std::string training_text(const CorpusExample& example);
 
-// True for combinations that belong to the held-out set (a fixed FNV-1a hash, ~10%).
+// True for combinations that belong to the held-out combinations (a fixed FNV-1a hash, ~10%).
 bool is_held_out_combination(const std::string& combination);
+// True for prompts that belong to the held-out prompts (a fixed FNV-1a hash, ~10%).
+bool is_held_out_prompt(const std::string& prompt);
 
 // The notebook's four prompts with their correct answers (5, 7, 7, 6).
 std::vector<CorpusExample> notebook_examples();
@@ -46,10 +52,12 @@ std::vector<CorpusExample> notebook_examples();
 class CorpusGenerator {
  public:
   explicit CorpusGenerator(uint64_t seed) : rng_(seed) {}
-  // Next training example: never a held-out combination, never a notebook prompt.
+  // Next training example: never a held-out prompt or combination, never a notebook prompt.
   CorpusExample next_train();
-  // Next held-out example: always a held-out combination with an answer, never a notebook prompt.
+  // Next held-out question: a held-out prompt of a trained combination, never a notebook prompt.
   CorpusExample next_held_out();
+  // Next example of a held-out combination (any prompt of it), never a notebook prompt.
+  CorpusExample next_held_out_combination();
 
  private:
   CorpusExample draw_any();  // one example of any task, before the split
@@ -67,9 +75,11 @@ class CorpusGenerator {
   std::mt19937_64 rng_;
 };
 
-// `count` distinct held-out examples (distinct prompts), deterministic for a seed. The model card
+// `count` distinct held-out questions (distinct prompts), deterministic for a seed. The model card
 // and the tests use the default seed.
 constexpr uint64_t kHeldOutSeed = 0x68656c64;
 std::vector<CorpusExample> held_out_set(size_t count, uint64_t seed = kHeldOutSeed);
+// The same for held-out combinations.
+std::vector<CorpusExample> held_out_combination_set(size_t count, uint64_t seed = kHeldOutSeed);
 
 }  // namespace tstar

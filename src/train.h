@@ -74,7 +74,8 @@ struct TrainResult {
   double tokens_per_second = 0.0;  // real (non-padding) tokens
   int64_t examples_seen = 0;
   int64_t tokens_seen = 0;
-  CountingEval held_out;
+  CountingEval held_out;               // held-out questions (unseen prompts of trained combinations)
+  CountingEval held_out_combinations;  // unseen phrasing x number combinations
   CountingEval notebook;
 };
 

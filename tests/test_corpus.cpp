@@ -113,29 +113,49 @@ TEST(Corpus, NumbersCoverTheirRanges) {
   EXPECT_EQ(*sequence_ends.rbegin(), 19);
 }
 
-TEST(Corpus, TrainingStreamHoldsNoHeldOutCombinationOrNotebookPrompt) {
+TEST(Corpus, TrainingStreamHoldsNoHeldOutPromptOrCombinationOrNotebookPrompt) {
   CorpusGenerator generator(11);
   const auto notebook = notebook_prompts();
-  std::set<std::string> train_combinations;
+  std::set<std::string> train_combinations, train_prompts;
   for (int i = 0; i < 20000; ++i) {
     const CorpusExample e = generator.next_train();
     if (e.task == CorpusTask::kSentence) continue;
     EXPECT_FALSE(is_held_out_combination(e.combination)) << e.combination;
+    EXPECT_FALSE(is_held_out_prompt(e.prompt)) << e.prompt;
     EXPECT_EQ(notebook.count(e.prompt), 0u) << e.prompt;
     train_combinations.insert(e.combination);
+    train_prompts.insert(e.prompt);
   }
-  const auto held_out = held_out_set(500);
-  ASSERT_EQ(held_out.size(), 500u);
-  std::set<std::string> prompts;
-  for (const auto& e : held_out) {
+  auto check_common = [&](const std::vector<CorpusExample>& set) {
+    std::set<std::string> prompts;
+    for (const auto& e : set) {
+      EXPECT_EQ(train_prompts.count(e.prompt), 0u) << e.prompt;
+      EXPECT_EQ(notebook.count(e.prompt), 0u) << e.prompt;
+      EXPECT_EQ(e.completion, " " + e.answer);
+      EXPECT_EQ(e.answer, std::to_string(answer_from_prompt(e))) << e.prompt;
+      prompts.insert(e.prompt);
+    }
+    EXPECT_EQ(prompts.size(), set.size()) << "held-out prompts are distinct";
+  };
+  // Unseen questions: the prompt is new, its combination is trained (with other objects or names).
+  const auto questions = held_out_set(500);
+  ASSERT_EQ(questions.size(), 500u);
+  check_common(questions);
+  size_t trained_combination = 0;
+  for (const auto& e : questions) {
+    EXPECT_TRUE(is_held_out_prompt(e.prompt)) << e.prompt;
+    EXPECT_FALSE(is_held_out_combination(e.combination)) << e.combination;
+    trained_combination += train_combinations.count(e.combination);
+  }
+  EXPECT_GT(trained_combination, 450u) << "most combinations of held-out questions occur in 20000 training draws";
+  // Unseen combinations: not in training with any object.
+  const auto combinations = held_out_combination_set(500);
+  ASSERT_EQ(combinations.size(), 500u);
+  check_common(combinations);
+  for (const auto& e : combinations) {
     EXPECT_TRUE(is_held_out_combination(e.combination)) << e.combination;
     EXPECT_EQ(train_combinations.count(e.combination), 0u) << e.combination;
-    EXPECT_EQ(notebook.count(e.prompt), 0u) << e.prompt;
-    EXPECT_EQ(e.completion, " " + e.answer);
-    EXPECT_EQ(e.answer, std::to_string(answer_from_prompt(e))) << e.prompt;
-    prompts.insert(e.prompt);
   }
-  EXPECT_EQ(prompts.size(), held_out.size()) << "held-out prompts are distinct";
 }
 
 TEST(Corpus, HeldOutSetIsDeterministicAndCoversEveryCountingTask) {
@@ -147,6 +167,9 @@ TEST(Corpus, HeldOutSetIsDeterministicAndCoversEveryCountingTask) {
   }
   EXPECT_EQ(tasks.size(), 4u);
   EXPECT_NE(held_out_set(50, 1)[0].prompt, held_out_set(50, 2)[0].prompt);
+  std::set<CorpusTask> combination_tasks;
+  for (const auto& e : held_out_combination_set(300)) combination_tasks.insert(e.task);
+  EXPECT_EQ(combination_tasks.size(), 4u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -136,16 +137,30 @@ TEST(EmbeddedModel, AnswersTheNotebookPrompts) {
   }
 }
 
-// Issue 6's acceptance: greedy answers to 400 held-out combinations, at least 90% right.
-TEST(EmbeddedModel, HeldOutAccuracyAtLeast90Percent) {
-  const auto examples = held_out_set(400);
+int correct_answers(const std::vector<CorpusExample>& examples) {
   int correct = 0;
   for (size_t begin = 0; begin < examples.size(); begin += 100) {
-    std::vector<CorpusExample> part(examples.begin() + begin, examples.begin() + begin + 100);
+    const size_t end = std::min(examples.size(), begin + 100);
+    std::vector<CorpusExample> part(examples.begin() + begin, examples.begin() + end);
     const auto answers = greedy_answers(part);
     for (size_t i = 0; i < part.size(); ++i) correct += answers[i] == " " + part[i].answer;
   }
+  return correct;
+}
+
+// Issue 6's acceptance: greedy answers to 400 unseen counting questions, at least 90% right.
+TEST(EmbeddedModel, HeldOutAccuracyAtLeast90Percent) {
+  const auto examples = held_out_set(400);
+  const int correct = correct_answers(examples);
   EXPECT_GE(correct, 360) << correct << " / " << examples.size();
+}
+
+// The harder split (phrasing x numbers never trained with any object) has no acceptance bar; this
+// keeps the committed model's level from eroding unnoticed (MODEL_CARD.md has its measured value).
+TEST(EmbeddedModel, HeldOutCombinationsMostlyRight) {
+  const auto examples = held_out_combination_set(400);
+  const int correct = correct_answers(examples);
+  EXPECT_GE(correct, 300) << correct << " / " << examples.size();
 }
 
 // Given the prompt and the " " that starts every answer, the first digit is a confident choice.

@@ -26,8 +26,13 @@ float fp32_tolerance(const torch::Tensor& expected) {
 }
 // bf16: activations are rounded to 8 significant bits after every op, so an equally valid order of
 // operations moves logits by a few bf16 ulps (ulp = 1/64 at |x| in [2, 4)); measured <= 0.051 here.
-// 4 ulps at that magnitude:
+// 4 ulps at that magnitude, and, as for fp32, proportionally more for larger logits (a bf16 ulp
+// doubles with every octave: the retrained embedded model's logits reach ~20, where one ulp is
+// 0.125 and tstar and HF differ by 0.0625).
 constexpr float kBf16Tolerance = 0.0625f;
+float bf16_tolerance(const torch::Tensor& expected) {
+  return kBf16Tolerance * std::max(1.0f, expected.abs().max().item<float>() / 4.0f);
+}
 
 struct Golden {
   nlohmann::json meta;
@@ -98,11 +103,12 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokens) {
   bf16.dtype = torch::kBFloat16;
   Model model = Model::load(dir(), bf16);
   torch::Tensor expected = golden.get("last_logits_bf16");
+  const float tolerance = bf16_tolerance(expected);
   torch::Tensor batched = model.last_logits(golden.prompts);
   for (size_t b = 0; b < golden.prompts.size(); ++b) {
     EXPECT_LT(max_abs_diff(model.last_logits({golden.prompts[b]})[0], expected[static_cast<int64_t>(b)]),
-              kBf16Tolerance) << "prompt " << b;
-    EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], expected[static_cast<int64_t>(b)]), kBf16Tolerance);
+              tolerance) << "prompt " << b;
+    EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], expected[static_cast<int64_t>(b)]), tolerance);
   }
   // Greedy tokens must agree wherever HF's top-2 margin exceeds what two logits within tolerance can
   // overturn; after the first such near-tie the trajectories may legitimately part, so comparison
@@ -112,7 +118,7 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokens) {
   const auto generated = model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>());
   int compared = 0;
   for (size_t b = 0; b < expected_ids.size(); ++b) {
-    for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * kBf16Tolerance; ++k, ++compared) {
+    for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * tolerance; ++k, ++compared) {
       EXPECT_EQ(generated[b][k], expected_ids[b][k]) << "prompt " << b << " step " << k;
     }
   }
