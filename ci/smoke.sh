@@ -24,7 +24,7 @@ smoke_args=(
 
 mkdir -p results/runs
 run_root=$(mktemp -d results/runs/smoke.XXXXXX)
-"$build_dir/bench/bench" --results "$run_root" "${smoke_args[@]}" > "$run_root/console.txt"
+"$build_dir/bench/bench" --results "$run_root" "${smoke_args[@]}" > "$run_root/console.txt" 2>&1
 run_dir=$(find "$run_root" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 [[ -f "$run_dir/results.json" && -f "$run_dir/benchmark.json" ]] || {
   echo "ci/smoke.sh: bench left no results in $run_root (see $run_root/console.txt)" >&2
