@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# The README's main command: set up, build, and run tstar's main job on the embedded default model.
+# The README's main command: set up, build, run tstar's main job on the embedded default model (the
+# notebook's four experiments), then draw its figures and summary with ci/report.
+# Extra arguments go to bench (e.g. --seeds 16, --model DIR, --benchmark_filter=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
 build_dir=${TSTAR_BUILD_DIR:-build}
-# The notebook's four experiments on the embedded model; extra arguments go to bench.
-"$build_dir/bench/bench" --benchmark_filter='^(WeightNoise|Layer|Evolution|TempSweep)/' "$@"
+mkdir -p results/runs
+run_root=$(mktemp -d results/runs/main.XXXXXX)
+"$build_dir/bench/bench" --results "$run_root" --benchmark_filter='^(WeightNoise|Layer|Evolution|TempSweep)/' "$@"
+run_dir=$(find "$run_root" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+if [[ -n "$run_dir" && -f "$run_dir/results.json" ]]; then
+  /usr/bin/python3 ci/report "$run_dir"
+else
+  echo "ci/main.sh: no results.json under $run_root (nothing to report)"
+fi
