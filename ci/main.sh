@@ -6,12 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
 build_dir=${TSTAR_BUILD_DIR:-build}
+python=${TSTAR_PYTHON:-/usr/bin/python3}  # Debian's, which has python3-matplotlib (as ci/smoke.sh)
 mkdir -p results/runs
 run_root=$(mktemp -d results/runs/main.XXXXXX)
 "$build_dir/bench/bench" --results "$run_root" --benchmark_filter='^(WeightNoise|Layer|Evolution|TempSweep)/' "$@"
 run_dir=$(find "$run_root" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 if [[ -n "$run_dir" && -f "$run_dir/results.json" ]]; then
-  /usr/bin/python3 ci/report "$run_dir"
+  "$python" ci/report "$run_dir"
 else
   echo "ci/main.sh: no results.json under $run_root (nothing to report)"
 fi

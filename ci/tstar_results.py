@@ -14,6 +14,7 @@ and are as noisy as the time itself. bench names its counters by this rule.
 import json
 import math
 import os
+import statistics
 
 RATE_SUFFIXES = ("_per_s", "_per_second")
 
@@ -67,15 +68,7 @@ class BenchmarkRun:
         return self.name.split("/", 1)[0]
 
     def median_time_ns(self):
-        return _median(self.real_time_ns)
-
-
-def _median(values):
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+        return statistics.median(self.real_time_ns) if self.real_time_ns else math.nan
 
 
 def _same(a, b):

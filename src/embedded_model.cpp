@@ -1,5 +1,5 @@
 // The embedded default model's files, pulled into the read-only data section with the assembler's
-// .incbin (CMake passes the fixture directory and the weights' digest; see src/CMakeLists.txt).
+// .incbin (CMake passes the fixture directory and the four files' digest; see src/CMakeLists.txt).
 #include "embedded_model.h"
 
 #include <unistd.h>
