@@ -17,6 +17,7 @@
 
 #include "bench_env.h"
 #include "cli.h"
+#include "compute_profile.h"
 #include "error.h"
 
 namespace tstar::bench {
@@ -73,12 +74,13 @@ tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, fo
   --noise TYPE            gaussian|uniform|laplace|multiplicative (default: gaussian)
   --reference REF         tensor_std|row_std|abs_max (default: tensor_std)
   --presets A,B           shape presets of the throughput families (default: tiny,qwen2.5-0.5b)
-  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
+{}  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
                           experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's
                           JSON (unless --benchmark_out is given); ci/report, ci/compare read them
 
-Statistics depend only on model, prompts, seeds and settings: the same bits whatever the filter,
-repetitions or iteration count. Timings are of one inject -> forward -> restore cycle.
+Statistics depend only on model, prompts, seeds, settings and the compute profile: the same bits
+whatever the filter, repetitions or iteration count, and under --compute reference on any x86-64-v3
+CPU. Timings are of one inject -> forward -> restore cycle.
 )";
 
 // Removes tstar's flags from argv (both "--flag value" and "--flag=value"), filling `options`.
@@ -153,11 +155,16 @@ void write_atomically(const std::filesystem::path& path, const std::string& text
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::cout << tstar::bench::kHelp << "\n";
+      std::cout << fmt::format(fmt::runtime(tstar::bench::kHelp), tstar::kComputeFlagsHelp) << "\n";
       break;  // Google Benchmark prints its own help next
     }
   }
   return tstar::cli::run_reporting_errors([&] {
+    // The compute profile first: pinning it may restart the process before any library work.
+    const std::vector<char*> original_argv(argv, argv + argc + 1);
+    const tstar::ComputeOptions compute = tstar::take_compute_flags(argc, argv);
+    tstar::reexec_with_pinned_environment(compute.profile, original_argv.data());
+    tstar::apply_compute_profile(compute.profile, compute.threads);
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
     const auto run_dir = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id();
     // Google Benchmark's own JSON (timings of every repetition, all counters) lands beside

@@ -13,7 +13,9 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "error.h"
 
@@ -248,12 +250,47 @@ bool detect_simd() {
          __builtin_cpu_supports("avx512bw");
 }
 
+// The cap named by TSTAR_CPU_ISA; unset means no cap. A bad value is a broken invariant of the
+// environment, reported with the accepted names.
+KernelPath isa_cap() {
+  const char* value = std::getenv(kIsaVariable);
+  if (!value || !*value || std::strcmp(value, "avx512") == 0) return KernelPath::kAvx512;
+  if (std::strcmp(value, "avx2") == 0) return KernelPath::kAvx2;
+  if (std::strcmp(value, "portable") == 0) return KernelPath::kPortable;
+  throw Error(std::string(kIsaVariable) + "='" + value + "': expected portable, avx2 or avx512");
+}
+
+KernelPath detect_path() {
+  const KernelPath cap = isa_cap();
+  // No AVX2 kernels yet: an AVX2 cap (the reference profile's) runs the portable path.
+  if (cap == KernelPath::kAvx512 && detect_simd()) return KernelPath::kAvx512;
+  return KernelPath::kPortable;
+}
+
 }  // namespace
 
 bool simd_available() {
   static const bool available = detect_simd();
   return available;
 }
+
+KernelPath selected_path() {
+  static const KernelPath path = detect_path();
+  return path;
+}
+
+const char* path_name(KernelPath path) {
+  switch (path) {
+    case KernelPath::kPortable: return "portable";
+    case KernelPath::kAvx2: return "avx2";
+    case KernelPath::kAvx512: return "avx512";
+  }
+  std::abort();
+}
+
+namespace {
+bool use_avx512() { return selected_path() == KernelPath::kAvx512; }
+}  // namespace
 
 void generate_portable(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
   TSTAR_CHECK(first % 4 == 0);
@@ -262,7 +299,7 @@ void generate_portable(philox::Kind kind, uint64_t seed, uint64_t first, int64_t
 
 void generate(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
   TSTAR_CHECK(first % 4 == 0);
-  if (kind == philox::Kind::kGaussian && simd_available()) {
+  if (kind == philox::Kind::kGaussian && use_avx512()) {
     generate_gaussian_simd(seed, first, count, out);
   } else {
     portable_blocks(kind, seed, first, count, out);
@@ -276,7 +313,7 @@ ApplyStats apply_bf16_portable(const uint16_t* clean, uint16_t* live, const floa
 
 ApplyStats apply_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,
                       Mode mode) {
-  if (simd_available()) return apply_bf16_simd(clean, live, z, count, mult, mode);
+  if (use_avx512()) return apply_bf16_simd(clean, live, z, count, mult, mode);
   return apply_bf16_portable(clean, live, z, count, mult, mode);
 }
 

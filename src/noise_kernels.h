@@ -13,6 +13,14 @@ namespace tstar::noise_kernels {
 // True when this CPU runs the AVX-512 paths (avx512f + avx512dq + avx512bw).
 bool simd_available();
 
+// The kernel path generate() and apply_bf16() take: the best this CPU runs, capped by the
+// environment variable below (portable|avx2|avx512; read once per process), so that tests and the
+// reference compute profile can force a lower path. Every path gives the same values.
+enum class KernelPath { kPortable, kAvx2, kAvx512 };
+inline constexpr const char* kIsaVariable = "TSTAR_CPU_ISA";
+KernelPath selected_path();
+const char* path_name(KernelPath path);
+
 // Unit noise of elements [first, first + count) of the stream with this cuRAND seed (philox.h).
 // `first` must be a multiple of 4.
 void generate(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out);

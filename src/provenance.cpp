@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "compute_profile.h"
 #include "safetensors.h"
 #include "sha256.h"
 #include "version.h"
@@ -47,14 +48,6 @@ std::vector<std::string> loaded_blas_libraries() {
   return found;
 }
 
-// OpenBLAS picks its kernels from the CPU at load time; on CPUs it does not recognise (some VMs hide
-// the model) it falls back to slow generic ones, which is worth seeing in every result.
-std::string openblas_core() {
-  using CoreName = char* (*)();
-  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return core_name ? core_name() : "not loaded";
-}
-
 std::string curand_version() {
   int version = 0;
   if (curandGetVersion(&version) != CURAND_STATUS_SUCCESS) return "unknown";
@@ -64,16 +57,17 @@ std::string curand_version() {
 }  // namespace
 
 nlohmann::json runtime_provenance() {
-  return {
+  nlohmann::json out = machine_provenance();
+  out.update({
+      {"compute_profile", compute_profile_name(active_compute_profile())},
       {"tstar_version", version()},
       {"tstar_commit", git_commit()},
       {"libtorch_version", TORCH_VERSION},
       {"curand_version", curand_version()},
-      {"threads", at::get_num_threads()},
       {"blas_libraries", loaded_blas_libraries()},
-      {"openblas_core", openblas_core()},
       {"cuda_available", torch::cuda::is_available()},
-  };
+  });
+  return out;
 }
 
 nlohmann::json model_provenance(const Model& model, const std::string& dir_or_preset) {

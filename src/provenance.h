@@ -13,8 +13,9 @@ namespace tstar {
 // mean bit-identical weights (used to prove that noise never outlives an experiment).
 std::string parameters_digest(const ParameterMap& params);
 
-// Build and runtime facts: tstar version and commit, libtorch and cuRAND versions, thread count,
-// the BLAS library actually loaded, the compute device.
+// Build and runtime facts: tstar version and commit, libtorch and cuRAND versions, the BLAS library
+// actually loaded, the compute profile in effect and the machine (compute_profile.h: CPU model and
+// ISA, each kernel family's path, threads).
 nlohmann::json runtime_provenance();
 
 // The model's identity: directory and sha256 of each weight file and of config.json, or the preset

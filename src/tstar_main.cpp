@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "compute_profile.h"
 #include "error.h"
 
 namespace {
@@ -15,7 +16,8 @@ using Command = std::function<int(const std::vector<std::string>&, std::ostream&
 
 const char* kUsage = R"(tstar: weight-noise and temperature experiments on Hugging Face causal LMs
 
-usage: tstar <command> [options]      (tstar <command> --help for the options)
+usage: tstar [--compute reference|native] [--threads N] <command> [options]
+       (tstar <command> --help for the options)
 
 commands:
   logits     last-position logits of a prompt (top-k as JSON, full vector as safetensors)
@@ -25,11 +27,20 @@ commands:
   tokenize   token ids of a text with a tokenizer.json (JSON), optionally decoded back
   train      train the embedded counting model (fixtures/models/tstar-counting)
   corpus     write the embedded model's training corpus as text
+
+options of every command:
 )";
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::vector<char*> original_argv(argv, argv + argc + 1);
+  tstar::ComputeOptions compute;
+  const int flags_status = tstar::cli::run_reporting_errors([&] {
+    compute = tstar::take_compute_flags(argc, argv);  // anywhere on the line
+    return 0;
+  });
+  if (flags_status != 0) return 2;
   const std::map<std::string, Command> commands = {
       {"logits", tstar::cli::cmd_logits},
       {"generate", tstar::cli::cmd_generate},
@@ -40,7 +51,7 @@ int main(int argc, char** argv) {
       {"corpus", tstar::cli::cmd_corpus},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cout << kUsage;
+    std::cout << kUsage << tstar::kComputeFlagsHelp;
     return argc < 2 ? 2 : 0;
   }
   auto it = commands.find(argv[1]);
@@ -49,5 +60,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> rest(argv + 2, argv + argc);
-  return tstar::cli::run_reporting_errors([&] { return it->second(rest, std::cout); });
+  return tstar::cli::run_reporting_errors([&] {
+    // Pinning the profile may restart the process (same arguments) before any library work.
+    tstar::reexec_with_pinned_environment(compute.profile, original_argv.data());
+    tstar::apply_compute_profile(compute.profile, compute.threads);
+    return it->second(rest, std::cout);
+  });
 }

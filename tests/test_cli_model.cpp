@@ -16,9 +16,15 @@ namespace {
 using testing::run_tool;
 const std::string kQwen = "fixtures/models/qwen2-tiny";
 
+// This test process computes unpinned (native) on its thread count; the tool must compute as it
+// does for the bits to match, so it runs under the native profile with the same threads.
+std::string same_compute_as_this_process() {
+  return " --compute native --threads " + std::to_string(at::get_num_threads()) + " ";
+}
+
 TEST(CliModel, LogitsTopKMatchesLibraryAndWritesFullVector) {
   const auto out = std::filesystem::temp_directory_path() / ("tstar_cli_logits_" + std::to_string(getpid()) + ".safetensors");
-  auto result = run_tool("logits --model " + kQwen + " --text 'The capital of France is' --top 3 --out " + out.string(),
+  auto result = run_tool("logits" + same_compute_as_this_process() + "--model " + kQwen + " --text 'The capital of France is' --top 3 --out " + out.string(),
                          /*merge_stderr=*/false);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto j = nlohmann::json::parse(result.output);
@@ -37,7 +43,7 @@ TEST(CliModel, LogitsTopKMatchesLibraryAndWritesFullVector) {
 }
 
 TEST(CliModel, GenerateMatchesLibraryGreedy) {
-  auto result = run_tool("generate --model " + kQwen + " --ids 348,336,25 --max-new 4 --no-stop", false);
+  auto result = run_tool("generate" + same_compute_as_this_process() + "--model " + kQwen + " --ids 348,336,25 --max-new 4 --no-stop", false);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto j = nlohmann::json::parse(result.output);
   Model model = Model::load(kQwen);

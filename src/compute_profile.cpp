@@ -1,0 +1,283 @@
+#include "compute_profile.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "error.h"
+#include "noise_kernels.h"
+
+namespace tstar {
+
+ComputeProfile parse_compute_profile(const std::string& name) {
+  if (name == "reference") return ComputeProfile::kReference;
+  if (name == "native") return ComputeProfile::kNative;
+  throw Error(fmt::format("unknown compute profile '{}' (expected reference or native)", name));
+}
+
+std::string compute_profile_name(ComputeProfile profile) {
+  switch (profile) {
+    case ComputeProfile::kReference: return "reference";
+    case ComputeProfile::kNative: return "native";
+  }
+  TSTAR_CHECK(false);
+}
+
+const char* const kComputeFlagsHelp =
+    R"(  --compute reference|native  compute profile (default: reference, or $TSTAR_COMPUTE). reference pins
+                          every CPU-dependent kernel choice (libtorch at AVX2, oneDNN off, OpenBLAS Haswell
+                          kernels, one thread): bit-identical statistics on any x86-64-v3 CPU. native takes
+                          the fastest kernels this CPU has: bit-identical on this machine only
+  --threads N             compute threads with --compute native (default: all cores)
+)";
+
+ComputeOptions take_compute_flags(int& argc, char** argv) {
+  const char* from_environment = std::getenv(kComputeProfileVariable);
+  std::string name = from_environment && *from_environment ? from_environment : "reference";
+  std::string source = from_environment && *from_environment ? std::string("$") + kComputeProfileVariable : "";
+  std::string threads;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    std::string* target = nullptr;
+    std::string flag;
+    for (auto [candidate, value] : {std::pair{"--compute", &name}, std::pair{"--threads", &threads}}) {
+      if (arg == candidate || arg.rfind(std::string(candidate) + "=", 0) == 0) {
+        target = value;
+        flag = candidate;
+      }
+    }
+    if (!target) {
+      argv[kept++] = argv[i];
+      continue;
+    }
+    if (arg.size() > flag.size()) {
+      *target = arg.substr(flag.size() + 1);
+    } else if (i + 1 < argc) {
+      *target = argv[++i];
+    } else {
+      throw Error(fmt::format("{} needs a value", flag));
+    }
+    if (flag == "--compute") source = flag;
+  }
+  argv[kept] = nullptr;
+  argc = kept;
+  ComputeOptions options;
+  try {
+    options.profile = parse_compute_profile(name);
+  } catch (const Error& e) {
+    throw Error(source.empty() ? e.what() : fmt::format("{}: {}", source, e.what()));
+  }
+  if (!threads.empty()) {
+    char* end = nullptr;
+    errno = 0;
+    const long value = std::strtol(threads.c_str(), &end, 10);
+    if (errno != 0 || end == threads.c_str() || *end != '\0' || value < 1 || value > 4096) {
+      throw Error(fmt::format("--threads expects a positive integer, got '{}'", threads));
+    }
+    options.threads = static_cast<int>(value);
+  }
+  return options;
+}
+
+std::vector<std::pair<std::string, std::string>> pinned_environment(ComputeProfile profile) {
+  if (profile == ComputeProfile::kNative) return {};
+  return {
+      {"ATEN_CPU_CAPABILITY", "avx2"},     // libtorch's vectorised kernels (read at first dispatch)
+      {"OPENBLAS_CORETYPE", "Haswell"},    // OpenBLAS's kernel set (read when the library loads)
+      {"OMP_NUM_THREADS", "1"},            // OpenMP pool of libtorch and OpenBLAS (read at load)
+      {"OPENBLAS_NUM_THREADS", "1"},
+      {"ONEDNN_MAX_CPU_ISA", "AVX2"},      // oneDNN is switched off in-process; this caps it anyway
+      {"DNNL_MAX_CPU_ISA", "AVX2"},
+      {noise_kernels::kIsaVariable, "avx2"},  // tstar's own kernels
+      {kComputeProfileVariable, "reference"},
+  };
+}
+
+void reexec_with_pinned_environment(ComputeProfile profile, char* const* argv) {
+  bool matches = true;
+  for (const auto& [name, value] : pinned_environment(profile)) {
+    const char* current = std::getenv(name.c_str());
+    if (!current || value != current) {
+      matches = false;
+      if (setenv(name.c_str(), value.c_str(), 1) != 0) {
+        throw Error(fmt::format("cannot set {} for the {} compute profile: {}", name,
+                                compute_profile_name(profile), std::strerror(errno)));
+      }
+    }
+  }
+  if (matches) return;
+  execv("/proc/self/exe", argv);
+  throw Error(fmt::format("cannot restart with the pinned environment of the {} compute profile (execv "
+                          "/proc/self/exe: {}); set the variables yourself: {}",
+                          compute_profile_name(profile), std::strerror(errno), [&] {
+                            std::string list;
+                            for (const auto& [name, value] : pinned_environment(profile)) {
+                              list += fmt::format("{}{}={}", list.empty() ? "" : " ", name, value);
+                            }
+                            return list;
+                          }()));
+}
+
+namespace {
+
+// libtorch's vectorised-kernel level (default, avx2, avx512), from at::show_config(): the getter
+// behind it is not exported by libtorch 1.13.
+std::string libtorch_cpu_capability() {
+  static const std::string kLabel = "CPU capability usage: ";
+  const std::string config = at::show_config();
+  const auto at = config.find(kLabel);
+  if (at == std::string::npos) return "unknown";
+  const auto begin = at + kLabel.size();
+  std::string level = config.substr(begin, config.find('\n', begin) - begin);
+  for (char& c : level) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return level.empty() || level == "no avx" ? "default" : level;
+}
+
+// "model name" and "flags" of the first processor in /proc/cpuinfo (Linux).
+struct CpuInfo {
+  std::string model = "unknown";
+  std::set<std::string> flags;
+};
+
+Error not_pinned(const std::string& knob, const std::string& got, const std::string& want) {
+  return Error(fmt::format("reference compute profile: {} is {}, not {} (start the program through its main, "
+                           "which pins the environment, or export the variables of pinned_environment)",
+                           knob, got, want));
+}
+
+CpuInfo read_cpuinfo() {
+  CpuInfo info;
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  bool have_model = false, have_flags = false;
+  while (std::getline(in, line) && !(have_model && have_flags)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+    if (key == "model name" && !have_model) {
+      info.model = value;
+      have_model = true;
+    } else if (key == "flags" && !have_flags) {
+      std::istringstream words(value);
+      for (std::string flag; words >> flag;) info.flags.insert(flag);
+      have_flags = true;
+    }
+  }
+  return info;
+}
+
+// OpenBLAS reports the kernel set it chose at load time; "not loaded" under another BLAS.
+std::string openblas_core() {
+  using CoreName = char* (*)();
+  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core_name ? core_name() : "not loaded";
+}
+
+int openblas_threads() {
+  using NumThreads = int (*)();
+  auto num_threads = reinterpret_cast<NumThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return num_threads ? num_threads() : 0;
+}
+
+// The knobs the environment pins (read when the libraries load or first dispatch), checked before
+// anything in the process is changed, so a refusal leaves the process as it was.
+void check_reference_environment(const CpuInfo& cpu) {
+  if (!cpu.flags.count("avx2") || !cpu.flags.count("fma")) {
+    throw Error(fmt::format("the reference compute profile needs an x86-64-v3 CPU (AVX2 and FMA); '{}' lacks "
+                            "them: use --compute native", cpu.model));
+  }
+  const std::string capability = libtorch_cpu_capability();
+  if (capability != "avx2") throw not_pinned("libtorch's CPU capability", capability, "avx2");
+  const std::string core = openblas_core();
+  if (core != "not loaded" && core != "Haswell") throw not_pinned("OpenBLAS's core", core, "Haswell");
+  const std::string noise_path = noise_kernels::path_name(noise_kernels::selected_path());
+  if (noise_path != "portable" && noise_path != "avx2") throw not_pinned("tstar's noise kernels", noise_path, "avx2");
+}
+
+// The knobs set in-process by apply_compute_profile.
+void check_reference_settings() {
+  if (at::globalContext().userEnabledMkldnn()) throw not_pinned("oneDNN", "enabled", "disabled");
+  if (at::get_num_threads() != 1) throw not_pinned("libtorch's thread count", std::to_string(at::get_num_threads()), "1");
+}
+
+}  // namespace
+
+nlohmann::json apply_compute_profile(ComputeProfile profile, int threads) {
+  const CpuInfo cpu = read_cpuinfo();
+  if (profile == ComputeProfile::kReference) {
+    if (threads > 1) {
+      throw Error(fmt::format("--threads {}: the reference compute profile computes on one thread (its "
+                              "statistics must not depend on the thread count); use --compute native",
+                              threads));
+    }
+    check_reference_environment(cpu);
+    at::globalContext().setUserEnabledMkldnn(false);
+    at::set_num_threads(1);
+    check_reference_settings();
+  } else {
+    const int all_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(threads > 0 ? threads : all_cores);
+  }
+  nlohmann::json out = machine_provenance();
+  out["compute_profile"] = compute_profile_name(profile);
+  nlohmann::json pinned = nlohmann::json::object();
+  for (const auto& [name, value] : pinned_environment(profile)) pinned[name] = value;
+  out["pinned_environment"] = pinned;
+  return out;
+}
+
+ComputeProfile active_compute_profile() {
+  for (const auto& [name, value] : pinned_environment(ComputeProfile::kReference)) {
+    const char* current = std::getenv(name.c_str());
+    if (!current || value != current) return ComputeProfile::kNative;
+  }
+  try {
+    check_reference_environment(read_cpuinfo());
+    check_reference_settings();
+  } catch (const Error&) {
+    return ComputeProfile::kNative;
+  }
+  return ComputeProfile::kReference;
+}
+
+nlohmann::json machine_provenance() {
+  const CpuInfo cpu = read_cpuinfo();
+  nlohmann::json isa = nlohmann::json::object();
+  for (const char* flag : {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
+                           "amx_tile", "amx_bf16"}) {
+    isa[flag] = cpu.flags.count(flag) != 0;
+  }
+  const bool onednn = at::globalContext().userEnabledMkldnn();
+  // libtorch 1.13 sends bf16 matmul to oneDNN when it is enabled and the CPU has AVX-512 BW/VL/DQ.
+  const bool onednn_bf16 = onednn && cpu.flags.count("avx512bw") && cpu.flags.count("avx512vl") &&
+                           cpu.flags.count("avx512dq");
+  return {
+      {"cpu_model", cpu.model},
+      {"cpu_isa", isa},
+      {"libtorch_cpu_capability", libtorch_cpu_capability()},
+      {"onednn_enabled", onednn},
+      {"bf16_matmul_path", onednn_bf16 ? "onednn" : "libtorch"},
+      {"fp32_matmul_path", "blas"},
+      {"openblas_core", openblas_core()},
+      {"openblas_threads", openblas_threads()},
+      {"threads", at::get_num_threads()},
+      {"noise_kernel_path", noise_kernels::path_name(noise_kernels::selected_path())},
+  };
+}
+
+}  // namespace tstar
