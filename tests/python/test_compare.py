@@ -259,6 +259,124 @@ class CompareCommandTest(unittest.TestCase):
                 self.assertEqual(run_tool("compare", base, new, *option).returncode, 2)
 
 
+def write_spread(directory, tolerance, counters=None):
+    """A spread file as ci/spread writes it, with the given {counter: {"rel", "abs"}} tolerances."""
+    path = os.path.join(directory, "cpu-spread.json")
+    counters = counters or {c: {"max_abs": t["abs"] / 2, "max_rel": t["rel"] / 2} for c, t in tolerance.items()}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"description": "test", "safety_factor": 2.0, "pairs": [], "counters": counters,
+                   "by_family": {}, "tolerance": tolerance, "mismatches": []}, f)
+    return path
+
+
+class CrossMachineTest(unittest.TestCase):
+    """compare_runs with per-counter tolerances from a CPU spread file."""
+
+    TOLERANCE = {"alpha": (0.08, 0.0), "kl_T1": (0.0, 1e-6), "best_T": (0.0, 0.0)}
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def compare(self, base_statistics, new_statistics, tolerance=TOLERANCE):
+        base, new = (tstar_results.load_benchmarks(write_run(os.path.join(self.tmp.name, label),
+                                                             {"A": Bench(STEADY, statistics)}))
+                     for label, statistics in (("b", base_statistics), ("n", new_statistics)))
+        return tstar_compare.compare_runs(base, new, cross_machine=tolerance)[0]
+
+    def test_within_relative_tolerance_is_ok_with_a_note(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.096))
+        self.assertEqual((row.status, row.failed, row.stat_changes), ("ok", False, []))
+        self.assertIn("1 statistic within cross-machine tolerance (largest: alpha 4.0% of 8.0% allowed)", row.note)
+        self.assertEqual(len(row.tolerated), 1)
+
+    def test_largest_is_the_one_using_most_of_its_allowance(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.099, kl_T1=2.5e-3 + 9e-7))
+        self.assertFalse(row.failed)
+        self.assertIn("2 statistics within cross-machine tolerance (largest: kl_T1 9e-07 of 1e-06 allowed (absolute))",
+                      row.note)
+
+    def test_beyond_tolerance_fails(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.11))
+        self.assertEqual((row.status, row.failed), ("changed", True))
+        self.assertEqual(row.stat_changes, [("alpha", 0.1, 0.11)])
+
+    def test_absolute_or_relative(self):
+        self.assertFalse(self.compare({"alpha": 1e-9}, {"alpha": 3e-9}, {"alpha": (0.1, 5e-9)}).failed)
+        self.assertFalse(self.compare({"alpha": 100.0}, {"alpha": 109.0}, {"alpha": (0.1, 5e-9)}).failed)
+        self.assertTrue(self.compare({"alpha": 100.0}, {"alpha": 112.0}, {"alpha": (0.1, 5e-9)}).failed)
+
+    def test_counter_without_entry_or_with_zero_tolerance_must_be_identical(self):
+        for changed in (dict(STATISTICS, top1_match=0.7500001), dict(STATISTICS, best_T=1.0123456788)):
+            with self.subTest(changed=changed):
+                self.assertTrue(self.compare(STATISTICS, changed).failed)
+
+    def test_nan_against_number_never_tolerated(self):
+        row = self.compare({"alpha": math.nan}, {"alpha": 0.1}, {"alpha": (10.0, 10.0)})
+        self.assertTrue(row.failed)
+        self.assertFalse(self.compare({"alpha": math.nan}, {"alpha": math.nan}, {"alpha": (0.0, 0.0)}).failed)
+
+    def test_identical_rows_have_no_note(self):
+        row = self.compare(STATISTICS, STATISTICS)
+        self.assertEqual(row.tolerated, [])
+        self.assertNotIn("cross-machine", row.note)
+
+    def test_markdown_counts_tolerated_rows(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.096))
+        table = tstar_compare.markdown_table([row])
+        self.assertIn("**passed**: 1 benchmarks compared, 0 failed; 1 with statistics within cross-machine tolerance.",
+                      table)
+
+
+class CrossMachineCommandTest(unittest.TestCase):
+    """ci/compare --cross-machine FILE."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.base = write_run(os.path.join(self.tmp.name, "base"), {"A": Bench(STEADY, STATISTICS)})
+        self.new = write_run(os.path.join(self.tmp.name, "new"), {"A": Bench(STEADY, dict(STATISTICS, alpha=0.104))})
+        self.spread = write_spread(self.tmp.name, {"alpha": {"rel": 0.08, "abs": 0.0}})
+
+    def test_within_tolerance_exits_0_and_says_so(self):
+        self.assertEqual(run_tool("compare", self.base, self.new).returncode, 1)
+        result = run_tool("compare", self.base, self.new, "--cross-machine", self.spread)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertRegex(result.stdout, r"\| A \|.*\| ok \|.*1 statistic within cross-machine tolerance "
+                                        r"\(largest: alpha 3\.8% of 8\.0% allowed\)")
+        self.assertIn(self.spread, result.stdout)
+
+    def test_beyond_tolerance_exits_1(self):
+        tight = write_spread(os.path.join(self.tmp.name, "base"), {"alpha": {"rel": 0.03, "abs": 0.001}})
+        self.assertEqual(run_tool("compare", self.base, self.new, "--cross-machine", tight).returncode, 1)
+
+    def test_with_stat_tolerance_is_a_usage_error(self):
+        result = run_tool("compare", self.base, self.new, "--cross-machine", self.spread, "--stat-tolerance", "0.1")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("not allowed with", result.stderr)
+
+    def test_bad_spread_file_exits_2_with_one_line_naming_it(self):
+        broken = os.path.join(self.tmp.name, "broken.json")
+        with open(broken, "w") as f:
+            f.write("{ nope")
+        wrong = os.path.join(self.tmp.name, "wrong.json")
+        with open(wrong, "w") as f:
+            json.dump({"counters": {}, "tolerance": {"alpha": {"rel": "5%", "abs": 0}}}, f)
+        for bad in (broken, wrong, os.path.join(self.tmp.name, "absent.json"),
+                    os.path.join(self.base, "benchmark.json")):
+            with self.subTest(bad=bad):
+                result = run_tool("compare", self.base, self.new, "--cross-machine", bad)
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+                self.assertIn(bad, result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+
+    def test_help_documents_the_mode(self):
+        text = " ".join(run_tool("compare", "--help").stdout.split())
+        self.assertIn("--cross-machine FILE", text)
+        self.assertIn("derived from the measured native-vs-reference spread in results/baseline/cpu-spread.json", text)
+
+
 class RealBenchRunTest(unittest.TestCase):
     """One short real `bench` run compared with itself and exported (skipped without bench)."""
 

@@ -245,6 +245,26 @@ class SpreadCommandTest(SpreadTestCase):
         self.assertEqual(strict_json(out)["mismatches"][0]["reference"], None)
         self.assertIn("NaN", result.stderr)
 
+    def test_spread_file_lets_compare_pass_the_measured_pair_and_nothing_bigger(self):
+        shared = ("WeightNoise/scale:0/real_time", "WeightNoise/scale:0.005/real_time",
+                  "Layer/all/scale:0.02/real_time")
+        native, reference = self.pair(native={name: NATIVE[name] for name in shared},
+                                      reference={name: REFERENCE[name] for name in shared})
+        out = os.path.join(self.tmp.name, "spread.json")
+        self.assertEqual(run_tool("spread", "--pair", native, reference, "--out", out).returncode, 0)
+        self.assertEqual(run_tool("compare", reference, native).returncode, 1)
+        for base, new in ((reference, native), (native, reference)):
+            result = run_tool("compare", base, new, "--no-time-gate", "--cross-machine", out)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            self.assertIn("2 with statistics within cross-machine tolerance", result.stdout)
+        # alpha of Layer/all 10% above the reference: beyond 2 x 3.85% and 2 x 2.5e-6 absolute.
+        moved = {name: NATIVE[name] for name in shared}
+        moved["Layer/all/scale:0.02/real_time"] = Bench(TIMES, {"alpha": 5.5e-4, "best_T": 1.02, "tensors": 29.0})
+        further = self.run_dir("further", moved)
+        result = run_tool("compare", reference, further, "--no-time-gate", "--cross-machine", out)
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertRegex(result.stdout, r"\| Layer/all/scale:0.02/real_time \|.*changed.*alpha")
+
     def test_bad_input_exits_2_with_one_line(self):
         native, reference = self.pair(native_context={"tstar_seeds": "[5]"})
         out = os.path.join(self.tmp.name, "spread.json")
