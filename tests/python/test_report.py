@@ -344,6 +344,147 @@ class SyntheticRunTest(ReportTestCase):
         self.assert_error(run_report(run_dir), "benchmark.json")
 
 
+def spread_document(measured):
+    """A CPU spread file's content (ci/spread) with the measured {counter: (max_rel, max_abs)}."""
+    counters = {c: {"max_abs": a, "max_rel": r, "worst_benchmark": "X", "benchmarks": 3, "differing": 3}
+                for c, (r, a) in measured.items()}
+    return {"description": "test", "safety_factor": 2.0,
+            "pairs": [{"native": {"run": "n", "cpu_model": "Intel Xeon Test"},
+                       "reference": {"run": "r", "cpu_model": "AMD EPYC Test"}, "shared_benchmarks": 3}],
+            "counters": counters, "by_family": {},
+            "tolerance": {c: {"rel": 2 * r, "abs": 2 * a} for c, (r, a) in measured.items()}, "mismatches": []}
+
+
+def spread_cell_numbers(cell):
+    """'±1e-05 / ±0.001 (machine ≈ seed)' -> (1e-05, 0.001)."""
+    alpha, best_T = cell.split(" (")[0].split(" / ")
+    return float(alpha.lstrip("±")), float(best_T.lstrip("±"))
+
+
+class CpuSpreadTest(ReportTestCase):
+    """--cpu-spread: the CPU spread beside alpha and best T, and the rows where it rivals the seeds."""
+
+    # alpha moves by 5% (half the CI is 10%: never marked); best T by at least 1e-3 absolute (half its
+    # CI is 0.25 * scale: marked at scale 0.002 only; scale 0 has no seed CI and is never marked).
+    MEASURED = {"alpha": (0.05, 1e-12), "best_T": (1e-5, 1e-3)}
+
+    def report(self, doc, *options, name="run"):
+        run_dir = self.make_run(doc, name=name)
+        out_dir = os.path.join(self.tmp.name, name + "-out")
+        result = run_report(run_dir, "--out", out_dir, *options)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            return f.read()
+
+    def spread_file(self, measured=None, name="cpu-spread.json"):
+        path = os.path.join(self.tmp.name, name)
+        write_json(path, spread_document(measured or self.MEASURED))
+        return path
+
+    def test_spread_column_values_and_marked_rows(self):
+        doc = synthetic_results(families=("WeightNoise", "Layer"))
+        summary = self.report(doc, "--cpu-spread", self.spread_file())
+        weight_noise = section(summary, "## Experiment 1")
+        self.assertIn("| CPU spread (alpha / best T) |", weight_noise)
+        rows = {row[0]: row for row in table_rows(weight_noise)}
+        counters = {f"{v['counters']['scale']:g}": v["counters"] for k, v in doc["results"].items()
+                    if k.startswith("WeightNoise/")}
+        for scale, row in rows.items():
+            alpha, best_T = spread_cell_numbers(row[4])
+            c = counters[scale]
+            for shown, expected in ((alpha, max(0.05 * c["alpha"], 1e-12)), (best_T, max(1e-5 * c["best_T"], 1e-3))):
+                self.assertAlmostEqual(shown, expected, delta=0.05 * expected)   # 2 significant digits
+            self.assertEqual("machine ≈ seed" in row[4], scale == "0.002", row)
+        self.assertEqual(sum("(machine ≈ seed)" in line for line in weight_noise.splitlines()), 1)
+        self.assertIn("results computed on the native compute profile move by this much between CPUs",
+                      weight_noise)
+        self.assertIn("--compute reference", weight_noise)
+        layer_rows = table_rows(section(summary, "## Experiment 2"))
+        self.assertTrue(all(re.match(r"±\S+ / ±\S+", row[4]) for row in layer_rows), layer_rows)
+        provenance = section(summary, "## Provenance")
+        self.assertIn("Intel Xeon Test (native) vs AMD EPYC Test (reference)", provenance)
+
+    def test_large_alpha_spread_marks_layer_rows_too(self):
+        doc = synthetic_results(families=("WeightNoise", "Layer"))
+        summary = self.report(doc, "--cpu-spread", self.spread_file({"alpha": (0.3, 0.0), "best_T": (0.0, 0.0)}))
+        self.assertTrue(all("machine ≈ seed" in row[4] for row in table_rows(section(summary, "## Experiment 2"))
+                            if float(row[2].split("±")[1]) > 0))
+        self.assertIn("Rows marked", section(summary, "## Experiment 2"))
+
+    def test_small_spread_marks_nothing(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        summary = self.report(doc, "--cpu-spread", self.spread_file({"alpha": (1e-6, 0.0), "best_T": (1e-9, 0.0)}))
+        self.assertIn("CPU spread (alpha / best T)", summary)
+        self.assertNotIn("machine ≈ seed", summary)
+        self.assertNotIn("Rows marked", summary)
+
+    def test_none_disables_and_without_a_file_there_is_no_column(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        for options in (["--cpu-spread", "none"], []):
+            with self.subTest(options=options):
+                summary = self.report(doc, *options, name=f"run{len(options)}")
+                self.assertNotIn("CPU spread (", summary)
+                self.assertIn("| CPU spread | not used |", summary)
+
+    def test_reference_profile_is_bit_identical_and_the_column_is_labelled(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        doc["provenance"]["compute_profile"] = "reference"
+        doc["provenance"]["cpu_model"] = "AMD EPYC 9R14"
+        summary = self.report(doc, "--cpu-spread", self.spread_file())
+        provenance = section(summary, "## Provenance")
+        self.assertIn("| compute profile | reference: statistics are bit-identical on any x86-64-v3 CPU; "
+                      "the CPU spread columns apply to native runs only |", provenance)
+        self.assertIn("| CPU | AMD EPYC 9R14 |", provenance)
+        weight_noise = section(summary, "## Experiment 1")
+        self.assertIn("| CPU spread, native runs only (alpha / best T) |", weight_noise)
+        self.assertIn("This run used the reference profile", weight_noise)
+
+    def test_native_profile_from_benchmark_context(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        benchmark = synthetic_benchmark_json(["WeightNoise/scale:0.01"])
+        benchmark["context"]["tstar_compute_profile"] = "native"
+        run_dir = self.make_run(doc, benchmark)
+        out_dir = os.path.join(self.tmp.name, "out")
+        result = run_report(run_dir, "--out", out_dir, "--cpu-spread", self.spread_file())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            self.assertIn("| compute profile | native: statistics move between CPUs", f.read())
+
+    def test_default_is_the_repository_baseline_when_it_exists(self):
+        # A copy of ci/ in a scratch repository: results/baseline/cpu-spread.json beside it is used.
+        root = os.path.join(self.tmp.name, "repo")
+        os.makedirs(os.path.join(root, "ci"))
+        for name in ("report", "tstar_results.py", "tstar_spread.py"):
+            with open(os.path.join(SOURCE_DIR, "ci", name), encoding="utf-8") as f:
+                text = f.read()
+            with open(os.path.join(root, "ci", name), "w", encoding="utf-8") as f:
+                f.write(text)
+        run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
+        out_dir = os.path.join(self.tmp.name, "out")
+        copy = [self.python, os.path.join(root, "ci", "report"), run_dir, "--out", out_dir]
+        for present in (False, True):
+            with self.subTest(present=present):
+                if present:
+                    os.makedirs(os.path.join(root, "results", "baseline"))
+                    write_json(os.path.join(root, "results", "baseline", "cpu-spread.json"),
+                               spread_document(self.MEASURED))
+                result = subprocess.run(copy, capture_output=True, text=True, timeout=300)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+                    self.assertEqual("CPU spread (alpha / best T)" in f.read(), present)
+
+    def test_bad_spread_file_exits_2(self):
+        run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
+        broken = os.path.join(self.tmp.name, "broken.json")
+        with open(broken, "w", encoding="utf-8") as f:
+            f.write("{not json")
+        wrong = os.path.join(self.tmp.name, "wrong.json")
+        write_json(wrong, {"counters": {"alpha": {"max_rel": -1, "max_abs": 0}}, "tolerance": {}})
+        for bad in (broken, wrong, os.path.join(self.tmp.name, "absent.json")):
+            with self.subTest(bad=bad):
+                self.assert_error(run_report(run_dir, "--cpu-spread", bad), bad)
+
+
 @unittest.skipUnless(os.path.isfile(os.environ.get("TSTAR_BENCH_PATH", "")), "TSTAR_BENCH_PATH not set")
 class BenchRunTest(ReportTestCase):
     def test_report_on_a_bench_run(self):
