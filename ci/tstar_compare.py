@@ -8,9 +8,10 @@ Two different questions are asked of every benchmark present in the base run:
   statistics  Did any deterministic counter (alpha, best_T, KL, ...) change? These are functions of
               seed and inputs only, so by default they must be bit-identical: this is the
               reproducibility gate. A relative tolerance can be given for cross-platform comparisons,
-              or per-counter tolerances from a CPU spread file (ci/spread, tstar_spread.py) for runs
-              of the native compute profile on different CPUs: a statistic within its counter's
-              tolerance is reported, not failed.
+              or per-family tolerances from a CPU spread file (ci/spread, tstar_spread.py) for runs
+              of the native compute profile on different CPUs: a statistic within the tolerance of
+              its counter in its benchmark's family is reported, not failed; a family or counter
+              the file has no entry for must stay bit-identical.
 
 Standard library only (the Mann-Whitney test is written out here instead of importing scipy).
 """
@@ -145,7 +146,8 @@ def _tolerance_used(a, b, tolerance):
 
 def _statistic_changes(base, new, tolerance, cross_machine=None):
     """([(counter, base, new)] changed, [(counter, base, new, difference, allowed, relative)]
-    within their cross-machine tolerance)."""
+    within their cross-machine tolerance). cross_machine: {counter: (rel, abs)} of the benchmark's
+    family."""
     changes, tolerated = [], []
     for counter in list(base.statistics) + [c for c in new.statistics if c not in base.statistics]:
         a, b = base.statistics.get(counter), new.statistics.get(counter)
@@ -173,16 +175,16 @@ def _format_share(difference, allowed, relative):
     return f"{difference:.2g} of {allowed:.2g} allowed (absolute)"
 
 
-def tolerated_note(tolerated):
-    """'3 statistics within cross-machine tolerance (largest: alpha 4.0% of 8.0% allowed)'; the
-    largest is the one using the largest share of its allowance."""
+def tolerated_note(tolerated, family):
+    """'3 statistics within the WeightNoise family's cross-machine tolerance (largest: alpha 4.0% of
+    8.0% allowed)'; the largest is the one using the largest share of its allowance."""
     if not tolerated:
         return ""
     counter, _, _, difference, allowed, relative = max(
         tolerated, key=lambda t: t[3] / t[4] if t[4] > 0 else math.inf)
     count = len(tolerated)
-    return (f"{count} statistic{'s' if count != 1 else ''} within cross-machine tolerance (largest: "
-            f"{counter} {_format_share(difference, allowed, relative)})")
+    return (f"{count} statistic{'s' if count != 1 else ''} within the {family} family's cross-machine "
+            f"tolerance (largest: {counter} {_format_share(difference, allowed, relative)})")
 
 
 def _time_verdict(base, new, fail_threshold, alpha):
@@ -218,11 +220,17 @@ def _compare_one(name, base, new, options):
     if unstable:
         problems.append("not-reproducible")
         notes.append("differs between repetitions: " + ", ".join(unstable))
+    family = tstar_spread.family_of(name)
+    cross_machine = options["cross_machine"]
+    family_tolerances = cross_machine.get(family, {}) if cross_machine is not None else {}
     row.stat_changes, row.tolerated = _statistic_changes(base, new, options["stat_tolerance"],
-                                                         options["cross_machine"])
+                                                         family_tolerances)
     if row.stat_changes:
         problems.append("changed")
-    notes.append(tolerated_note(row.tolerated))
+        if cross_machine is not None and family not in cross_machine:
+            notes.append(f"the spread file has no cross-machine tolerance for family {family}: "
+                         f"its statistics must be bit-identical")
+    notes.append(tolerated_note(row.tolerated, family))
     time_status, row.time_change, row.p_value, time_note = _time_verdict(
         base, new, options["fail_threshold"], options["alpha"])
     notes.append(time_note)
@@ -241,11 +249,12 @@ def compare_runs(base, new, *, fail_threshold=0.10, alpha=0.05, stat_tolerance=0
                  cross_machine=None):
     """Rows comparing {run_name: BenchmarkRun} maps (from tstar_results.load_benchmarks), in base
     order followed by benchmarks only the new run has. See the module doc for the rules.
-    cross_machine: {counter: (rel, abs)} (tstar_spread.load_tolerances): a statistic that is not
-    identical (or within stat_tolerance) passes when |a-b| <= abs or |a-b| <= rel*max(|a|,|b|) for
-    its counter; counters without an entry must be identical."""
+    cross_machine: {family: {counter: (rel, abs)}} (tstar_spread.load_tolerances): a statistic of
+    a benchmark in family F (its name before the first '/') that is not identical (or within
+    stat_tolerance) passes when |a-b| <= abs or |a-b| <= rel*max(|a|,|b|) with the tolerance of its
+    counter in F; without an entry for F, or for the counter in F, it must be identical."""
     options = dict(fail_threshold=fail_threshold, alpha=alpha, stat_tolerance=stat_tolerance,
-                   gate_time=gate_time, cross_machine=cross_machine or {})
+                   gate_time=gate_time, cross_machine=cross_machine)
     rows = []
     for name, base_run in base.items():
         if name in new:
@@ -305,7 +314,8 @@ def markdown_table(rows, *, title=None, max_stat_changes=3):
     tolerated = sum(1 for r in rows if r.tolerated)
     lines.append(f"**{verdict}**: {compared} benchmarks compared, {len(failed)} failed"
                  + (f" ({', '.join(sorted({r.status for r in failed}))})" if failed else "")
-                 + (f"; {tolerated} with statistics within cross-machine tolerance" if tolerated else "")
+                 + (f"; {tolerated} with statistics within their family's cross-machine tolerance"
+                    if tolerated else "")
                  + ".")
     lines += ["", "| Benchmark | Base time | New time | Change | p-value | Status | Changed statistics | Note |",
               "|---|---:|---:|---:|---:|---|---|---|"]

@@ -4,20 +4,34 @@ reading it back for ci/compare --cross-machine and ci/report --cpu-spread.
 The "reference" compute profile is bit-identical on every x86-64-v3 CPU; the "native" profile
 (oneDNN bf16 / AMX on Intel, the libtorch fallback on AVX2-only CPUs) is not. Running the same
 suite once per profile (or once on a machine whose native path equals the reference) and comparing
-the statistic counters of the two runs measures that spread: per counter, the largest absolute
-difference |a-b| and the largest relative difference |a-b|/max(|a|,|b|) over the benchmarks both
-runs share. Times and the *_per_s rates are not statistics and are ignored.
+the statistic counters of the two runs measures that spread: per benchmark family (the benchmark
+name before the first '/': WeightNoise, Layer, ...) and counter, the largest absolute difference
+|a-b| and the largest relative difference |a-b|/max(|a|,|b|) over the family's benchmarks both runs
+share. When the pairs come from several machines, the maxima are over all pairs. Times and the
+*_per_s rates are not statistics and are ignored.
+
+The spread is per family, not per counter alone: the relative spread of a counter is largest where
+its value is smallest (alpha of one Layer group) and the absolute spread where it is largest, so one
+global limit of "abs or rel" would let every other benchmark move by far more than it ever did.
 
 A spread file is JSON:
 
+  format         FORMAT (2); readers refuse a file of another format
   description    how it was made and what the tolerance means
   safety_factor  f
   pairs          [{"native": machine, "reference": machine, "shared_benchmarks": n}]
+  by_family      {family: {counter: {"max_abs", "max_rel", "worst_benchmark", "benchmarks",
+                 "differing"}}}: the measured spread
+  tolerance      {family: {counter: {"rel": f * max_rel, "abs": f * max_abs}}} of that family
   counters       {counter: {"max_abs", "max_rel", "worst_benchmark", "benchmarks", "differing"}}
-  by_family      {family: {counter: max_rel}}   (family: the benchmark name before the first '/')
-  tolerance      {counter: {"rel": f * max_rel, "abs": f * max_abs}}
+                 over all families: informational only, no tool reads it as a limit
   mismatches     [{"benchmark", "counter", "native", "reference"}]: NaN against a number (JSON null
                  stands for NaN); these are never tolerated
+
+The tolerance rule (ci/compare --cross-machine): a statistic c of benchmark B in family F passes
+when identical (NaN equals NaN), or when |a-b| <= tolerance[F][c].abs or
+|a-b| <= tolerance[F][c].rel * max(|a|,|b|). No entry for F, or none for c in F, means c must be
+bit-identical; NaN or an infinity against anything else never passes.
 
 Standard library only.
 """
@@ -28,6 +42,9 @@ import os
 
 import tstar_results
 
+# The layout of the spread file this module writes and reads; a file of another format is refused.
+FORMAT = 2
+
 # Context keys of benchmark.json that must agree for two runs to be the same suite.
 SETTINGS_KEYS = ("tstar_seeds", "tstar_scales", "tstar_detail_scales", "tstar_prompts_sha256",
                  "tstar_model")
@@ -36,20 +53,26 @@ MACHINE_KEYS = (
     ("cpu_model", "cpu_model", "tstar_cpu_model"),
     ("compute_profile", "compute_profile", "tstar_compute_profile"),
     ("openblas_core", "openblas_core", "tstar_openblas_core"),
+    ("bf16_matmul_path", "bf16_matmul_path", "tstar_bf16_matmul_path"),
+    ("libtorch_cpu_capability", "libtorch_cpu_capability", "tstar_libtorch_cpu_capability"),
+    ("threads", "threads", "tstar_threads"),
     ("tstar_commit", "tstar_commit", "tstar_tstar_commit"),
 )
 
 DESCRIPTION = (
-    "Made by ci/spread from pairs of bench runs of the same suite: in each pair one run on the "
-    "'native' compute profile (oneDNN bf16 / AMX, or the libtorch fallback) and one on the "
-    "'reference' profile, which is bit-identical on every x86-64-v3 CPU. counters: for every "
-    "statistic counter (not *_per_s/*_per_second) present in both runs of a pair, over all the "
-    "benchmarks they share and all pairs, the largest absolute difference |a-b| (max_abs) and "
-    "relative difference |a-b|/max(|a|,|b|) (max_rel; 0 when both are 0), and the benchmark with "
-    "the largest relative difference. by_family: max_rel per benchmark family. tolerance: "
-    "safety_factor times max_rel and max_abs; ci/compare --cross-machine lets a statistic differ "
-    "when |a-b| <= abs or |a-b| <= rel * max(|a|,|b|); a statistic without an entry, and NaN "
-    "against a number (listed in mismatches, NaN written as null), must be bit-identical.")
+    f"Spread file format {FORMAT}, made by ci/spread from pairs of bench runs of the same suite: in "
+    "each pair one run on the 'native' compute profile (oneDNN bf16 / AMX, or the libtorch fallback) "
+    "and one on the 'reference' profile, which is bit-identical on every x86-64-v3 CPU. by_family: "
+    "per benchmark family F (the benchmark name before the first '/') and statistic counter c (not "
+    "*_per_s/*_per_second) present in both runs of a pair, over the family's shared benchmarks and "
+    "all pairs (all machines), the largest absolute difference |a-b| (max_abs) and relative "
+    "difference |a-b|/max(|a|,|b|) (max_rel; 0 when both are 0), and the benchmark with the largest "
+    "relative difference. tolerance[F][c]: safety_factor times that family's max_rel (rel) and "
+    "max_abs (abs). ci/compare --cross-machine passes statistic c of benchmark B in family F when "
+    "identical, or |a-b| <= tolerance[F][c].abs, or |a-b| <= tolerance[F][c].rel * max(|a|,|b|); "
+    "no entry for F, or none for c in F, means c must be bit-identical, and NaN against a number "
+    "(listed in mismatches, NaN written as null) never passes. counters: the same maxima over all "
+    "families, for information only (not a tolerance).")
 
 
 class SpreadError(Exception):
@@ -121,12 +144,32 @@ def difference(a, b):
     return absolute, absolute / max(abs(a), abs(b))
 
 
+def _new_entry():
+    return {"max_abs": 0.0, "max_rel": 0.0, "worst_benchmark": None, "benchmarks": 0, "differing": 0}
+
+
+def _record(entry, name, diff):
+    """Add one compared statistic (diff: difference(), None for NaN against a number) to an entry."""
+    entry["benchmarks"] += 1
+    if diff is None:
+        entry["differing"] += 1
+        return
+    absolute, relative = diff
+    if absolute > 0.0:
+        entry["differing"] += 1
+    if entry["worst_benchmark"] is None or relative > entry["max_rel"] or (
+            relative == entry["max_rel"] and absolute > entry["max_abs"]):
+        entry["worst_benchmark"] = name
+    entry["max_abs"] = max(entry["max_abs"], absolute)
+    entry["max_rel"] = max(entry["max_rel"], relative)
+
+
 class Spread:
     """The spread accumulated over pairs of {run_name: BenchmarkRun} maps."""
 
     def __init__(self):
-        self.counters = {}    # counter -> {"max_abs", "max_rel", "worst_benchmark", "benchmarks", "differing"}
-        self.by_family = {}   # family -> {counter: max_rel}
+        self.counters = {}    # counter -> entry (over all families; informational)
+        self.by_family = {}   # family -> {counter: entry}
         self.mismatches = []  # {"benchmark", "counter", "native", "reference"}
         self.pairs = []       # {"native": summary, "reference": summary, "shared_benchmarks": n}
 
@@ -135,45 +178,33 @@ class Spread:
         shared = [name for name in native_runs if name in reference_runs]
         for name in shared:
             native, reference = native_runs[name], reference_runs[name]
-            family = native.family
+            family = self.by_family.setdefault(native.family, {})
             for counter, a in native.statistics.items():
                 if counter not in reference.statistics:
                     continue
                 b = reference.statistics[counter]
-                entry = self.counters.setdefault(counter, {"max_abs": 0.0, "max_rel": 0.0,
-                                                           "worst_benchmark": None, "benchmarks": 0,
-                                                           "differing": 0})
-                entry["benchmarks"] += 1
-                family_entry = self.by_family.setdefault(family, {})
-                family_entry.setdefault(counter, 0.0)
                 diff = difference(a, b)
                 if diff is None:
                     self.mismatches.append({"benchmark": name, "counter": counter,
                                             "native": None if math.isnan(a) else a,
                                             "reference": None if math.isnan(b) else b})
-                    entry["differing"] += 1
-                    continue
-                absolute, relative = diff
-                if absolute > 0.0:
-                    entry["differing"] += 1
-                if entry["worst_benchmark"] is None or relative > entry["max_rel"] or (
-                        relative == entry["max_rel"] and absolute > entry["max_abs"]):
-                    entry["worst_benchmark"] = name
-                entry["max_abs"] = max(entry["max_abs"], absolute)
-                entry["max_rel"] = max(entry["max_rel"], relative)
-                family_entry[counter] = max(family_entry[counter], relative)
+                _record(self.counters.setdefault(counter, _new_entry()), name, diff)
+                _record(family.setdefault(counter, _new_entry()), name, diff)
         return len(shared)
 
     def document(self, safety_factor):
-        counters = {c: self.counters[c] for c in sorted(self.counters)}
+        by_family = {f: {c: entries[c] for c in sorted(entries)}
+                     for f, entries in self.by_family.items() if entries}
         return {
+            "format": FORMAT,
             "description": DESCRIPTION,
             "safety_factor": safety_factor,
             "pairs": self.pairs,
-            "counters": counters,
-            "by_family": {f: {c: v[c] for c in sorted(v)} for f, v in self.by_family.items()},
-            "tolerance": {c: {"rel": safety_factor * e["max_rel"], "abs": safety_factor * e["max_abs"]}
-                          for c, e in counters.items()},
+            "by_family": by_family,
+            "tolerance": {f: {c: {"rel": safety_factor * e["max_rel"], "abs": safety_factor * e["max_abs"]}
+                              for c, e in entries.items()}
+                          for f, entries in by_family.items()},
+            "counters": {c: self.counters[c] for c in sorted(self.counters)},
             "mismatches": self.mismatches,
         }
 
@@ -208,32 +239,36 @@ def _number(x):
 
 def _machine_text(summary):
     parts = [summary.get("cpu_model") or summary.get("host_name", "?")]
-    for key in ("compute_profile", "openblas_core", "tstar_commit"):
+    for key in ("compute_profile", "openblas_core", "bf16_matmul_path", "libtorch_cpu_capability",
+                "threads", "tstar_commit"):
         if key in summary:
             parts.append(f"{key.replace('_', ' ')} {summary[key]}")
     return f"{summary['run']} ({', '.join(str(p) for p in parts)})"
 
 
 def markdown(document, *, most=None):
-    """A Markdown summary of a spread document: the pairs, one row per counter (largest relative
-    spread first; counters that never differ folded into one line) and any NaN mismatches."""
-    lines = ["### CPU spread of the statistics (native vs reference)", ""]
+    """A Markdown summary of a spread document: the pairs, one table row per family and counter
+    that moved (families in file order, largest relative spread first within a family; at most
+    `most` rows per family), the counters that never moved, and any NaN mismatches."""
+    lines = ["### CPU spread of the statistics per benchmark family (native vs reference)", ""]
     for index, pair in enumerate(document["pairs"], 1):
         lines.append(f"- pair {index}: native {_machine_text(pair['native'])} vs reference "
                      f"{_machine_text(pair['reference'])}, {pair['shared_benchmarks']} shared benchmarks")
-    counters = document["counters"]
-    moving = sorted((c for c in counters if counters[c]["differing"]),
-                    key=lambda c: (-counters[c]["max_rel"], c))
-    lines += ["", f"| Counter | Max abs | Max rel | Worst benchmark | Differ in | "
+    lines += ["", f"| Family | Counter | Max abs | Max rel | Worst benchmark | Differ in | "
                   f"Tolerance rel (×{document['safety_factor']:g}) | Tolerance abs |",
-              "|---|---:|---:|---|---:|---:|---:|"]
-    for counter in moving[:most]:
-        entry, tolerance = counters[counter], document["tolerance"][counter]
-        lines.append(f"| {counter} | {_number(entry['max_abs'])} | {entry['max_rel'] * 100:.3g}% | "
-                     f"{entry['worst_benchmark']} | {entry['differing']} of {entry['benchmarks']} | "
-                     f"{tolerance['rel'] * 100:.3g}% | {_number(tolerance['abs'])} |")
-    if most is not None and len(moving) > most:
-        lines.append(f"| (+{len(moving) - most} more) | | | | | | |")
+              "|---|---|---:|---:|---|---:|---:|---:|"]
+    for family, entries in document["by_family"].items():
+        moving = sorted((c for c in entries if entries[c]["differing"]),
+                        key=lambda c: (-entries[c]["max_rel"], c))
+        for counter in moving[:most]:
+            entry, tolerance = entries[counter], document["tolerance"][family][counter]
+            lines.append(f"| {family} | {counter} | {_number(entry['max_abs'])} | "
+                         f"{entry['max_rel'] * 100:.3g}% | {entry['worst_benchmark']} | "
+                         f"{entry['differing']} of {entry['benchmarks']} | {tolerance['rel'] * 100:.3g}% | "
+                         f"{_number(tolerance['abs'])} |")
+        if most is not None and len(moving) > most:
+            lines.append(f"| {family} | (+{len(moving) - most} more) | | | | | | |")
+    counters = document["counters"]
     identical = sorted(c for c in counters if not counters[c]["differing"])
     lines += ["", f"Identical in every shared benchmark ({len(identical)}): "
                   + (", ".join(identical) if identical else "none") + "."]
@@ -261,35 +296,65 @@ def _object(path, doc, key):
     return value
 
 
+def _check_entries(path, where, entries, keys):
+    """{counter: {key: non-negative number}} at `where` of the file."""
+    if not isinstance(entries, dict):
+        raise SpreadError(f"{path}: {where} is not an object")
+    for counter, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise SpreadError(f"{path}: {where}.{counter} is not an object")
+        for key in keys:
+            _non_negative(path, f"{where}.{counter}.{key}", entry.get(key))
+
+
 def load(path):
-    """A spread file as a dict, after checking the shape of 'counters' and 'tolerance'. Raises
-    SpreadError (or tstar_results.ResultsError for a missing or non-JSON file) naming the file."""
+    """A spread file as a dict, after checking its format and the shape of 'by_family',
+    'tolerance' and 'counters'. Raises SpreadError (or tstar_results.ResultsError for a missing or
+    non-JSON file) naming the file."""
     doc = tstar_results.load_json(path)
     if not isinstance(doc, dict):
         raise SpreadError(f"{path}: not a spread file made by ci/spread (not a JSON object)")
-    for counter, entry in _object(path, doc, "counters").items():
-        if not isinstance(entry, dict):
-            raise SpreadError(f"{path}: counters.{counter} is not an object")
-        for key in ("max_abs", "max_rel"):
-            _non_negative(path, f"counters.{counter}.{key}", entry.get(key))
-    for counter, entry in _object(path, doc, "tolerance").items():
-        if not isinstance(entry, dict):
-            raise SpreadError(f"{path}: tolerance.{counter} is not an object")
-        for key in ("rel", "abs"):
-            _non_negative(path, f"tolerance.{counter}.{key}", entry.get(key))
+    found = doc.get("format")
+    if found != FORMAT:
+        made = ("has no 'format' key (format 1: one global tolerance per counter)" if found is None
+                else f"is format {found!r}")
+        raise SpreadError(f"{path}: spread file {made}; this tool reads format {FORMAT} (tolerances "
+                          f"per benchmark family): remake it with ci/spread")
+    _check_entries(path, "counters", _object(path, doc, "counters"), ("max_abs", "max_rel"))
+    for key, names in (("by_family", ("max_abs", "max_rel")), ("tolerance", ("rel", "abs"))):
+        for family, entries in _object(path, doc, key).items():
+            _check_entries(path, f"{key}.{family}", entries, names)
     return doc
 
 
 def load_tolerances(path):
-    """{counter: (rel, abs)} from a spread file's 'tolerance' object (see load)."""
-    return {counter: (float(entry["rel"]), float(entry["abs"]))
-            for counter, entry in load(path)["tolerance"].items()}
+    """{family: {counter: (rel, abs)}} from a spread file's 'tolerance' object (see load)."""
+    return {family: {counter: (float(entry["rel"]), float(entry["abs"])) for counter, entry in entries.items()}
+            for family, entries in load(path)["tolerance"].items()}
+
+
+def measured_of(doc):
+    """{family: {counter: (max_rel, max_abs)}}: the measured spread of a loaded spread file, without
+    the safety factor."""
+    return {family: {counter: (float(entry["max_rel"]), float(entry["max_abs"]))
+                     for counter, entry in entries.items()}
+            for family, entries in doc["by_family"].items()}
 
 
 def load_measured(path):
-    """{counter: (max_rel, max_abs)}: the measured spread, without the safety factor (see load)."""
-    return {counter: (float(entry["max_rel"]), float(entry["max_abs"]))
-            for counter, entry in load(path)["counters"].items()}
+    """{family: {counter: (max_rel, max_abs)}} of a spread file (see load and measured_of)."""
+    return measured_of(load(path))
+
+
+def family_of(benchmark):
+    """The family of a benchmark name: the part before the first '/'."""
+    return benchmark.split("/", 1)[0]
+
+
+def lookup(per_family, benchmark, counter):
+    """The entry of `counter` for `benchmark`'s family in {family: {counter: value}}, or None when
+    the family or the counter has none (the statistic must then be bit-identical)."""
+    return per_family.get(family_of(benchmark), {}).get(counter)
 
 
 def within(a, b, tolerance):
@@ -302,10 +367,10 @@ def within(a, b, tolerance):
     return diff[0] <= absolute or diff[0] <= rel * max(abs(a), abs(b))
 
 
-def spread_of(value, measured):
-    """The CPU spread of a statistic with value `value` and measured (max_rel, max_abs):
-    max(max_rel * |value|, max_abs); NaN for a non-finite value."""
+def spread_of(value, max_rel):
+    """The CPU spread of a statistic with value `value` given its family's measured relative spread:
+    max_rel * |value|; NaN for a non-finite value. (At value 0 this is 0: show the family's
+    max_abs beside it, the relative spread says nothing there.)"""
     if not math.isfinite(value):
         return math.nan
-    max_rel, max_abs = measured
-    return max(max_rel * abs(value), max_abs)
+    return max_rel * abs(value)

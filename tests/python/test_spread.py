@@ -16,8 +16,9 @@ MODEL = {"architecture": "Qwen2ForCausalLM", "dtype": "bf16", "model": "/root/.c
 SUITE = {"tstar_seeds": "[0,1]", "tstar_scales": "[0.0,0.005,0.02]", "tstar_detail_scales": "[0.02]",
          "tstar_prompts_sha256": "8609", "tstar_model": json.dumps(MODEL)}
 
-# The reference run and a native run whose statistics moved: WeightNoise/scale:0.005 alpha by 4%
-# (the largest relative change), WeightNoise/scale:0.02 alpha by 2e-5 absolute (the largest absolute).
+# The reference run and a native run whose statistics moved: WeightNoise/scale:0.005 alpha by 3.85%
+# (the largest relative change), WeightNoise/scale:0.02 alpha by 2e-5 absolute (the largest absolute),
+# Layer/all alpha by 0.99% (5e-6 absolute): far less than the WeightNoise family's spread.
 REFERENCE = {
     "WeightNoise/scale:0/real_time": Bench(TIMES, {"alpha": 0.0, "best_T": 1.0, "kl_T1": 0.0},
                                            rates={"tokens_per_s": [100.0, 101.0, 99.0]}),
@@ -35,6 +36,12 @@ NATIVE = {
     "Layer/all/scale:0.02/real_time": Bench(TIMES, {"alpha": 5.05e-4, "best_T": 1.02, "tensors": 29.0}),
     "Only/in/native": Bench(TIMES, {"alpha": 2.0}),
 }
+
+# The same without what ci/compare would fail on anyway (a benchmark or counter only one run has).
+COMPARABLE_REFERENCE = {name: bench for name, bench in REFERENCE.items() if not name.startswith("Only/")}
+COMPARABLE_NATIVE = dict({name: bench for name, bench in NATIVE.items() if not name.startswith("Only/")},
+                         **{"WeightNoise/scale:0.02/real_time": Bench(TIMES, {"alpha": 1.02e-3, "best_T": 1.0301,
+                                                                              "kl_T1": math.nan})})
 
 
 def strict_json(path):
@@ -86,10 +93,20 @@ class DifferenceTest(unittest.TestCase):
         self.assertTrue(tstar_spread.within(1.0, 1.06, (0.05, 0.1)))
         self.assertFalse(tstar_spread.within(math.nan, 1.0, (1.0, 1.0)))
 
-    def test_spread_of(self):
-        self.assertAlmostEqual(tstar_spread.spread_of(2.0, (0.1, 0.05)), 0.2)
-        self.assertAlmostEqual(tstar_spread.spread_of(-0.1, (0.1, 0.05)), 0.05)
-        self.assertTrue(math.isnan(tstar_spread.spread_of(math.nan, (0.1, 0.05))))
+    def test_spread_of_is_the_relative_spread_times_the_value(self):
+        self.assertAlmostEqual(tstar_spread.spread_of(2.0, 0.1), 0.2)
+        self.assertAlmostEqual(tstar_spread.spread_of(-0.1, 0.1), 0.01)
+        self.assertEqual(tstar_spread.spread_of(0.0, 0.1), 0.0)
+        self.assertTrue(math.isnan(tstar_spread.spread_of(math.nan, 0.1)))
+
+    def test_lookup_by_the_family_of_the_benchmark(self):
+        tolerances = {"Layer": {"alpha": (0.02, 1e-5)}, "WeightNoise": {"alpha": (0.08, 4e-5)}}
+        self.assertEqual(tstar_spread.family_of("Layer/all/scale:0.02/real_time"), "Layer")
+        self.assertEqual(tstar_spread.family_of("Synthetic"), "Synthetic")
+        self.assertEqual(tstar_spread.lookup(tolerances, "Layer/all/scale:0.02/real_time", "alpha"), (0.02, 1e-5))
+        self.assertEqual(tstar_spread.lookup(tolerances, "WeightNoise/scale:0/real_time", "alpha"), (0.08, 4e-5))
+        self.assertIsNone(tstar_spread.lookup(tolerances, "Layer/all/scale:0.02/real_time", "best_T"))
+        self.assertIsNone(tstar_spread.lookup(tolerances, "Evolution/prompt:0/scale:0.02/real_time", "alpha"))
 
 
 class MeasureTest(SpreadTestCase):
@@ -112,19 +129,44 @@ class MeasureTest(SpreadTestCase):
         self.assertEqual(doc["pairs"][0]["shared_benchmarks"], 4)
         self.assertEqual(doc["mismatches"], [])
 
-    def test_tolerance_is_the_safety_factor_times_the_measured_spread(self):
+    def test_tolerance_is_the_safety_factor_times_the_spread_of_the_family(self):
         doc = tstar_spread.measure([self.pair()], safety_factor=3.0)
-        self.assertEqual(doc["safety_factor"], 3.0)
-        for counter, entry in doc["counters"].items():
-            self.assertEqual(doc["tolerance"][counter], {"rel": 3.0 * entry["max_rel"], "abs": 3.0 * entry["max_abs"]})
-        self.assertIn("tolerance", doc["description"])
+        self.assertEqual((doc["format"], doc["safety_factor"]), (2, 3.0))
+        self.assertEqual(set(doc["tolerance"]), {"WeightNoise", "Layer"})
+        for family, entries in doc["by_family"].items():
+            self.assertEqual(set(doc["tolerance"][family]), set(entries))
+            for counter, entry in entries.items():
+                self.assertEqual(doc["tolerance"][family][counter],
+                                 {"rel": 3.0 * entry["max_rel"], "abs": 3.0 * entry["max_abs"]})
+        # Layer's alpha tolerance is its own (0.99%, 5e-6), not the global maxima (3.85%, 2e-5).
+        self.assertAlmostEqual(doc["tolerance"]["Layer"]["alpha"]["rel"], 3.0 * 0.05e-4 / 5.05e-4)
+        self.assertAlmostEqual(doc["tolerance"]["Layer"]["alpha"]["abs"], 3.0 * 5e-6)
+        self.assertEqual(doc["tolerance"]["Layer"]["best_T"], {"rel": 0.0, "abs": 0.0})
+        description = " ".join(doc["description"].split())
+        self.assertIn("|a-b| <= tolerance[F][c].abs, or |a-b| <= tolerance[F][c].rel * max(|a|,|b|)", description)
+        self.assertIn("must be bit-identical", description)
 
     def test_by_family(self):
         doc = tstar_spread.measure([self.pair()])
         self.assertEqual(set(doc["by_family"]), {"WeightNoise", "Layer"})
-        self.assertAlmostEqual(doc["by_family"]["Layer"]["alpha"], 0.05e-4 / 5.05e-4)
-        self.assertAlmostEqual(doc["by_family"]["WeightNoise"]["alpha"], doc["counters"]["alpha"]["max_rel"])
-        self.assertEqual(doc["by_family"]["Layer"]["tensors"], 0.0)
+        layer, weight_noise = doc["by_family"]["Layer"], doc["by_family"]["WeightNoise"]
+        self.assertEqual(set(layer), {"alpha", "best_T", "tensors"})
+        self.assertAlmostEqual(layer["alpha"]["max_rel"], 0.05e-4 / 5.05e-4)
+        self.assertAlmostEqual(layer["alpha"]["max_abs"], 5e-6)
+        self.assertEqual(layer["alpha"]["worst_benchmark"], "Layer/all/scale:0.02/real_time")
+        self.assertEqual((layer["alpha"]["benchmarks"], layer["alpha"]["differing"]), (1, 1))
+        self.assertEqual((layer["tensors"]["max_rel"], layer["tensors"]["max_abs"], layer["tensors"]["differing"]),
+                         (0.0, 0.0, 0))
+        self.assertAlmostEqual(weight_noise["alpha"]["max_rel"], (6.5e-05 - 6.25e-05) / 6.5e-05)
+        self.assertAlmostEqual(weight_noise["alpha"]["max_abs"], 2e-5)
+        self.assertEqual(weight_noise["alpha"]["worst_benchmark"], "WeightNoise/scale:0.005/real_time")
+        self.assertEqual((weight_noise["alpha"]["benchmarks"], weight_noise["alpha"]["differing"]), (3, 2))
+        self.assertAlmostEqual(weight_noise["best_T"]["max_abs"], 1e-4, delta=1e-12)
+        # The global 'counters' are the largest over the families.
+        for counter in ("alpha", "best_T"):
+            for key in ("max_abs", "max_rel"):
+                self.assertEqual(doc["counters"][counter][key],
+                                 max(layer[counter][key], weight_noise[counter][key]))
 
     def test_nan_against_a_number_is_a_reported_mismatch(self):
         native = dict(NATIVE)
@@ -145,6 +187,11 @@ class MeasureTest(SpreadTestCase):
         self.assertAlmostEqual(doc["counters"]["alpha"]["max_abs"], 2.5e-4)
         self.assertAlmostEqual(doc["counters"]["alpha"]["max_rel"], 2.5e-4 / 7.5e-4)
         self.assertEqual(doc["counters"]["alpha"]["benchmarks"], 8)
+        layer = doc["by_family"]["Layer"]["alpha"]
+        self.assertAlmostEqual(layer["max_rel"], 2.5e-4 / 7.5e-4)
+        self.assertEqual((layer["benchmarks"], layer["differing"]), (2, 2))
+        # WeightNoise keeps its own spread: the larger Layer difference of the second pair is not its.
+        self.assertAlmostEqual(doc["by_family"]["WeightNoise"]["alpha"]["max_abs"], 2e-5)
 
     def test_different_settings_are_refused(self):
         for key, value in (("tstar_seeds", "[0,1,2]"), ("tstar_scales", "[0.0,0.01]"),
@@ -170,24 +217,36 @@ class MeasureTest(SpreadTestCase):
             tstar_spread.measure([(native, reference)])
 
     def test_machine_summary_from_provenance_and_context(self):
-        native = self.run_dir("native", NATIVE, {"tstar_openblas_core": "SkylakeX", "tstar_tstar_commit": "aaa"},
+        native = self.run_dir("native", NATIVE, {"tstar_openblas_core": "SkylakeX", "tstar_tstar_commit": "aaa",
+                                                 "tstar_threads": "1"},
                               provenance={"cpu_model": "Intel Xeon 8480", "compute_profile": "native",
-                                          "openblas_core": "SapphireRapids"})
-        reference = self.run_dir("reference", REFERENCE, {"tstar_compute_profile": "reference"})
+                                          "openblas_core": "SapphireRapids", "bf16_matmul_path": "onednn",
+                                          "libtorch_cpu_capability": "avx512", "threads": 2})
+        reference = self.run_dir("reference", REFERENCE, {"tstar_compute_profile": "reference",
+                                                          "tstar_bf16_matmul_path": "libtorch",
+                                                          "tstar_libtorch_cpu_capability": "avx2"})
         pair = tstar_spread.measure([(os.path.join(native, "benchmark.json"), reference)])["pairs"][0]
         self.assertEqual(pair["native"], {"run": os.path.join(native, "benchmark.json"),
                                           "date": "2026-11-28T00:00:00+00:00", "cpu_model": "Intel Xeon 8480",
                                           "compute_profile": "native", "openblas_core": "SapphireRapids",
-                                          "tstar_commit": "aaa"})
+                                          "bf16_matmul_path": "onednn", "libtorch_cpu_capability": "avx512",
+                                          "threads": 2, "tstar_commit": "aaa"})
         self.assertEqual(pair["reference"], {"run": reference, "date": "2026-11-28T00:00:00+00:00",
-                                             "compute_profile": "reference"})
+                                             "compute_profile": "reference", "bf16_matmul_path": "libtorch",
+                                             "libtorch_cpu_capability": "avx2"})
+        table = tstar_spread.markdown(tstar_spread.measure([(native, reference)]))
+        self.assertIn("(Intel Xeon 8480, compute profile native, openblas core SapphireRapids, bf16 matmul path "
+                      "onednn, libtorch cpu capability avx512, threads 2, tstar commit aaa)", table)
 
-    def test_markdown_lists_moving_counters_by_relative_spread(self):
+    def test_markdown_lists_moving_counters_per_family_by_relative_spread(self):
         table = tstar_spread.markdown(tstar_spread.measure([self.pair()]))
-        rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Counter")]
-        self.assertEqual([row.split(" | ")[0] for row in rows], ["| alpha", "| best_T"])
+        rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Family")]
+        self.assertEqual([tuple(row.split(" | ")[:2]) for row in rows],
+                         [("| WeightNoise", "alpha"), ("| WeightNoise", "best_T"), ("| Layer", "alpha")])
         self.assertIn("WeightNoise/scale:0.005/real_time", rows[0])
-        self.assertIn("3.85%", rows[0])
+        self.assertIn("| 3.85% |", rows[0])
+        self.assertIn("| 2e-05 |", rows[0])
+        self.assertIn("| 0.99% | Layer/all/scale:0.02/real_time | 1 of 1 | 1.98% | 1e-05 |", rows[2])
         self.assertRegex(table, r"Identical in every shared benchmark \(2\): kl_T1, tensors")
 
 
@@ -201,18 +260,41 @@ class LoadTest(SpreadTestCase):
     def test_round_trip(self):
         doc = tstar_spread.measure([self.pair()])
         path = self.write("spread.json", doc)
-        self.assertEqual(tstar_spread.load_tolerances(path)["alpha"],
-                         (doc["tolerance"]["alpha"]["rel"], doc["tolerance"]["alpha"]["abs"]))
-        self.assertEqual(tstar_spread.load_measured(path)["alpha"],
-                         (doc["counters"]["alpha"]["max_rel"], doc["counters"]["alpha"]["max_abs"]))
+        tolerances, measured = tstar_spread.load_tolerances(path), tstar_spread.load_measured(path)
+        self.assertEqual(set(tolerances), {"WeightNoise", "Layer"})
+        for family in ("WeightNoise", "Layer"):
+            tolerance, entry = doc["tolerance"][family]["alpha"], doc["by_family"][family]["alpha"]
+            self.assertEqual(tolerances[family]["alpha"], (tolerance["rel"], tolerance["abs"]))
+            self.assertEqual(measured[family]["alpha"], (entry["max_rel"], entry["max_abs"]))
+        self.assertNotEqual(tolerances["Layer"]["alpha"], tolerances["WeightNoise"]["alpha"])
+
+    def test_another_format_is_refused_naming_the_file(self):
+        current = tstar_spread.measure([self.pair()])
+        old = {k: v for k, v in current.items() if k not in ("format", "by_family")}
+        old["tolerance"] = {c: {"rel": 2 * e["max_rel"], "abs": 2 * e["max_abs"]}
+                            for c, e in current["counters"].items()}
+        for label, content, words in (("format1", old, ["no 'format' key", "format 1"]),
+                                      ("format3", dict(current, format=3), ["format 3"]),
+                                      ("text", dict(current, format="2"), ["format '2'"])):
+            with self.subTest(label=label):
+                path = self.write(f"{label}.json", content)
+                with self.assertRaises(tstar_spread.SpreadError) as caught:
+                    tstar_spread.load(path)
+                for word in [path, "reads format 2", "ci/spread"] + words:
+                    self.assertIn(word, str(caught.exception))
 
     def test_bad_files_name_the_file(self):
-        good = {"counters": {"alpha": {"max_abs": 1.0, "max_rel": 0.1}},
-                "tolerance": {"alpha": {"rel": 0.2, "abs": 2.0}}}
-        for label, content in (("list", []), ("no-tolerance", {"counters": {}}),
-                               ("negative", dict(good, tolerance={"alpha": {"rel": -1.0, "abs": 0.0}})),
+        good = {"format": 2, "counters": {"alpha": {"max_abs": 1.0, "max_rel": 0.1}},
+                "by_family": {"Layer": {"alpha": {"max_abs": 1.0, "max_rel": 0.1}}},
+                "tolerance": {"Layer": {"alpha": {"rel": 0.2, "abs": 2.0}}}}
+        for label, content in (("list", []), ("no-tolerance", dict(good, tolerance=None)),
+                               ("no-by-family", {k: v for k, v in good.items() if k != "by_family"}),
+                               ("negative", dict(good, tolerance={"Layer": {"alpha": {"rel": -1.0, "abs": 0.0}}})),
                                ("text", dict(good, counters={"alpha": {"max_abs": "1", "max_rel": 0.1}})),
-                               ("missing", dict(good, tolerance={"alpha": {"rel": 0.1}}))):
+                               ("family-text", dict(good, by_family={"Layer": {"alpha": {"max_abs": 1.0,
+                                                                                         "max_rel": "10%"}}})),
+                               ("flat", dict(good, tolerance={"alpha": {"rel": 0.2, "abs": 2.0}})),
+                               ("missing", dict(good, tolerance={"Layer": {"alpha": {"rel": 0.1}}}))):
             with self.subTest(label=label):
                 path = self.write(f"{label}.json", content)
                 with self.assertRaises(tstar_spread.SpreadError) as caught:
@@ -229,8 +311,10 @@ class SpreadCommandTest(SpreadTestCase):
         result = run_tool("spread", "--pair", native, reference, "--out", out, "--safety-factor", "3")
         self.assertEqual(result.returncode, 0, result.stderr)
         doc = strict_json(out)
-        self.assertEqual(set(doc), {"description", "safety_factor", "pairs", "counters", "by_family",
+        self.assertEqual(set(doc), {"format", "description", "safety_factor", "pairs", "counters", "by_family",
                                     "tolerance", "mismatches"})
+        self.assertEqual(doc["format"], 2)
+        self.assertIn("| Layer | alpha |", result.stdout)
         self.assertEqual(doc["safety_factor"], 3.0)
         self.assertIn("| alpha |", result.stdout)
         self.assertIn(native, result.stdout)
@@ -256,14 +340,44 @@ class SpreadCommandTest(SpreadTestCase):
         for base, new in ((reference, native), (native, reference)):
             result = run_tool("compare", base, new, "--no-time-gate", "--cross-machine", out)
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-            self.assertIn("2 with statistics within cross-machine tolerance", result.stdout)
-        # alpha of Layer/all 10% above the reference: beyond 2 x 3.85% and 2 x 2.5e-6 absolute.
-        moved = {name: NATIVE[name] for name in shared}
-        moved["Layer/all/scale:0.02/real_time"] = Bench(TIMES, {"alpha": 5.5e-4, "best_T": 1.02, "tensors": 29.0})
-        further = self.run_dir("further", moved)
-        result = run_tool("compare", reference, further, "--no-time-gate", "--cross-machine", out)
+            self.assertIn("2 with statistics within their family's cross-machine tolerance", result.stdout)
+            self.assertIn("within the Layer family's cross-machine tolerance", result.stdout)
+
+    def test_within_the_global_but_beyond_the_family_spread_fails(self):
+        # Layer/all alpha 5e-4 -> 5.3e-4 (6%, 3e-5): within the largest spread of alpha over all
+        # families times 2 (7.7% relative and 4e-5 absolute, both from WeightNoise), beyond Layer's own
+        # (2 x 0.99% and 2 x 5e-6).
+        native, reference = self.pair(native=COMPARABLE_NATIVE, reference=COMPARABLE_REFERENCE)
+        out = os.path.join(self.tmp.name, "spread.json")
+        self.assertEqual(run_tool("spread", "--pair", native, reference, "--out", out).returncode, 0)
+        self.assertEqual(run_tool("compare", reference, native, "--no-time-gate", "--cross-machine", out).returncode, 0)
+        doc = strict_json(out)
+        moved = dict(COMPARABLE_NATIVE)
+        moved["Layer/all/scale:0.02/real_time"] = Bench(TIMES, {"alpha": 5.3e-4, "best_T": 1.02, "tensors": 29.0})
+        glob = doc["counters"]["alpha"]
+        self.assertTrue(tstar_spread.within(5.0e-4, 5.3e-4, (2 * glob["max_rel"], 2 * glob["max_abs"])))
+        self.assertTrue(tstar_spread.within(5.0e-4, 5.3e-4, (2 * glob["max_rel"], 0.0)))
+        self.assertTrue(tstar_spread.within(5.0e-4, 5.3e-4, (0.0, 2 * glob["max_abs"])))
+        result = run_tool("compare", reference, self.run_dir("moved", moved), "--no-time-gate", "--cross-machine", out)
         self.assertEqual(result.returncode, 1, result.stdout)
         self.assertRegex(result.stdout, r"\| Layer/all/scale:0.02/real_time \|.*changed.*alpha")
+        self.assertNotRegex(result.stdout, r"\| WeightNoise/.*changed")
+
+    def test_within_one_family_the_rule_is_abs_or_rel(self):
+        # Within one family the rule is still abs OR rel: WeightNoise alpha moved by 2e-5 where it is
+        # 1e-3, so its alpha of 6.25e-5 may fall to 5e-5 (20%, 1.25e-5 <= 2 x 2e-5) but not to 2e-5
+        # (4.25e-5). The absolute allowance is WeightNoise's own, not Layer's or another family's.
+        native, reference = self.pair(native=COMPARABLE_NATIVE, reference=COMPARABLE_REFERENCE)
+        out = os.path.join(self.tmp.name, "spread.json")
+        self.assertEqual(run_tool("spread", "--pair", native, reference, "--out", out).returncode, 0)
+        for alpha, code in ((5.0e-5, 0), (2.0e-5, 1)):
+            with self.subTest(alpha=alpha):
+                moved = dict(COMPARABLE_NATIVE)
+                moved["WeightNoise/scale:0.005/real_time"] = Bench(TIMES, {"alpha": alpha, "best_T": 1.0001,
+                                                                           "kl_T1": 2e-7})
+                result = run_tool("compare", reference, self.run_dir(f"moved{alpha}", moved), "--no-time-gate",
+                                  "--cross-machine", out)
+                self.assertEqual(result.returncode, code, result.stdout)
 
     def test_bad_input_exits_2_with_one_line(self):
         native, reference = self.pair(native_context={"tstar_seeds": "[5]"})
