@@ -7,7 +7,11 @@ Two different questions are asked of every benchmark present in the base run:
               tools/compare.py does it) and a median slowdown above the threshold.
   statistics  Did any deterministic counter (alpha, best_T, KL, ...) change? These are functions of
               seed and inputs only, so by default they must be bit-identical: this is the
-              reproducibility gate. A relative tolerance can be given for cross-platform comparisons.
+              reproducibility gate. A relative tolerance can be given for cross-platform comparisons,
+              or per-family tolerances from a CPU spread file (ci/spread, tstar_spread.py) for runs
+              of the native compute profile on different CPUs: a statistic within the tolerance of
+              its counter in its benchmark's family is reported, not failed; a family or counter
+              the file has no entry for must stay bit-identical.
 
 Standard library only (the Mann-Whitney test is written out here instead of importing scipy).
 """
@@ -16,6 +20,7 @@ import dataclasses
 import math
 
 import tstar_results
+import tstar_spread
 
 # Statuses, most serious first: a benchmark's status is the most serious of what went wrong.
 FAILURE_ORDER = ("missing", "error", "not-reproducible", "changed", "slower")
@@ -110,6 +115,9 @@ class Row:
     time_change: float = None   # new/base - 1; None when either side has no time
     p_value: float = None       # None when there are too few repetitions to test
     stat_changes: list = dataclasses.field(default_factory=list)  # (counter, base, new); None = absent
+    # (counter, base, new, difference, allowed, relative): differs within its cross-machine tolerance;
+    # difference and allowed are relative (|a-b|/max(|a|,|b|), rel) or absolute (|a-b|, abs).
+    tolerated: list = dataclasses.field(default_factory=list)
     note: str = ""
     base_repetitions: int = 0
     new_repetitions: int = 0
@@ -123,13 +131,60 @@ def _same_value(a, b, tolerance):
     return abs(a - b) <= tolerance * max(abs(a), abs(b))
 
 
-def _statistic_changes(base, new, tolerance):
-    changes = []
+def _tolerance_used(a, b, tolerance):
+    """(difference, allowed, relative) of a != b by the more lenient of its counter's tolerances,
+    or None when it is outside both (see tstar_spread.within)."""
+    if not tstar_spread.within(a, b, tolerance):
+        return None
+    rel, absolute = tolerance
+    difference = abs(a - b)
+    largest = max(abs(a), abs(b))
+    if rel * largest >= absolute:
+        return difference / largest, rel, True
+    return difference, absolute, False
+
+
+def _statistic_changes(base, new, tolerance, cross_machine=None):
+    """([(counter, base, new)] changed, [(counter, base, new, difference, allowed, relative)]
+    within their cross-machine tolerance). cross_machine: {counter: (rel, abs)} of the benchmark's
+    family."""
+    changes, tolerated = [], []
     for counter in list(base.statistics) + [c for c in new.statistics if c not in base.statistics]:
         a, b = base.statistics.get(counter), new.statistics.get(counter)
-        if a is None or b is None or not _same_value(a, b, tolerance):
+        if a is not None and b is not None and _same_value(a, b, tolerance):
+            continue
+        used = None
+        if a is not None and b is not None and cross_machine and counter in cross_machine:
+            used = _tolerance_used(a, b, cross_machine[counter])
+        if used is None:
             changes.append((counter, a, b))
-    return changes
+        else:
+            tolerated.append((counter, a, b) + used)
+    return changes, tolerated
+
+
+def _percent(fraction):
+    """0.04 -> '4.0', 1.47 -> '147', 1.2e-5 -> '0.0012': two significant digits, no exponent."""
+    value = fraction * 100
+    return f"{value:.0f}" if value >= 10 else f"{value:#.2g}".rstrip(".")
+
+
+def _format_share(difference, allowed, relative):
+    if relative:
+        return f"{_percent(difference)}% of {_percent(allowed)}% allowed"
+    return f"{difference:.2g} of {allowed:.2g} allowed (absolute)"
+
+
+def tolerated_note(tolerated, family):
+    """'3 statistics within the WeightNoise family's cross-machine tolerance (largest: alpha 4.0% of
+    8.0% allowed)'; the largest is the one using the largest share of its allowance."""
+    if not tolerated:
+        return ""
+    counter, _, _, difference, allowed, relative = max(
+        tolerated, key=lambda t: t[3] / t[4] if t[4] > 0 else math.inf)
+    count = len(tolerated)
+    return (f"{count} statistic{'s' if count != 1 else ''} within the {family} family's cross-machine "
+            f"tolerance (largest: {counter} {_format_share(difference, allowed, relative)})")
 
 
 def _time_verdict(base, new, fail_threshold, alpha):
@@ -165,9 +220,17 @@ def _compare_one(name, base, new, options):
     if unstable:
         problems.append("not-reproducible")
         notes.append("differs between repetitions: " + ", ".join(unstable))
-    row.stat_changes = _statistic_changes(base, new, options["stat_tolerance"])
+    family = tstar_spread.family_of(name)
+    cross_machine = options["cross_machine"]
+    family_tolerances = cross_machine.get(family, {}) if cross_machine is not None else {}
+    row.stat_changes, row.tolerated = _statistic_changes(base, new, options["stat_tolerance"],
+                                                         family_tolerances)
     if row.stat_changes:
         problems.append("changed")
+        if cross_machine is not None and family not in cross_machine:
+            notes.append(f"the spread file has no cross-machine tolerance for family {family}: "
+                         f"its statistics must be bit-identical")
+    notes.append(tolerated_note(row.tolerated, family))
     time_status, row.time_change, row.p_value, time_note = _time_verdict(
         base, new, options["fail_threshold"], options["alpha"])
     notes.append(time_note)
@@ -182,11 +245,16 @@ def _compare_one(name, base, new, options):
     return row
 
 
-def compare_runs(base, new, *, fail_threshold=0.10, alpha=0.05, stat_tolerance=0.0, gate_time=True):
+def compare_runs(base, new, *, fail_threshold=0.10, alpha=0.05, stat_tolerance=0.0, gate_time=True,
+                 cross_machine=None):
     """Rows comparing {run_name: BenchmarkRun} maps (from tstar_results.load_benchmarks), in base
-    order followed by benchmarks only the new run has. See the module doc for the rules."""
+    order followed by benchmarks only the new run has. See the module doc for the rules.
+    cross_machine: {family: {counter: (rel, abs)}} (tstar_spread.load_tolerances): a statistic of
+    a benchmark in family F (its name before the first '/') that is not identical (or within
+    stat_tolerance) passes when |a-b| <= abs or |a-b| <= rel*max(|a|,|b|) with the tolerance of its
+    counter in F; without an entry for F, or for the counter in F, it must be identical."""
     options = dict(fail_threshold=fail_threshold, alpha=alpha, stat_tolerance=stat_tolerance,
-                   gate_time=gate_time)
+                   gate_time=gate_time, cross_machine=cross_machine)
     rows = []
     for name, base_run in base.items():
         if name in new:
@@ -243,8 +311,12 @@ def markdown_table(rows, *, title=None, max_stat_changes=3):
     compared = sum(1 for r in rows if r.status != "new")
     lines = [f"### {title}", ""] if title else []
     verdict = "FAILED" if failed else "passed"
+    tolerated = sum(1 for r in rows if r.tolerated)
     lines.append(f"**{verdict}**: {compared} benchmarks compared, {len(failed)} failed"
-                 + (f" ({', '.join(sorted({r.status for r in failed}))})" if failed else "") + ".")
+                 + (f" ({', '.join(sorted({r.status for r in failed}))})" if failed else "")
+                 + (f"; {tolerated} with statistics within their family's cross-machine tolerance"
+                    if tolerated else "")
+                 + ".")
     lines += ["", "| Benchmark | Base time | New time | Change | p-value | Status | Changed statistics | Note |",
               "|---|---:|---:|---:|---:|---|---|---|"]
     for row in sorted(rows, key=lambda r: not r.failed):

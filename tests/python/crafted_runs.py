@@ -56,15 +56,16 @@ def _aggregate_rows(name, bench):
     return rows
 
 
-def write_run(directory, benchmarks):
-    """Write <directory>/benchmark.json for {run name: Bench}; returns the directory."""
+def write_run(directory, benchmarks, context=None):
+    """Write <directory>/benchmark.json for {run name: Bench}; returns the directory. `context`:
+    more keys for its context object (tstar_* provenance)."""
     os.makedirs(directory, exist_ok=True)
     rows = []
     for name, bench in benchmarks.items():
         rows += _iteration_rows(name, bench)
         if len(bench.times) > 1 and not bench.error:
             rows += _aggregate_rows(name, bench)
-    document = {"context": {"date": "2026-11-28T00:00:00+00:00", "tstar_seeds": "[0,1]"},
+    document = {"context": {"date": "2026-11-28T00:00:00+00:00", "tstar_seeds": "[0,1]", **(context or {})},
                 "benchmarks": rows}
     with open(os.path.join(directory, "benchmark.json"), "w", encoding="utf-8") as f:
         json.dump(document, f, indent=1)   # NaN is written bare, as Google Benchmark does

@@ -259,6 +259,167 @@ class CompareCommandTest(unittest.TestCase):
                 self.assertEqual(run_tool("compare", base, new, *option).returncode, 2)
 
 
+def write_spread(directory, tolerance, by_family=None):
+    """A spread file as ci/spread writes it (format 2), with the given {family: {counter: {"rel",
+    "abs"}}} tolerances."""
+    path = os.path.join(directory, "cpu-spread.json")
+    by_family = by_family or {f: {c: {"max_abs": t["abs"] / 2, "max_rel": t["rel"] / 2} for c, t in entries.items()}
+                              for f, entries in tolerance.items()}
+    counters = {}
+    for entries in by_family.values():
+        for c, e in entries.items():
+            counters[c] = {k: max(e[k], counters.get(c, e)[k]) for k in ("max_abs", "max_rel")}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"format": 2, "description": "test", "safety_factor": 2.0, "pairs": [], "counters": counters,
+                   "by_family": by_family, "tolerance": tolerance, "mismatches": []}, f)
+    return path
+
+
+class CrossMachineTest(unittest.TestCase):
+    """compare_runs with per-family, per-counter tolerances from a CPU spread file."""
+
+    TOLERANCE = {"A": {"alpha": (0.08, 0.0), "kl_T1": (0.0, 1e-6), "best_T": (0.0, 0.0)}}
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def compare(self, base_statistics, new_statistics, tolerance=TOLERANCE, name="A/x"):
+        base, new = (tstar_results.load_benchmarks(write_run(os.path.join(self.tmp.name, label),
+                                                             {name: Bench(STEADY, statistics)}))
+                     for label, statistics in (("b", base_statistics), ("n", new_statistics)))
+        return tstar_compare.compare_runs(base, new, cross_machine=tolerance)[0]
+
+    def test_within_relative_tolerance_is_ok_with_a_note(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.096))
+        self.assertEqual((row.status, row.failed, row.stat_changes), ("ok", False, []))
+        self.assertIn("1 statistic within the A family's cross-machine tolerance (largest: alpha 4.0% of 8.0% "
+                      "allowed)", row.note)
+        self.assertEqual(len(row.tolerated), 1)
+
+    def test_largest_is_the_one_using_most_of_its_allowance(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.099, kl_T1=2.5e-3 + 9e-7))
+        self.assertFalse(row.failed)
+        self.assertIn("2 statistics within the A family's cross-machine tolerance (largest: kl_T1 9e-07 of 1e-06 "
+                      "allowed (absolute))", row.note)
+
+    def test_the_tolerance_of_the_benchmarks_own_family(self):
+        tolerance = {"Layer": {"alpha": (0.02, 1e-5)}, "WeightNoise": {"alpha": (0.08, 4e-5)}}
+        moved = (dict(STATISTICS, alpha=5e-4), dict(STATISTICS, alpha=5.3e-4))   # 6%, 3e-5
+        self.assertFalse(self.compare(*moved, tolerance, name="WeightNoise/scale:0.02").failed)
+        row = self.compare(*moved, tolerance, name="Layer/all/scale:0.02")
+        self.assertEqual((row.status, row.stat_changes), ("changed", [("alpha", 5e-4, 5.3e-4)]))
+        self.assertFalse(self.compare(dict(STATISTICS, alpha=5e-4), dict(STATISTICS, alpha=5.09e-4), tolerance,
+                                      name="Layer/all/scale:0.02").failed)
+
+    def test_a_family_without_an_entry_must_be_identical(self):
+        tolerance = {"WeightNoise": {"alpha": (10.0, 10.0)}}
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.1000001), tolerance, name="Evolution/prompt:0")
+        self.assertEqual(row.status, "changed")
+        self.assertIn("no cross-machine tolerance for family Evolution", row.note)
+        self.assertFalse(self.compare(STATISTICS, STATISTICS, tolerance, name="Evolution/prompt:0").failed)
+
+    def test_beyond_tolerance_fails(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.11))
+        self.assertEqual((row.status, row.failed), ("changed", True))
+        self.assertEqual(row.stat_changes, [("alpha", 0.1, 0.11)])
+
+    def test_absolute_or_relative(self):
+        tolerance = {"A": {"alpha": (0.1, 5e-9)}}
+        self.assertFalse(self.compare({"alpha": 1e-9}, {"alpha": 3e-9}, tolerance).failed)
+        self.assertFalse(self.compare({"alpha": 100.0}, {"alpha": 109.0}, tolerance).failed)
+        self.assertTrue(self.compare({"alpha": 100.0}, {"alpha": 112.0}, tolerance).failed)
+
+    def test_counter_without_entry_or_with_zero_tolerance_must_be_identical(self):
+        for changed in (dict(STATISTICS, top1_match=0.7500001), dict(STATISTICS, best_T=1.0123456788)):
+            with self.subTest(changed=changed):
+                self.assertTrue(self.compare(STATISTICS, changed).failed)
+
+    def test_nan_against_number_never_tolerated(self):
+        row = self.compare({"alpha": math.nan}, {"alpha": 0.1}, {"A": {"alpha": (10.0, 10.0)}})
+        self.assertTrue(row.failed)
+        self.assertFalse(self.compare({"alpha": math.nan}, {"alpha": math.nan}, {"A": {"alpha": (0.0, 0.0)}}).failed)
+
+    def test_identical_rows_have_no_note(self):
+        row = self.compare(STATISTICS, STATISTICS)
+        self.assertEqual(row.tolerated, [])
+        self.assertNotIn("cross-machine", row.note)
+
+    def test_markdown_counts_tolerated_rows(self):
+        row = self.compare(STATISTICS, dict(STATISTICS, alpha=0.096))
+        table = tstar_compare.markdown_table([row])
+        self.assertIn("**passed**: 1 benchmarks compared, 0 failed; 1 with statistics within their family's "
+                      "cross-machine tolerance.", table)
+
+
+class CrossMachineCommandTest(unittest.TestCase):
+    """ci/compare --cross-machine FILE."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        # alpha moves by 3.8% (0.004) in both families: within WeightNoise's tolerance, beyond Layer's
+        # (2% or 0.001), though within the largest over the families (8%).
+        names = ("WeightNoise/scale:0.02", "Layer/all/scale:0.02")
+        self.base = write_run(os.path.join(self.tmp.name, "base"), {n: Bench(STEADY, STATISTICS) for n in names})
+        self.new = write_run(os.path.join(self.tmp.name, "new"),
+                             {n: Bench(STEADY, dict(STATISTICS, alpha=0.104)) for n in names})
+        self.spread = write_spread(self.tmp.name, {"WeightNoise": {"alpha": {"rel": 0.08, "abs": 0.0}},
+                                                   "Layer": {"alpha": {"rel": 0.02, "abs": 0.001}}})
+
+    def test_within_the_family_tolerance_exits_0_and_says_so(self):
+        only = ("--filter", "^WeightNoise/")
+        self.assertEqual(run_tool("compare", self.base, self.new, *only).returncode, 1)
+        result = run_tool("compare", self.base, self.new, *only, "--cross-machine", self.spread)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertRegex(result.stdout, r"\| WeightNoise/scale:0.02 \|.*\| ok \|.*1 statistic within the WeightNoise "
+                                        r"family's cross-machine tolerance \(largest: alpha 3\.8% of 8\.0% allowed\)")
+        self.assertIn(f"(cross-machine tolerances per benchmark family: {self.spread})", result.stdout)
+
+    def test_beyond_the_family_tolerance_exits_1_whatever_other_families_allow(self):
+        result = run_tool("compare", self.base, self.new, "--cross-machine", self.spread)
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertRegex(result.stdout, r"\| Layer/all/scale:0.02 \|.*\| \*\*changed\*\* \| alpha: 0.1 → 0.104 \|")
+        self.assertRegex(result.stdout, r"\| WeightNoise/scale:0.02 \|.*\| ok \|")
+
+    def test_with_stat_tolerance_is_a_usage_error(self):
+        result = run_tool("compare", self.base, self.new, "--cross-machine", self.spread, "--stat-tolerance", "0.1")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("not allowed with", result.stderr)
+
+    def test_bad_spread_file_exits_2_with_one_line_naming_it(self):
+        broken = os.path.join(self.tmp.name, "broken.json")
+        with open(broken, "w") as f:
+            f.write("{ nope")
+        wrong = os.path.join(self.tmp.name, "wrong.json")
+        with open(wrong, "w") as f:
+            json.dump({"format": 2, "counters": {}, "by_family": {},
+                       "tolerance": {"Layer": {"alpha": {"rel": "5%", "abs": 0}}}}, f)
+        old = os.path.join(self.tmp.name, "old.json")
+        with open(old, "w") as f:   # format 1: one tolerance per counter for every family
+            json.dump({"counters": {"alpha": {"max_abs": 0.0, "max_rel": 0.04}}, "by_family": {"Layer": {"alpha": 0.04}},
+                       "tolerance": {"alpha": {"rel": 0.08, "abs": 0.0}}}, f)
+        for bad in (broken, wrong, old, os.path.join(self.tmp.name, "absent.json"),
+                    os.path.join(self.base, "benchmark.json")):
+            with self.subTest(bad=bad):
+                result = run_tool("compare", self.base, self.new, "--cross-machine", bad)
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+                self.assertIn(bad, result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+                if bad == old:
+                    self.assertIn("this tool reads format 2 (tolerances per benchmark family): remake it with "
+                                  "ci/spread", result.stderr)
+
+    def test_help_documents_the_mode(self):
+        text = " ".join(run_tool("compare", "--help").stdout.split())
+        self.assertIn("--cross-machine FILE", text)
+        self.assertIn("tolerances per benchmark family and counter, derived from the native-vs-reference spread "
+                      "measured in that family", text)
+        self.assertIn("a family without an entry in FILE, or a counter without one in its family, must be identical",
+                      text)
+
+
 class RealBenchRunTest(unittest.TestCase):
     """One short real `bench` run compared with itself and exported (skipped without bench)."""
 

@@ -344,6 +344,197 @@ class SyntheticRunTest(ReportTestCase):
         self.assert_error(run_report(run_dir), "benchmark.json")
 
 
+def spread_document(measured):
+    """A CPU spread file's content (ci/spread, format 2) with the measured
+    {family: {counter: (max_rel, max_abs)}}."""
+    by_family = {f: {c: {"max_abs": a, "max_rel": r, "worst_benchmark": f"{f}/x", "benchmarks": 3, "differing": 3}
+                     for c, (r, a) in entries.items()}
+                 for f, entries in measured.items()}
+    counters = {}
+    for entries in by_family.values():
+        for c, e in entries.items():
+            counters[c] = dict(e, **{k: max(e[k], counters.get(c, e)[k]) for k in ("max_abs", "max_rel")})
+    return {"format": 2, "description": "test", "safety_factor": 2.0,
+            "pairs": [{"native": {"run": "n", "cpu_model": "Intel Xeon Test"},
+                       "reference": {"run": "r", "cpu_model": "AMD EPYC Test"}, "shared_benchmarks": 3}],
+            "by_family": by_family,
+            "tolerance": {f: {c: {"rel": 2 * r, "abs": 2 * a} for c, (r, a) in entries.items()}
+                          for f, entries in measured.items()},
+            "counters": counters, "mismatches": []}
+
+
+def spread_cell_numbers(cell):
+    """'±0 (family max abs 2e-06) / ±0.001 (machine ≈ seed)' -> (0, 0.001)."""
+    alpha, best_T = cell.split(" / ")
+    return float(alpha.split()[0].lstrip("±")), float(best_T.split()[0].lstrip("±"))
+
+
+class CpuSpreadTest(ReportTestCase):
+    """--cpu-spread: the CPU spread beside alpha and best T, and the rows where it rivals the seeds."""
+
+    # WeightNoise: alpha moves by 4% (half its CI is 10%: never marked); best T by 0.1% (half its CI is
+    # 0.25 * scale: marked at scale 0.002 only; scale 0 has no seed CI and is never marked).
+    # Layer: alpha moves by 30% (half its CI is 5%: every row with alpha > 0 marked); best T by 1e-5.
+    # The largest over the families (30% for alpha) must not reach the WeightNoise rows.
+    MEASURED = {"WeightNoise": {"alpha": (0.04, 2e-6), "best_T": (1e-3, 1e-4)},
+                "Layer": {"alpha": (0.3, 5e-7), "best_T": (1e-5, 1e-5)}}
+
+    def report(self, doc, *options, name="run"):
+        run_dir = self.make_run(doc, name=name)
+        out_dir = os.path.join(self.tmp.name, name + "-out")
+        result = run_report(run_dir, "--out", out_dir, *options)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            return f.read()
+
+    def spread_file(self, measured=None, name="cpu-spread.json"):
+        path = os.path.join(self.tmp.name, name)
+        write_json(path, spread_document(measured or self.MEASURED))
+        return path
+
+    def assert_spread_cells(self, rows, counters, measured, cell_column=4):
+        """Each row's CPU spread cell is max_rel·|v| of its own family's measured spread."""
+        for key, row in rows.items():
+            alpha, best_T = spread_cell_numbers(row[cell_column])
+            c = counters[key]
+            for shown, counter in ((alpha, "alpha"), (best_T, "best_T")):
+                expected = measured[counter][0] * abs(c[counter])
+                self.assertAlmostEqual(shown, expected, delta=0.05 * expected, msg=(key, counter, row))
+
+    def test_spread_column_values_and_marked_rows(self):
+        doc = synthetic_results(families=("WeightNoise", "Layer"))
+        summary = self.report(doc, "--cpu-spread", self.spread_file())
+        weight_noise = section(summary, "## Experiment 1")
+        self.assertIn("| CPU spread (alpha / best T) |", weight_noise)
+        rows = {row[0]: row for row in table_rows(weight_noise)}
+        counters = {f"{v['counters']['scale']:g}": v["counters"] for k, v in doc["results"].items()
+                    if k.startswith("WeightNoise/")}
+        self.assert_spread_cells(rows, counters, self.MEASURED["WeightNoise"])
+        for scale, row in rows.items():
+            self.assertEqual("machine ≈ seed" in row[4], scale == "0.002", row)
+        # alpha is 0 at scale 0: the relative spread says nothing there, the family's max abs is shown.
+        self.assertEqual(rows["0"][4], "±0 (family max abs 2e-06) / ±0.001")
+        self.assertEqual(sum("family max abs" in row[4] for row in rows.values()), 1)
+        self.assertEqual(sum("(machine ≈ seed)" in line for line in weight_noise.splitlines()), 1)
+        self.assertIn("results computed on the native compute profile move by this much between CPUs",
+                      weight_noise)
+        self.assertIn("measured in the WeightNoise family", " ".join(weight_noise.split()))
+        self.assertIn("--compute reference", weight_noise)
+        layer = section(summary, "## Experiment 2")
+        layer_rows = {(row[1], i): row for i, row in enumerate(table_rows(layer))}
+        layer_counters = {}
+        for (group, i), row in layer_rows.items():
+            scale = "0.01" if i < len(GROUPS) else "0.02"
+            layer_counters[(group, i)] = doc["results"][f"Layer/{group}/scale:{scale}"]["counters"]
+        self.assertEqual(len(layer_rows), 2 * len(GROUPS))
+        self.assert_spread_cells(layer_rows, layer_counters, self.MEASURED["Layer"])
+        self.assertTrue(all("machine ≈ seed" in row[4] for row in layer_rows.values()), layer_rows)
+        self.assertIn("measured in the Layer family", " ".join(layer.split()))
+        provenance = section(summary, "## Provenance")
+        self.assertIn("Intel Xeon Test (native) vs AMD EPYC Test (reference)", provenance)
+        self.assertIn("(per benchmark family)", provenance)
+
+    def test_the_spread_of_another_family_is_not_used(self):
+        # Layer's alpha moves by 30%, WeightNoise's by 1e-6: only the Layer rows are marked.
+        doc = synthetic_results(families=("WeightNoise", "Layer"))
+        summary = self.report(doc, "--cpu-spread", self.spread_file(
+            {"WeightNoise": {"alpha": (1e-6, 0.0), "best_T": (1e-9, 0.0)},
+             "Layer": {"alpha": (0.3, 0.0), "best_T": (0.0, 0.0)}}))
+        self.assertTrue(all("machine ≈ seed" in row[4] for row in table_rows(section(summary, "## Experiment 2"))
+                            if float(row[2].split("±")[1]) > 0))
+        self.assertIn("Rows marked", section(summary, "## Experiment 2"))
+        weight_noise = section(summary, "## Experiment 1")
+        self.assertNotIn("machine ≈ seed", weight_noise)
+        self.assertNotIn("Rows marked", weight_noise)
+
+    def test_a_family_the_file_does_not_have_shows_n_a(self):
+        doc = synthetic_results(families=("WeightNoise", "Layer"))
+        summary = self.report(doc, "--cpu-spread", self.spread_file({"WeightNoise": self.MEASURED["WeightNoise"]}))
+        self.assertTrue(all(row[4] == "n/a / n/a" for row in table_rows(section(summary, "## Experiment 2"))))
+        self.assertTrue(all(row[4].startswith("±") for row in table_rows(section(summary, "## Experiment 1"))))
+
+    def test_small_spread_marks_nothing(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        summary = self.report(doc, "--cpu-spread", self.spread_file(
+            {"WeightNoise": {"alpha": (1e-6, 0.0), "best_T": (1e-9, 0.0)}}))
+        self.assertIn("CPU spread (alpha / best T)", summary)
+        self.assertNotIn("machine ≈ seed", summary)
+        self.assertNotIn("Rows marked", summary)
+
+    def test_none_disables_and_without_a_file_there_is_no_column(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        for options in (["--cpu-spread", "none"], []):
+            with self.subTest(options=options):
+                summary = self.report(doc, *options, name=f"run{len(options)}")
+                self.assertNotIn("CPU spread (", summary)
+                self.assertIn("| CPU spread | not used |", summary)
+
+    def test_reference_profile_is_bit_identical_and_the_column_is_labelled(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        doc["provenance"]["compute_profile"] = "reference"
+        doc["provenance"]["cpu_model"] = "AMD EPYC 9R14"
+        summary = self.report(doc, "--cpu-spread", self.spread_file())
+        provenance = section(summary, "## Provenance")
+        self.assertIn("| compute profile | reference: statistics are bit-identical on any x86-64-v3 CPU; "
+                      "the CPU spread columns apply to native runs only |", provenance)
+        self.assertIn("| CPU | AMD EPYC 9R14 |", provenance)
+        weight_noise = section(summary, "## Experiment 1")
+        self.assertIn("| CPU spread, native runs only (alpha / best T) |", weight_noise)
+        self.assertIn("This run used the reference profile", weight_noise)
+
+    def test_native_profile_from_benchmark_context(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        benchmark = synthetic_benchmark_json(["WeightNoise/scale:0.01"])
+        benchmark["context"]["tstar_compute_profile"] = "native"
+        run_dir = self.make_run(doc, benchmark)
+        out_dir = os.path.join(self.tmp.name, "out")
+        result = run_report(run_dir, "--out", out_dir, "--cpu-spread", self.spread_file())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            self.assertIn("| compute profile | native: statistics move between CPUs", f.read())
+
+    def test_default_is_the_repository_baseline_when_it_exists(self):
+        # A copy of ci/ in a scratch repository: results/baseline/cpu-spread.json beside it is used.
+        root = os.path.join(self.tmp.name, "repo")
+        os.makedirs(os.path.join(root, "ci"))
+        for name in ("report", "tstar_results.py", "tstar_spread.py"):
+            with open(os.path.join(SOURCE_DIR, "ci", name), encoding="utf-8") as f:
+                text = f.read()
+            with open(os.path.join(root, "ci", name), "w", encoding="utf-8") as f:
+                f.write(text)
+        run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
+        out_dir = os.path.join(self.tmp.name, "out")
+        copy = [self.python, os.path.join(root, "ci", "report"), run_dir, "--out", out_dir]
+        for present in (False, True):
+            with self.subTest(present=present):
+                if present:
+                    os.makedirs(os.path.join(root, "results", "baseline"))
+                    write_json(os.path.join(root, "results", "baseline", "cpu-spread.json"),
+                               spread_document(self.MEASURED))
+                result = subprocess.run(copy, capture_output=True, text=True, timeout=300)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+                    self.assertEqual("CPU spread (alpha / best T)" in f.read(), present)
+
+    def test_bad_spread_file_exits_2(self):
+        run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
+        broken = os.path.join(self.tmp.name, "broken.json")
+        with open(broken, "w", encoding="utf-8") as f:
+            f.write("{not json")
+        wrong = os.path.join(self.tmp.name, "wrong.json")
+        write_json(wrong, dict(spread_document(self.MEASURED),
+                               by_family={"Layer": {"alpha": {"max_rel": -1, "max_abs": 0}}}))
+        old = os.path.join(self.tmp.name, "old.json")   # format 1: one spread per counter
+        write_json(old, {"counters": {"alpha": {"max_rel": 0.1, "max_abs": 0}}, "by_family": {"Layer": {"alpha": 0.1}},
+                         "tolerance": {"alpha": {"rel": 0.2, "abs": 0}}})
+        for bad in (broken, wrong, old, os.path.join(self.tmp.name, "absent.json")):
+            with self.subTest(bad=bad):
+                result = run_report(run_dir, "--cpu-spread", bad)
+                self.assert_error(result, bad)
+                if bad == old:
+                    self.assertIn("reads format 2", result.stderr)
+
+
 @unittest.skipUnless(os.path.isfile(os.environ.get("TSTAR_BENCH_PATH", "")), "TSTAR_BENCH_PATH not set")
 class BenchRunTest(ReportTestCase):
     def test_report_on_a_bench_run(self):
