@@ -54,9 +54,10 @@ void register_forward_benchmarks(BenchEnv& env);
 void register_noise_benchmarks(BenchEnv& env);
 void register_synthetic_benchmarks(BenchEnv& env);  // bench_synthetic.cpp: no model
 void register_experiment_benchmarks(BenchEnv& env);  // bench_experiments.cpp: the notebook's four
-// Records the experiments' provenance in the JSON context when `filter` selects any experiment
-// (loading the model and tokenizer); call after benchmark::Initialize, before running.
-void add_experiment_context(BenchEnv& env, const std::string& filter);
+// Records provenance in the JSON context: the machine, compute profile and versions always, and the
+// experiments' (model, tokenizer, settings) when `filter` selects one of them (loading the model and
+// tokenizer); call after benchmark::Initialize, before running.
+void add_provenance_context(BenchEnv& env, const std::string& filter);
 
 // "a,b,c" -> {"a", "b", "c"} (empty items dropped).
 std::vector<std::string> split_commas(const std::string& s);

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "error.h"
 #include "json_file.h"
+#include "provenance.h"
 
 namespace tstar::bench {
 
@@ -92,12 +93,12 @@ bool filter_selects(const std::string& filter, const std::string& run_name) {
 
 }  // namespace
 
-void add_experiment_context(BenchEnv& env, const std::string& filter) {
+void add_provenance_context(BenchEnv& env, const std::string& filter) {
   ExperimentSuite& suite = env.experiments();
   bool selected = false;
   for (const auto& name : suite.benchmark_names()) selected = selected || filter_selects(filter, name + "/real_time");
-  if (!selected) return;  // no experiment will run: do not load its model or tokenizer
-  const nlohmann::json provenance = suite.provenance();  // items() must not outlive it
+  // The experiments' provenance loads their model and tokenizer: only when one of them will run.
+  const nlohmann::json provenance = selected ? suite.provenance() : runtime_provenance();
   for (const auto& [key, value] : provenance.items()) {
     benchmark::AddCustomContext("tstar_" + key, value.is_string() ? value.get<std::string>() : value.dump());
   }

@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
     tstar::bench::register_noise_benchmarks(env);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-    tstar::bench::add_experiment_context(env, benchmark::GetBenchmarkFilter());
+    tstar::bench::add_provenance_context(env, benchmark::GetBenchmarkFilter());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     if (env.has_experiments() && env.experiments().has_results()) {

@@ -54,7 +54,7 @@ void noise_gen_tstar(benchmark::State& state, int threads) {
     benchmark::DoNotOptimize(out.data());
   }
   at::set_num_threads(saved);
-  state.SetLabel(noise_kernels::simd_available() ? "avx512" : "portable");
+  state.SetLabel(noise_kernels::path_name(noise_kernels::selected_path()));
   set_rate_counters(state, "normals_per_s", kNoiseGenCount);
 }
 

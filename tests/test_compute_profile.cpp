@@ -137,6 +137,45 @@ TEST(NativeProfile, OneDnnChangesBf16StatisticsWhereItRuns) {
   EXPECT_FALSE(native.results == reference.results);
 }
 
+// tstar's own noise kernels are the one family whose paths agree by construction: forcing each
+// path through TSTAR_CPU_ISA leaves the statistics alone even under native, and provenance names it.
+TEST(NativeProfile, EveryNoiseKernelPathGivesTheSameStatistics) {
+  const BenchRun best = bench_run("env", "--dtype bf16 --compute native --threads 1");
+  for (const char* path : {"portable", "avx2"}) {
+    const BenchRun forced = bench_run(std::string("env TSTAR_CPU_ISA=") + path, "--dtype bf16 --compute native --threads 1");
+    EXPECT_TRUE(forced.results == best.results) << "TSTAR_CPU_ISA=" << path;
+    EXPECT_EQ(forced.provenance.at("noise_kernel_path"), "portable") << "no AVX2 noise kernels yet";
+  }
+  EXPECT_EQ(best.provenance.at("noise_kernel_path"), cpu_has("avx512bw") ? "avx512" : "portable");
+}
+
+TEST(NativeProfile, BadKernelPathOverrideIsOneError) {
+#ifdef TSTAR_BENCH_PATH
+  const auto result = testing::run_binary(std::string("env TSTAR_CPU_ISA=sse9 ") + TSTAR_BENCH_PATH,
+                                          "--compute native --benchmark_filter=NoiseGen");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("TSTAR_CPU_ISA='sse9': expected portable, avx2 or avx512"), std::string::npos)
+      << result.output;
+#endif
+}
+
+// Throughput-only runs (no experiment selected) still record the machine and profile.
+TEST(ComputeProfile, ThroughputRunsRecordTheMachine) {
+#ifdef TSTAR_BENCH_PATH
+  const fs::path out = fs::temp_directory_path() / ("tstar_profile_ctx_" + std::to_string(::getpid()) + ".json");
+  const auto result = testing::run_binary(TSTAR_BENCH_PATH, "--benchmark_filter=NoiseGen/tstar_portable_1thread --benchmark_min_time=0.001 "
+                                          "--benchmark_out_format=json --benchmark_out=" + out.string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  std::ifstream in(out);
+  const auto context = nlohmann::json::parse(in).at("context");
+  fs::remove(out);
+  EXPECT_EQ(context.at("tstar_compute_profile"), "reference");
+  for (const char* key : {"tstar_cpu_model", "tstar_cpu_isa", "tstar_bf16_matmul_path", "tstar_openblas_core"}) {
+    EXPECT_TRUE(context.contains(key)) << key;
+  }
+#endif
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, ReferenceProfile, ::testing::Values("fp32", "bf16"));
 
 TEST(ComputeFlags, ParsedAndRemovedFromTheCommandLine) {
