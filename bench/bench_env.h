@@ -22,6 +22,7 @@ struct BenchOptions {
   std::string tokenizer;                  // "" = the model directory's tokenizer.json
   std::vector<std::string> presets = {"tiny", "qwen2.5-0.5b"};  // shape presets for throughput families
   std::string dtype = "bf16";
+  std::string logits_dtype;               // fp32|model ("" = the experiments' default, fp32)
   std::string device = "cpu";
   std::string results_dir = "results/runs";
   std::string prompts;                    // JSON file: array of prompt strings
@@ -31,6 +32,8 @@ struct BenchOptions {
   std::string detail_scales;              // comma-separated, Layer/Evolution/TempSweep
   std::string noise;                      // gaussian|uniform|laplace|multiplicative
   std::string reference;                  // tensor_std|row_std|abs_max
+  std::string exclusion;                  // notebook|all-norms
+  std::string depth_groups;               // notebook|thirds
 };
 
 class BenchEnv {

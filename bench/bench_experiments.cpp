@@ -50,6 +50,7 @@ ExperimentSettings settings_from(const BenchOptions& options) {
   settings.model = options.model.empty() ? default_model() : options.model;
   settings.tokenizer = options.tokenizer;
   settings.dtype = parse_dtype(options.dtype);
+  if (!options.logits_dtype.empty()) settings.logits = parse_logits_dtype(options.logits_dtype);
   settings.device = torch::Device(options.device);
   if (!options.prompts.empty()) settings.prompts = read_prompt_file(options.prompts, "prompts");
   if (!options.evolution_prompts.empty()) {
@@ -67,6 +68,11 @@ ExperimentSettings settings_from(const BenchOptions& options) {
   if (!options.detail_scales.empty()) settings.detail_scales = parse_scales(options.detail_scales, "detail-scales");
   if (!options.noise.empty()) settings.noise = parse_noise_type(options.noise);
   if (!options.reference.empty()) settings.reference = parse_scale_reference(options.reference);
+  if (!options.exclusion.empty()) {
+    settings.exclude = exclusion_convention(options.exclusion);
+    settings.exclusion = options.exclusion;
+  }
+  if (!options.depth_groups.empty()) settings.depth_groups = parse_depth_groups(options.depth_groups);
   return settings;
 }
 

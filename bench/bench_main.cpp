@@ -65,6 +65,10 @@ tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, fo
   --model DIR|PRESET      model of the experiments (default: the embedded default model)
   --tokenizer PATH        tokenizer.json or its directory (default: the model directory's)
   --dtype fp32|bf16|fp16  experiment weight dtype (default: bf16, as the notebook)
+  --logits-dtype fp32|model  precision of the final norm and lm_head (default: fp32, so bf16 rounding
+                          of the logits puts no floor under alpha; model: as HF computes them).
+                          WeightNoise and Layer also report alpha_model_logits, alpha on the
+                          model-dtype logits from the same forward
   --device cpu|cuda       device (default: cpu)
   --prompts FILE          JSON array of prompts (default: the notebook's four)
   --evolution-prompts FILE  JSON array of prompts for Evolution (default: the notebook's three)
@@ -73,6 +77,12 @@ tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, fo
   --detail-scales A,...   Layer/Evolution/TempSweep scales (default: 0.01)
   --noise TYPE            gaussian|uniform|laplace|multiplicative (default: gaussian)
   --reference REF         tensor_std|row_std|abs_max (default: tensor_std)
+  --exclude CONVENTION    parameters never noised: notebook (default: the notebook's rule, "weight" in
+                          the name and none of layernorm/ln/embed, so the final norm and lm_head are
+                          noised, biases, embeddings and per-layer norms are not) or all-norms (also
+                          skips model.norm.weight); tstar params --groups lists each group's tensors
+  --depth-groups notebook|thirds  early/middle/late: the notebook's layers 0-7/8-23/24-31 cut at the
+                          model's depth (default), or thirds of the depth
   --presets A,B           shape presets of the throughput families (default: tiny,qwen2.5-0.5b)
 {}  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
                           experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's
@@ -90,11 +100,13 @@ BenchOptions take_tstar_flags(int& argc, char** argv) {
   const std::vector<std::pair<std::string, std::string*>> flags = {
       {"model", &options.model},         {"tokenizer", &options.tokenizer},
       {"dtype", &options.dtype},         {"device", &options.device},
+      {"logits-dtype", &options.logits_dtype},
       {"results", &options.results_dir}, {"prompts", &options.prompts},
       {"evolution-prompts", &options.evolution_prompts},
       {"seeds", &options.seeds},         {"scales", &options.scales},
       {"detail-scales", &options.detail_scales},
       {"noise", &options.noise},         {"reference", &options.reference},
+      {"exclude", &options.exclusion},   {"depth-groups", &options.depth_groups},
       {"presets", &presets}};
   int kept = 1;
   for (int i = 1; i < argc; ++i) {

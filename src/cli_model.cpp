@@ -163,17 +163,25 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
 }
 
 int cmd_params(const std::vector<std::string>& argv, std::ostream& out) {
-  Args args(argv, {"model", "dtype", "device"}, {"groups", "help"}, "params");
+  Args args(argv, {"model", "dtype", "device", "exclude", "depth-groups"}, {"groups", "help"}, "params");
   if (args.flag("help")) {
     out << "usage: tstar params [options]\n\n"
            "Prints JSON with every parameter's HF name, shape and dtype, and the total count.\n\n"
         << kModelOptionsHelp
-        << "  --groups             instead, the tensors each noise group selects (default excludes)\n";
+        << "  --groups             instead, the tensors each noise group selects\n"
+           "  --exclude notebook|all-norms  with --groups: the exclusion convention (default: notebook, whose\n"
+           "                       rule noises the final norm and lm_head but no per-layer norm, embedding\n"
+           "                       or bias; all-norms also skips the final norm)\n"
+           "  --depth-groups notebook|thirds  with --groups: early/middle/late as the notebook's layers\n"
+           "                       0-7/8-23/24-31 (default) or thirds of the depth\n";
     return 0;
   }
   Model model = open_model(args);
   if (args.flag("groups")) {
-    out << describe_groups(model).dump(2) << "\n";
+    out << describe_groups(model, exclusion_convention(args.get("exclude", "notebook")),
+                           parse_depth_groups(args.get("depth-groups", "notebook")))
+               .dump(2)
+        << "\n";
     return 0;
   }
   nlohmann::json result = describe_model(args, model);

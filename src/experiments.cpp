@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -37,8 +38,8 @@ void ExperimentSettings::validate() const {
     throw Error(fmt::format("experiments: layer prompt {} but only {} prompts", layer_prompt, prompts.size()));
   }
   if (evolution_steps < 1) throw Error("experiments: evolution needs at least one step");
-  if (!(t_lo > 0 && t_lo < t_hi && t_tol > 0)) {
-    throw Error(fmt::format("experiments: bad temperature search [{}, {}] tol {}", t_lo, t_hi, t_tol));
+  if (!(t_lo > 0 && t_lo < 1 && t_hi > 1)) {
+    throw Error(fmt::format("experiments: bad temperature search bounds [{}, {}] (need lo < 1 < hi)", t_lo, t_hi));
   }
 }
 
@@ -46,6 +47,7 @@ nlohmann::json ExperimentSettings::to_json() const {
   return {{"model", model},
           {"tokenizer", tokenizer},
           {"dtype", dtype_name(dtype)},
+          {"logits_dtype", logits_dtype_name(logits)},
           {"device", device.str()},
           {"prompts", prompts},
           {"evolution_prompts", evolution_prompts},
@@ -57,7 +59,12 @@ nlohmann::json ExperimentSettings::to_json() const {
           {"noise", noise_type_name(noise)},
           {"reference", scale_reference_name(reference)},
           {"exclude", exclude},
-          {"temperature_search", {{"lo", t_lo}, {"hi", t_hi}, {"tol", t_tol}, {"method", "Brent"}}},
+          {"exclusion", exclusion},
+          {"depth_groups", depth_groups_name(depth_groups)},
+          {"temperature_search", {{"lo", t_lo}, {"hi", t_hi},
+                                  {"method", "root of the mean KL's slope in 1/T (safeguarded Newton); T = 1 kept "
+                                             "when no worse"}}},
+          {"predictor_pooling", "ratio of sums over (seed, prompt) pairs, as the mean KL pools them"},
           {"common_random_numbers", "one unit-noise draw per (seed, tensor), reused across scales"}};
 }
 
@@ -89,9 +96,13 @@ void add_temperature_counters(const stats::TemperatureReport& report, Experiment
   nlohmann::json list = nlohmann::json::array();
   for (const auto& prediction : report.predictions) {
     list.push_back({{"key", prediction.key}, {"formula", prediction.formula}, {"value", prediction.value},
-                    {"error", prediction.error}});
+                    {"error", prediction.error}, {"pooling", "ratio of sums over pairs"},
+                    {"pair_values", prediction.pair_values}, {"pair_bias", prediction.pair_mean_error},
+                    {"pair_rms_error", prediction.pair_rms_error}});
   }
   result.details["predictors"] = list;
+  result.details["pair_best_T"] = report.pair_best_T;  // pairs in the objective's order (seed-major)
+  result.details["best_T_resolution"] = report.best.resolution;
 }
 
 double top1_rate(const std::vector<stats::LogitNoise>& noise) {
@@ -126,7 +137,7 @@ const std::vector<std::vector<int64_t>>& ExperimentSuite::prompt_ids() {
   return prompt_ids_;
 }
 
-std::vector<std::string> ExperimentSuite::groups() const { return group_names(config_); }
+std::vector<std::string> ExperimentSuite::groups() const { return group_names(config_, settings_.depth_groups); }
 
 std::vector<std::string> ExperimentSuite::benchmark_names() const {
   std::vector<std::string> names;
@@ -155,6 +166,7 @@ Model& ExperimentSuite::model() {
     LoadOptions options;
     options.dtype = settings_.dtype;
     options.device = settings_.device;
+    options.logits = settings_.logits;
     const Tokenizer& words = tokenizer();
     model_ = std::make_unique<Model>(Model::open(settings_.model, options));
     if (model_->config().vocab_size < words.vocab_size()) {
@@ -172,27 +184,35 @@ NoiseEngine& ExperimentSuite::engine(const std::string& group) {
     TargetSpec targets;
     targets.groups = {group};
     targets.exclude = settings_.exclude;
+    targets.depth = settings_.depth_groups;
     engine_ = std::make_unique<NoiseEngine>(model(), targets, settings_.noise, settings_.reference);
     engine_group_ = group;
   }
   return *engine_;
 }
 
-const torch::Tensor& ExperimentSuite::clean_logits() {
-  if (!clean_logits_) clean_logits_ = model().last_logits(prompt_ids()).to(torch::kCPU);
+ExperimentSuite::Logits ExperimentSuite::forward_prompts() {
+  Logits out;
+  out.statistics = model().last_logits(prompt_ids(), nullptr, 0, &out.model_dtype).to(torch::kCPU);
+  out.model_dtype = out.model_dtype.to(torch::kCPU);
+  return out;
+}
+
+const ExperimentSuite::Logits& ExperimentSuite::clean_logits() {
+  if (!clean_logits_) clean_logits_ = forward_prompts();
   return *clean_logits_;
 }
 
 // Every prompt is run in one batch, clean and noisy alike, so that the two differ by the noise
 // only and not by a different batch shape's summation order.
-const torch::Tensor& ExperimentSuite::noisy_logits(const std::string& group, double scale, uint64_t seed) {
+const ExperimentSuite::Logits& ExperimentSuite::noisy_logits(const std::string& group, double scale, uint64_t seed) {
   const std::string key = fmt::format("{}/{}/{}", group, format_scale(scale), seed);
   auto it = noisy_logits_.find(key);
   if (it != noisy_logits_.end()) return it->second;
   clean_logits();
   NoiseScope scope(engine(group), scale, seed);
   injection_reports_.emplace(key, scope.report());
-  return noisy_logits_.emplace(key, model().last_logits(prompt_ids()).to(torch::kCPU)).first->second;
+  return noisy_logits_.emplace(key, forward_prompts()).first->second;
 }
 
 void ExperimentSuite::timed_cycle(const std::string& group, double scale, uint64_t seed) {
@@ -215,29 +235,30 @@ const ExperimentResult& ExperimentSuite::weight_noise(double scale) {
   if (auto it = results_.find(name); it != results_.end()) return it->second;
   validate_scale(scale);
 
-  const torch::Tensor& clean = clean_logits();
+  const Logits& clean = clean_logits();
   const size_t P = prompt_ids().size(), S = settings_.seeds.size();
   stats::TemperatureObjective objective;  // pairs ordered seed-major: index = s * P + p
   double changed = 0, realized = 0;
+  std::vector<double> model_dtype_alpha;  // alpha on the model-dtype logits, pair by pair
   for (uint64_t seed : settings_.seeds) {
-    const torch::Tensor& noisy = noisy_logits("all", scale, seed);
-    for (size_t p = 0; p < P; ++p) objective.add(clean[p], noisy[p]);
+    const Logits& noisy = noisy_logits("all", scale, seed);
+    for (size_t p = 0; p < P; ++p) {
+      objective.add(clean.statistics[p], noisy.statistics[p]);
+      model_dtype_alpha.push_back(stats::measure(clean.model_dtype[p], noisy.model_dtype[p]).alpha);
+    }
     const auto& report = injection_reports_.at(fmt::format("all/{}/{}", format_scale(scale), seed));
     changed += report.changed_fraction / S;
     realized += report.realized_ratio / S;
   }
-  const auto report = stats::report_temperature(objective, settings_.t_lo, settings_.t_hi, settings_.t_tol);
+  const auto report = stats::report_temperature(objective, settings_.t_lo, settings_.t_hi);
 
   // Across seeds: each seed's own prompt-averaged alpha and best T.
   std::vector<double> seed_alpha(S, 0.0), seed_best_T(S, 0.0);
   for (size_t s = 0; s < S; ++s) {
     for (size_t p = 0; p < P; ++p) seed_alpha[s] += objective.noise()[s * P + p].alpha / P;
-    auto seed_kl = [&](double T) {
-      double kl = 0;
-      for (size_t p = 0; p < P; ++p) kl += objective.kl(s * P + p, T) / P;
-      return kl;
-    };
-    seed_best_T[s] = stats::best_temperature(seed_kl, settings_.t_lo, settings_.t_hi, settings_.t_tol).T;
+    std::vector<size_t> seed_pairs;
+    for (size_t p = 0; p < P; ++p) seed_pairs.push_back(s * P + p);
+    seed_best_T[s] = objective.best_temperature(settings_.t_lo, settings_.t_hi, seed_pairs).T;
   }
   // Across prompts: each prompt's seed-averaged alpha.
   std::vector<double> prompt_alpha(P, 0.0);
@@ -256,6 +277,7 @@ const ExperimentResult& ExperimentSuite::weight_noise(double scale) {
   result.counters["alpha_ci95"] = half_width(alpha_interval);
   result.counters["best_T_ci95"] = half_width(best_T_interval);
   result.counters["alpha_prompt_std"] = stats::spread(prompt_alpha).std;
+  result.counters["alpha_model_logits"] = stats::spread(model_dtype_alpha).mean;
   result.counters["grid_best_T"] = kl_scan.points[kl_scan.best_index];
   result.counters["top1_match"] = top1_rate(objective.noise());
   result.counters["changed_fraction"] = changed;
@@ -294,19 +316,23 @@ const ExperimentResult& ExperimentSuite::layer(const std::string& group, double 
   validate_scale(scale);
 
   const auto p = static_cast<int64_t>(settings_.layer_prompt);
-  torch::Tensor clean = clean_logits()[p];
+  const Logits& clean = clean_logits();
   stats::TemperatureObjective objective;
   std::vector<double> seed_alpha;
+  std::vector<double> model_dtype_alpha;
   for (uint64_t seed : settings_.seeds) {
-    objective.add(clean, noisy_logits(group, scale, seed)[p]);
+    const Logits& noisy = noisy_logits(group, scale, seed);
+    objective.add(clean.statistics[p], noisy.statistics[p]);
     seed_alpha.push_back(objective.noise().back().alpha);
+    model_dtype_alpha.push_back(stats::measure(clean.model_dtype[p], noisy.model_dtype[p]).alpha);
   }
-  const auto report = stats::report_temperature(objective, settings_.t_lo, settings_.t_hi, settings_.t_tol);
+  const auto report = stats::report_temperature(objective, settings_.t_lo, settings_.t_hi);
   const auto& injection = injection_reports_.at(fmt::format("{}/{}/{}", group, format_scale(scale), settings_.seeds[0]));
 
   ExperimentResult result{name, {}, {}};
   add_temperature_counters(report, result);
   result.counters["alpha_ci95"] = half_width(stats::t_interval(seed_alpha));
+  result.counters["alpha_model_logits"] = stats::spread(model_dtype_alpha).mean;
   result.counters["top1_match"] = top1_rate(objective.noise());
   result.counters["tensors"] = static_cast<double>(injection.tensors.size());
   result.counters["params"] = static_cast<double>(injection.numel);
@@ -328,12 +354,15 @@ const ExperimentSuite::Trajectory& ExperimentSuite::clean_trajectory(size_t prom
   t.prompt_ids = tokenizer().encode(settings_.evolution_prompts.at(prompt));
   if (t.prompt_ids.empty()) throw Error(fmt::format("evolution prompt {} encodes to no tokens", prompt));
   const int64_t steps = settings_.evolution_steps;
+  // The continuation ends at the end-of-sequence token: its step is kept, nothing after it.
+  const int64_t eos = config_.eos_token_id >= 0 ? config_.eos_token_id : tokenizer().eos_id();
   KVCache cache;
   torch::Tensor logits = model().last_logits({t.prompt_ids}, &cache, steps);
   std::vector<torch::Tensor> rows;
   for (int64_t step = 0; step < steps; ++step) {
     rows.push_back(logits[0].to(torch::kCPU));
     t.tokens.push_back(logits[0].argmax().item<int64_t>());
+    if (t.tokens.back() == eos) break;
     if (step + 1 < steps) logits = model_->decode_step({t.tokens.back()}, cache);
   }
   t.logits = torch::stack(rows);  // [steps, V]
@@ -379,41 +408,83 @@ const ExperimentResult& ExperimentSuite::evolution(size_t prompt, double scale) 
       per_step[t].add(clean.logits[static_cast<int64_t>(t)], noisy[static_cast<int64_t>(t)]);
     }
   }
+  const size_t S = settings_.seeds.size();
   std::vector<double> alpha_t, best_T_t, notebook_T_t;
+  std::vector<std::vector<double>> seed_alpha_t(S);  // [seed][step]
   for (const auto& objective : per_step) {
     double alpha = 0;
-    for (const auto& n : objective.noise()) alpha += n.alpha / static_cast<double>(objective.size());
+    for (size_t s = 0; s < S; ++s) {
+      alpha += objective.noise()[s].alpha / static_cast<double>(S);
+      seed_alpha_t[s].push_back(objective.noise()[s].alpha);
+    }
     alpha_t.push_back(alpha);
     notebook_T_t.push_back(std::sqrt(1 + alpha));
-    best_T_t.push_back(stats::best_temperature([&](double T) { return objective.mean_kl(T); }, settings_.t_lo,
-                                               settings_.t_hi, settings_.t_tol).T);
+    best_T_t.push_back(objective.best_temperature(settings_.t_lo, settings_.t_hi).T);
   }
-  const auto trend = stats::fit_line(alpha_t);
-  const std::string label = stats::trend_label(trend.slope);
-  const auto schedule = stats::fit_schedule(best_T_t);
   double alpha_mean = 0;
   for (double a : alpha_t) alpha_mean += a / static_cast<double>(steps);
 
   ExperimentResult result{name, {}, {}};
+  result.counters["steps"] = static_cast<double>(steps);
   result.counters["alpha_mean"] = alpha_mean;
   result.counters["alpha_first"] = alpha_t.front();
   result.counters["alpha_last"] = alpha_t.back();
-  result.counters["slope"] = trend.slope;
-  result.counters["trend"] = label == "increase" ? 1.0 : (label == "decrease" ? -1.0 : 0.0);
-  result.counters["beta"] = schedule.beta;
-  result.counters["T_max"] = schedule.T_max;
-  result.counters["schedule_rms"] = schedule.rms_error;
   result.counters["scale"] = scale;
   result.details = {{"prompt", settings_.evolution_prompts[prompt]},
                     {"tokens", clean.tokens},
                     {"text", tokenizer().decode(clean.tokens)},
+                    {"stopped_at_eos", static_cast<int64_t>(steps) < settings_.evolution_steps},
                     {"alpha_t", alpha_t},
                     {"best_T_t", best_T_t},
-                    {"sqrt_1p_alpha_t", notebook_T_t},
-                    {"trend", {{"slope", trend.slope}, {"intercept", trend.intercept}, {"label", label}}},
-                    {"schedule", {{"formula", "T(t) = T_max / sqrt(1 + beta t), least squares on best_T_t"},
-                                  {"T_max", schedule.T_max}, {"beta", schedule.beta},
-                                  {"rms_error", schedule.rms_error}, {"at_boundary", schedule.at_boundary}}}};
+                    {"sqrt_1p_alpha_t", notebook_T_t}};
+  if (steps < 3) {  // too short a continuation for a trend or a schedule
+    result.details["trend"] = {{"label", "too few steps"}};
+    return remember(std::move(result));
+  }
+  // Trend: the slope of alpha(t), with a seed interval from each seed's own slope; a direction is
+  // claimed only when that interval excludes 0 (the notebook used a fixed threshold of 0.001).
+  const auto trend = stats::fit_line(alpha_t);
+  std::vector<double> seed_slopes;
+  for (const auto& series : seed_alpha_t) seed_slopes.push_back(stats::fit_line(series).slope);
+  const auto slope_interval = stats::t_interval(seed_slopes);
+  const bool resolved = !std::isnan(slope_interval.lo) && (slope_interval.lo > 0 || slope_interval.hi < 0);
+  const std::string label = !resolved ? "no trend resolved" : (trend.slope > 0 ? "increase" : "decrease");
+  // Schedule T(t) = T_max / sqrt(1 + beta t): beta's interval by a bootstrap over seeds (fixed
+  // bootstrap seed), and an F-test against a constant T.
+  const auto schedule = stats::fit_schedule(best_T_t);
+  const auto f_test = stats::schedule_vs_constant(best_T_t, schedule);
+  constexpr int kBootstrap = 100;
+  constexpr uint64_t kBootstrapSeed = 20261130;
+  std::vector<double> betas;
+  for (const auto& draw : stats::bootstrap_resamples(S, kBootstrap, kBootstrapSeed)) {
+    std::vector<double> resampled_T;
+    for (const auto& objective : per_step) resampled_T.push_back(objective.best_temperature(settings_.t_lo, settings_.t_hi, draw).T);
+    betas.push_back(stats::fit_schedule(resampled_T).beta);
+  }
+  std::sort(betas.begin(), betas.end());
+  const double beta_lo = betas[static_cast<size_t>(0.025 * (kBootstrap - 1))];
+  const double beta_hi = betas[static_cast<size_t>(0.975 * (kBootstrap - 1) + 0.5)];
+
+  result.counters["slope"] = trend.slope;
+  result.counters["slope_ci95"] = half_width(slope_interval);
+  result.counters["trend"] = label == "increase" ? 1.0 : (label == "decrease" ? -1.0 : 0.0);
+  result.counters["beta"] = schedule.beta;
+  result.counters["beta_ci95_lo"] = beta_lo;
+  result.counters["beta_ci95_hi"] = beta_hi;
+  result.counters["T_max"] = schedule.T_max;
+  result.counters["schedule_rms"] = schedule.rms_error;
+  result.counters["schedule_F"] = f_test.F;
+  result.counters["schedule_p"] = f_test.p;
+  result.details["trend"] = {{"slope", trend.slope}, {"intercept", trend.intercept}, {"label", label},
+                             {"seed_slopes", seed_slopes},
+                             {"rule", "increase/decrease only when the 95% t-interval of the seeds' slopes excludes 0"}};
+  result.details["schedule"] = {{"formula", "T(t) = T_max / sqrt(1 + beta t), least squares on best_T_t"},
+                                {"T_max", schedule.T_max}, {"beta", schedule.beta},
+                                {"beta_ci95", {beta_lo, beta_hi}},
+                                {"beta_ci_method", fmt::format("percentile bootstrap over seeds, {} resamples, "
+                                                               "std::mt19937_64 seed {}", kBootstrap, kBootstrapSeed)},
+                                {"rms_error", schedule.rms_error}, {"at_boundary", schedule.at_boundary},
+                                {"vs_constant_T", {{"F", f_test.F}, {"p", f_test.p}, {"test", "F(1, steps - 2)"}}}};
   return remember(std::move(result));
 }
 

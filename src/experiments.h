@@ -27,6 +27,7 @@ struct ExperimentSettings {
   std::string model;      // directory or preset
   std::string tokenizer;  // tokenizer.json or its directory; "" = the model directory's
   torch::ScalarType dtype = torch::kBFloat16;  // the notebook ran bf16
+  LogitsDtype logits = LogitsDtype::kFloat32;  // statistics on fp32 logits; model-dtype alpha reported beside
   torch::Device device = torch::kCPU;
   std::vector<std::string> prompts = notebook_prompts();
   std::vector<std::string> evolution_prompts = notebook_evolution_prompts();
@@ -37,8 +38,10 @@ struct ExperimentSettings {
   std::vector<double> detail_scales = {0.01};      // Layer, Evolution, TempSweep
   NoiseType noise = NoiseType::kGaussian;
   ScaleReference reference = ScaleReference::kTensorStd;
-  std::vector<std::string> exclude = default_excludes();
-  double t_lo = 0.5, t_hi = 3.0, t_tol = 1e-4;  // bounds and tolerance of the best-T search
+  std::vector<std::string> exclude = default_excludes();  // exclusion_convention("notebook")
+  std::string exclusion = "notebook";                     // the convention's name, for provenance
+  DepthGroups depth_groups = DepthGroups::kNotebook;
+  double t_lo = 0.5, t_hi = 3.0;  // bounds of the best-T search
 
   void validate() const;  // throws tstar::Error on empty seeds/prompts, bad scales, ...
   nlohmann::json to_json() const;
@@ -92,8 +95,13 @@ class ExperimentSuite {
   const Tokenizer& tokenizer();                            // loaded and prompts encoded on first use
   const std::vector<std::vector<int64_t>>& prompt_ids();
   NoiseEngine& engine(const std::string& group);
-  const torch::Tensor& clean_logits();  // [P, V]
-  const torch::Tensor& noisy_logits(const std::string& group, double scale, uint64_t seed);  // [P, V]
+  struct Logits {
+    torch::Tensor statistics;   // [P, V] fp32, in settings_.logits precision
+    torch::Tensor model_dtype;  // [P, V] fp32, what the model-dtype head gives (HF's logits)
+  };
+  Logits forward_prompts();
+  const Logits& clean_logits();
+  const Logits& noisy_logits(const std::string& group, double scale, uint64_t seed);
   const Trajectory& clean_trajectory(size_t prompt);
   torch::Tensor teacher_forced_logits(const Trajectory& clean) const;  // [steps, V]
   const ExperimentResult& remember(ExperimentResult result);
@@ -106,8 +114,8 @@ class ExperimentSuite {
   std::string clean_digest_;
   std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
   std::unique_ptr<NoiseEngine> engine_;
-  std::optional<torch::Tensor> clean_logits_;
-  std::map<std::string, torch::Tensor> noisy_logits_;
+  std::optional<Logits> clean_logits_;
+  std::map<std::string, Logits> noisy_logits_;
   std::map<size_t, Trajectory> trajectories_;
   std::map<std::string, ExperimentResult> results_;
   std::map<std::string, InjectionReport> injection_reports_;  // by "group/scale/seed"

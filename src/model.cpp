@@ -68,6 +68,14 @@ std::string dtype_name(torch::ScalarType dtype) {
   }
 }
 
+LogitsDtype parse_logits_dtype(const std::string& name) {
+  if (name == "model") return LogitsDtype::kModel;
+  if (name == "fp32") return LogitsDtype::kFloat32;
+  throw Error(fmt::format("unknown logits dtype '{}' (expected fp32 or model)", name));
+}
+
+std::string logits_dtype_name(LogitsDtype logits) { return logits == LogitsDtype::kFloat32 ? "fp32" : "model"; }
+
 std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
   using Role = ParameterSpec::Role;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
@@ -313,11 +321,16 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor
     x = x + attention(rms_norm(x, layer.input_norm), layer, static_cast<int64_t>(i), positions, mask, cache);
     x = x + mlp(rms_norm(x, layer.post_norm), layer);
   }
-  return rms_norm(x, final_norm_);
+  return x;
 }
 
-torch::Tensor Model::lm_head(const torch::Tensor& hidden) const {
-  return project(hidden, p(lm_head_)).to(torch::kFloat);
+torch::Tensor Model::logits(const torch::Tensor& residual, LogitsDtype precision) const {
+  if (precision == LogitsDtype::kModel) return project(rms_norm(residual, final_norm_), p(lm_head_)).to(torch::kFloat);
+  // The same operations in fp32 end to end (no cast back to the weights' dtype); for an fp32 model
+  // this is the model path, bit for bit.
+  auto x32 = residual.to(torch::kFloat);
+  x32 = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
+  return project(p(final_norm_).to(torch::kFloat) * x32, p(lm_head_).to(torch::kFloat));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,7 +369,7 @@ void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size) {
 }  // namespace
 
 torch::Tensor Model::last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache,
-                                 int64_t extra_capacity) const {
+                                 int64_t extra_capacity, torch::Tensor* model_dtype_logits) const {
   torch::NoGradGuard no_grad;
   if (prompts.empty()) throw Error("last_logits: no prompts");
   const int64_t B = static_cast<int64_t>(prompts.size());
@@ -400,7 +413,9 @@ torch::Tensor Model::last_logits(const std::vector<std::vector<int64_t>>& prompt
     cache->length = T;
     cache->next_position = positions.select(1, T - 1) + 1;
   }
-  return lm_head(hidden.select(1, T - 1));  // [B, V]
+  auto last = hidden.select(1, T - 1);  // [B, H]
+  if (model_dtype_logits) *model_dtype_logits = logits(last, LogitsDtype::kModel);
+  return logits(last);  // [B, V]
 }
 
 torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const {
@@ -422,7 +437,7 @@ torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& ca
   auto hidden = hidden_states(ids, positions, mask, &cache);  // [B, 1, H]
   cache.length += 1;
   cache.next_position = cache.next_position + 1;
-  return lm_head(hidden.select(1, 0));
+  return logits(hidden.select(1, 0));
 }
 
 torch::Tensor Model::full_logits(const std::vector<int64_t>& ids) const {
@@ -440,7 +455,7 @@ torch::Tensor Model::sequence_logits(const torch::Tensor& ids) const {
   auto positions = torch::arange(T, input.options()).view({1, T}).expand({B, T});
   auto key_mask = torch::ones({B, T}, input.options().dtype(torch::kBool));
   auto hidden = hidden_states(input, positions, additive_mask(key_mask, 0, T, options_.dtype), nullptr);
-  return lm_head(hidden);  // [B, T, V]
+  return logits(hidden);  // [B, T, V]
 }
 
 std::vector<std::vector<int64_t>> Model::generate_greedy(const std::vector<std::vector<int64_t>>& prompts,

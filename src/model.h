@@ -37,9 +37,17 @@ class ParameterMap {
   std::unordered_map<std::string, size_t> index_;
 };
 
+// Precision of the logits: `model` computes the final norm and lm_head as HF does in the weights'
+// dtype (bf16 logits for a bf16 model); `fp32` runs both in fp32 on the (possibly noised) weights, so
+// the logits carry no bf16 rounding (whose noise otherwise puts a floor under small alphas).
+enum class LogitsDtype { kModel, kFloat32 };
+LogitsDtype parse_logits_dtype(const std::string& name);  // "model" | "fp32"
+std::string logits_dtype_name(LogitsDtype logits);
+
 struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat;  // compute/storage dtype of the weights (fp16: CUDA only)
   torch::Device device = torch::kCPU;
+  LogitsDtype logits = LogitsDtype::kModel;
 };
 
 // Per-layer key/value cache for incremental decoding. Created by Model::prefill.
@@ -80,8 +88,9 @@ class Model {
 
   // Batched prefill of prompts of different lengths (left padded). Returns last-position logits
   // [B, V] in fp32. With a cache pointer the cache is (re)initialised for `extra_capacity` more tokens.
+  // With `model_dtype_logits`, also the logits the model-dtype head gives from the same hidden state.
   torch::Tensor last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache = nullptr,
-                            int64_t extra_capacity = 0) const;
+                            int64_t extra_capacity = 0, torch::Tensor* model_dtype_logits = nullptr) const;
   // One token per sequence appended to the cache; returns [B, V] fp32 logits.
   torch::Tensor decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const;
   // Logits at every position of one unpadded sequence: [T, V] fp32.
@@ -108,10 +117,12 @@ class Model {
   torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
                           const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const;
   torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
-  // Runs every block; returns final-normed hidden states [B, T, H].
+  // Runs every block; returns the residual stream after the last one [B, T, H] (before the final norm).
   torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
                               const torch::Tensor& mask, KVCache* cache) const;
-  torch::Tensor lm_head(const torch::Tensor& hidden) const;  // [..., H] -> [..., V] fp32
+  // Final norm + lm_head: [..., H] residual -> [..., V] fp32 logits, in the given precision.
+  torch::Tensor logits(const torch::Tensor& residual, LogitsDtype precision) const;
+  torch::Tensor logits(const torch::Tensor& residual) const { return logits(residual, options_.logits); }
 
   ModelConfig config_;
   ParameterMap params_;

@@ -132,8 +132,14 @@ int64_t layer_of(const std::string& name) {
   return layer;
 }
 
-// [first, last) layers of early/middle/late: thirds, remainder to the earlier thirds first.
-std::pair<int64_t, int64_t> third_range(int64_t num_layers, int which) {
+const char* const kDepthGroupNames[3] = {"early", "middle", "late"};
+
+// [first, last) layers of early/middle/late (which = 0, 1, 2) under a DepthGroups convention.
+std::pair<int64_t, int64_t> depth_range(int64_t num_layers, int which, DepthGroups depth) {
+  if (depth == DepthGroups::kNotebook) {
+    const int64_t bounds[4] = {0, 8, 24, 32};
+    return {std::min(bounds[which], num_layers), std::min(bounds[which + 1], num_layers)};
+  }
   int64_t base = num_layers / 3, extra = num_layers % 3;
   int64_t begin = 0;
   for (int k = 0; k < which; ++k) begin += base + (k < extra ? 1 : 0);
@@ -141,15 +147,15 @@ std::pair<int64_t, int64_t> third_range(int64_t num_layers, int which) {
 }
 
 // Predicate of a group on names; throws on an unknown group.
-std::function<bool(const std::string&)> group_predicate(const std::string& group, const ModelConfig& config) {
+std::function<bool(const std::string&)> group_predicate(const std::string& group, const ModelConfig& config,
+                                                        DepthGroups depth) {
   if (group == "all") return [](const std::string&) { return true; };
   if (group == "attention") return [](const std::string& n) { return n.find(".self_attn.") != std::string::npos; };
   if (group == "mlp") return [](const std::string& n) { return n.find(".mlp.") != std::string::npos; };
   if (group == "lm_head") return [](const std::string& n) { return n.rfind("lm_head.", 0) == 0; };
-  const std::vector<std::string> thirds = {"early", "middle", "late"};
   for (int k = 0; k < 3; ++k) {
-    if (group == thirds[k]) {
-      auto [begin, end] = third_range(config.num_layers, k);
+    if (group == kDepthGroupNames[k]) {
+      auto [begin, end] = depth_range(config.num_layers, k, depth);
       return [begin = begin, end = end](const std::string& n) {
         int64_t layer = layer_of(n);
         return layer >= begin && layer < end;
@@ -263,15 +269,28 @@ philox::Kind unit_noise_kind(NoiseType type) {
 
 // ---------------------------------------------------------------- targeting
 
-std::vector<std::string> default_excludes() { return {"norm", "embed", ".bias"}; }
+std::vector<std::string> exclusion_convention(const std::string& name) {
+  if (name == "notebook") return {"layernorm", "ln", "embed", ".bias"};
+  if (name == "all-norms") return {"norm", "embed", ".bias"};
+  throw Error("unknown exclusion convention '" + name + "' (expected notebook or all-norms)");
+}
 
-std::vector<std::string> group_names(const ModelConfig& config) {
+std::vector<std::string> default_excludes() { return exclusion_convention("notebook"); }
+
+DepthGroups parse_depth_groups(const std::string& name) {
+  if (name == "notebook") return DepthGroups::kNotebook;
+  if (name == "thirds") return DepthGroups::kThirds;
+  throw Error("unknown depth groups '" + name + "' (expected notebook or thirds)");
+}
+
+std::string depth_groups_name(DepthGroups depth) { return depth == DepthGroups::kNotebook ? "notebook" : "thirds"; }
+
+std::vector<std::string> group_names(const ModelConfig& config, DepthGroups depth) {
   std::vector<std::string> names = {"all", "attention", "mlp"};
   if (!config.tie_word_embeddings) names.push_back("lm_head");
-  const char* third_names[3] = {"early", "middle", "late"};
   for (int k = 0; k < 3; ++k) {
-    auto [begin, end] = third_range(config.num_layers, k);
-    if (begin < end) names.push_back(third_names[k]);
+    auto [begin, end] = depth_range(config.num_layers, k, depth);
+    if (begin < end) names.push_back(kDepthGroupNames[k]);
   }
   for (int64_t i = 0; i < config.num_layers; ++i) names.push_back("layer:" + std::to_string(i));
   return names;
@@ -285,7 +304,8 @@ std::vector<size_t> select_targets(const ParameterMap& params, const ModelConfig
     if (group == "lm_head" && config.tie_word_embeddings)
       throw Error("noise group 'lm_head': this model ties lm_head to model.embed_tokens.weight; target that "
                   "name with excludes that keep it (noise there changes the embeddings too)");
-    auto picked = select_one(params, "group '" + group + "'", group_predicate(group, config), spec.exclude, group);
+    auto picked = select_one(params, "group '" + group + "'", group_predicate(group, config, spec.depth), spec.exclude,
+                             group);
     chosen.insert(picked.begin(), picked.end());
   }
   for (const auto& pattern : spec.include) {
@@ -308,27 +328,28 @@ std::vector<size_t> select_targets(const ParameterMap& params, const ModelConfig
 }
 
 nlohmann::json describe_groups(const ParameterMap& params, const ModelConfig& config,
-                               const std::vector<std::string>& exclude) {
-  nlohmann::json groups = nlohmann::json::object();
-  std::vector<std::string> order = group_names(config);
+                               const std::vector<std::string>& exclude, DepthGroups depth) {
+  std::vector<std::string> order = group_names(config, depth);
   nlohmann::json ordered = nlohmann::json::array();
   for (const auto& group : order) {
-    auto accept = group_predicate(group, config);
+    auto accept = group_predicate(group, config, depth);
     nlohmann::json names = nlohmann::json::array();
     for (size_t i = 0; i < params.size(); ++i)
       if (accept(params.name(i)) && !has_substring(params.name(i), exclude)) names.push_back(params.name(i));
     ordered.push_back({{"group", group}, {"count", names.size()}, {"names", names}});
   }
-  nlohmann::json thirds = nlohmann::json::object();
-  const char* third_names[3] = {"early", "middle", "late"};
+  nlohmann::json ranges = nlohmann::json::object();
   for (int k = 0; k < 3; ++k) {
-    auto [begin, end] = third_range(config.num_layers, k);
-    thirds[third_names[k]] = begin < end ? nlohmann::json{begin, end - 1} : nlohmann::json();  // null: empty
+    auto [begin, end] = depth_range(config.num_layers, k, depth);
+    ranges[kDepthGroupNames[k]] = begin < end ? nlohmann::json{begin, end - 1} : nlohmann::json();  // null: empty
   }
-  return {{"excludes", exclude}, {"num_layers", config.num_layers}, {"thirds", thirds}, {"groups", ordered}};
+  return {{"excludes", exclude}, {"num_layers", config.num_layers}, {"depth_groups", depth_groups_name(depth)},
+          {"depth_ranges", ranges}, {"groups", ordered}};
 }
 
-nlohmann::json describe_groups(const Model& model) { return describe_groups(model.parameters(), model.config()); }
+nlohmann::json describe_groups(const Model& model, const std::vector<std::string>& exclude, DepthGroups depth) {
+  return describe_groups(model.parameters(), model.config(), exclude, depth);
+}
 
 std::vector<std::string> closest_names(const std::string& pattern, const ParameterMap& params, size_t count) {
   std::vector<std::pair<size_t, size_t>> scored;  // (distance, index)

@@ -60,34 +60,51 @@ struct NoiseSpec {
 
 // ---------------------------------------------------------------- targeting
 
-// The notebook's defaults as name substrings: norms ("norm" covers *_layernorm and model.norm),
-// embeddings ("embed") and biases (".bias"). Override by passing another list (empty: none).
-std::vector<std::string> default_excludes();
+// Which parameters are never noised, as name substrings. Two named conventions:
+//   notebook   the notebook's rule: every parameter whose name contains "weight" except names
+//              containing "layernorm", "ln" or "embed"; so per-layer norms, embeddings and biases
+//              are skipped and the final norm (model.norm.weight) and lm_head are noised.
+//              As substrings: layernorm, ln, embed, .bias.
+//   all-norms  also skips the final norm: norm, embed, .bias.
+// Override by passing another list (empty: none).
+std::vector<std::string> exclusion_convention(const std::string& name);  // throws on an unknown name
+std::vector<std::string> default_excludes();  // exclusion_convention("notebook")
+
+// What early / middle / late mean:
+//   notebook  the notebook's literal layer ranges 0-7, 8-23, 24-31 (a quarter, a half, a quarter of
+//             32 layers), cut at the model's depth: on 28 layers late is 24-27, on 4 only early exists;
+//             layers from 32 on are in no depth group (layer:N still reaches them).
+//   thirds    thirds of the real depth, a remainder to the earlier thirds first (28 -> 10/9/9).
+enum class DepthGroups { kNotebook, kThirds };
+DepthGroups parse_depth_groups(const std::string& name);  // notebook|thirds
+std::string depth_groups_name(DepthGroups depth);
 
 // Which tensors get noise: the union of the named groups and the include patterns (substrings, or
 // ECMAScript regexes searched anywhere in the name when `regex`), minus names containing any
 // exclude substring. Nothing named means the group "all".
 // Groups: all, attention (".self_attn."), mlp (".mlp."), lm_head ("lm_head."), early/middle/late
-// (thirds of num_layers; a remainder goes to the earlier thirds first: 28 layers -> 10/9/9),
-// layer:N (0 <= N < num_layers).
+// (DepthGroups), layer:N (0 <= N < num_layers).
 struct TargetSpec {
   std::vector<std::string> groups;
   std::vector<std::string> include;
   bool regex = false;
   std::vector<std::string> exclude = default_excludes();
+  DepthGroups depth = DepthGroups::kNotebook;
 };
 
 // Every group that can select a tensor in this model, layer:N included: lm_head is left out when tied
-// to the embeddings, and early/middle/late when the model has too few layers to fill that third.
-std::vector<std::string> group_names(const ModelConfig& config);
+// to the embeddings, and early/middle/late when the model has no layer in that range.
+std::vector<std::string> group_names(const ModelConfig& config, DepthGroups depth = DepthGroups::kNotebook);
 // Indices (checkpoint order) the spec selects. Throws tstar::Error, touching nothing, on an unknown
 // group, an invalid regex, or a group/pattern that selects nothing (listing the closest names).
 std::vector<size_t> select_targets(const ParameterMap& params, const ModelConfig& config,
                                    const TargetSpec& spec);
 // The names each group selects with the given excludes: {"excludes": [...], "groups": {group: [...]}}.
 nlohmann::json describe_groups(const ParameterMap& params, const ModelConfig& config,
-                               const std::vector<std::string>& exclude = default_excludes());
-nlohmann::json describe_groups(const Model& model);
+                               const std::vector<std::string>& exclude = default_excludes(),
+                               DepthGroups depth = DepthGroups::kNotebook);
+nlohmann::json describe_groups(const Model& model, const std::vector<std::string>& exclude = default_excludes(),
+                               DepthGroups depth = DepthGroups::kNotebook);
 // Up to `count` names closest to `pattern` (edit distance of the pattern to a substring of the name).
 std::vector<std::string> closest_names(const std::string& pattern, const ParameterMap& params,
                                        size_t count = 5);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include "error.h"
 
@@ -83,7 +84,20 @@ LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<d
     m.sum_p2 += p * p;
     m.max_p = std::max(m.max_p, p);
   }
-  for (double z : clean) m.var_p += std::exp(z - lse) * (z - mean_p) * (z - mean_p);
+  for (double z : clean) {
+    const double p = std::exp(z - lse);
+    m.var_p += p * (z - mean_p) * (z - mean_p);
+    m.centered_p2 += p * p * (z - mean_p);
+  }
+  // The realized sample: E_q[y] - E_p[y] and Var_q(y) with q = softmax(y), p = softmax(z).
+  const double noisy_lse = log_sum_exp(noisy);
+  double mean_q = 0, mean_p_of_noisy = 0;
+  for (size_t i = 0; i < noisy.size(); ++i) {
+    mean_q += std::exp(noisy[i] - noisy_lse) * noisy[i];
+    mean_p_of_noisy += std::exp(clean[i] - lse) * noisy[i];
+  }
+  for (double y : noisy) m.noisy_var_q += std::exp(y - noisy_lse) * (y - mean_q) * (y - mean_q);
+  m.realized_shift = mean_q - mean_p_of_noisy;
   m.clean_argmax = first_argmax(clean);
   m.noisy_argmax = first_argmax(noisy);
   m.top1_match = m.clean_argmax == m.noisy_argmax;
@@ -175,14 +189,32 @@ double p_correct(const torch::Tensor& clean, const torch::Tensor& noisy, double 
 
 // ---- Predictors --------------------------------------------------------------------------------
 
+double Predictor::from_ratio(double r) const { return square_root ? std::sqrt(1.0 + r) : 1.0 + r; }
+
+double Predictor::pooled(const std::vector<LogitNoise>& pairs) const {
+  if (pairs.empty()) throw Error(std::string("stats: pooled ") + key + " of no pairs");
+  double num = 0, den = 0;
+  for (const LogitNoise& m : pairs) {
+    num += numerator(m);
+    den += denominator(m);
+  }
+  return from_ratio(num / den);
+}
+
 std::vector<Predictor> predictors() {
+  auto sigma2 = [](const LogitNoise& m) { return m.sigma2; };
+  auto tau2 = [](const LogitNoise& m) { return m.tau2; };
+  auto var_p = [](const LogitNoise& m) { return m.var_p; };
   return {
-      {"sqrt_1p_alpha", "sqrt(1+alpha)", [](const LogitNoise& m) { return std::sqrt(1.0 + m.alpha); }},
-      {"1p_alpha", "1+alpha", [](const LogitNoise& m) { return 1.0 + m.alpha; }},
-      {"1p_sigma2_over_var_p", "1+sigma^2/Var_p(z)",
-       [](const LogitNoise& m) { return 1.0 + m.sigma2 / m.var_p; }},
+      {"sqrt_1p_alpha", "sqrt(1+alpha)", sigma2, tau2, true},
+      {"1p_alpha", "1+alpha", sigma2, tau2},
+      {"1p_sigma2_over_var_p", "1+sigma^2/Var_p(z)", sigma2, var_p},
       {"1p_sigma2_1m_sum_p2_over_var_p", "1+sigma^2(1-sum p^2)/Var_p(z)",
-       [](const LogitNoise& m) { return 1.0 + m.sigma2 * (1.0 - m.sum_p2) / m.var_p; }},
+       [](const LogitNoise& m) { return m.sigma2 * (1.0 - m.sum_p2); }, var_p},
+      {"third_order_iid", "1+sigma^2(1-sum p^2-sum p^2(z-E_p z))/Var_p(z)",
+       [](const LogitNoise& m) { return m.sigma2 * (1.0 - m.sum_p2 - m.centered_p2); }, var_p},
+      {"realized_newton", "1+(E_q y-E_p y)/Var_q(y), q=softmax(noisy)",
+       [](const LogitNoise& m) { return m.realized_shift; }, [](const LogitNoise& m) { return m.noisy_var_q; }},
   };
 }
 
@@ -245,6 +277,77 @@ double TemperatureObjective::mean_p_correct(double T) const {
   double sum = 0;
   for (size_t i = 0; i < pairs_.size(); ++i) sum += p_correct(i, T);
   return sum / static_cast<double>(pairs_.size());
+}
+
+std::pair<double, double> TemperatureObjective::slope_terms(const Pair& pair, double T) const {
+  const double lse = noisy_lse(pair, T);
+  double mean_q = 0, mean_p = 0;
+  for (size_t i = 0; i < pair.noisy.size(); ++i) {
+    mean_q += std::exp(pair.noisy[i] / T - lse) * pair.noisy[i];
+    mean_p += pair.clean_p[i] * pair.noisy[i];
+  }
+  double var_q = 0;
+  for (double y : pair.noisy) var_q += std::exp(y / T - lse) * (y - mean_q) * (y - mean_q);
+  return {mean_q - mean_p, var_q};
+}
+
+// d/db mean KL(b) = mean (E_q[y] - E_p[y]), d^2/db^2 = mean Var_q(y) >= 0, b = 1/T. Newton from b = 1
+// converges in a few steps; a step leaving the bracket [b(hi), b(lo)] (kept with the slope's signs)
+// is replaced by bisection.
+TempSearch TemperatureObjective::best_temperature(double lo, double hi, const std::vector<size_t>& chosen) const {
+  if (!(lo > 0 && lo < 1 && hi > 1 && std::isfinite(hi)))
+    throw Error("stats: temperature search needs 0 < lo < 1 < hi, got [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "]");
+  std::vector<size_t> pairs = chosen;
+  if (pairs.empty())
+    for (size_t i = 0; i < pairs_.size(); ++i) pairs.push_back(i);
+  for (size_t i : pairs)
+    if (i >= pairs_.size()) throw Error("stats: pair " + std::to_string(i) + " of " + std::to_string(pairs_.size()));
+  if (pairs.empty()) throw Error("stats: best temperature of an empty TemperatureObjective");
+  TempSearch out;
+  out.lo = lo, out.hi = hi;
+  auto slope = [&](double b) {
+    ++out.evaluations;
+    double g = 0, h = 0;
+    for (size_t i : pairs) {
+      const auto [shift, var_q] = slope_terms(pairs_[i], 1.0 / b);
+      g += shift;
+      h += var_q;
+    }
+    return std::pair<double, double>{g, h};
+  };
+  auto mean_kl_of = [&](double T) {
+    double sum = 0;
+    for (size_t i : pairs) sum += kl(i, T);
+    return sum / static_cast<double>(pairs.size());
+  };
+  double b_lo = 1.0 / hi, b_hi = 1.0 / lo;  // slope(b_lo) < 0 < slope(b_hi) when the optimum is inside
+  double b = 1.0;
+  auto [g, h] = slope(b);
+  double step = 0;
+  for (int iter = 0; iter < 200 && g != 0; ++iter) {
+    (g < 0 ? b_lo : b_hi) = b;
+    double next = h > 0 ? b - g / h : 0.5 * (b_lo + b_hi);
+    if (!(next > b_lo && next < b_hi)) next = 0.5 * (b_lo + b_hi);
+    step = next - b;
+    b = next;
+    std::tie(g, h) = slope(b);
+    if (std::abs(step) <= 4 * std::numeric_limits<double>::epsilon() * b) break;
+    if (b_hi - b_lo <= 4 * std::numeric_limits<double>::epsilon() * b) break;
+  }
+  out.T = 1.0 / b;
+  out.resolution = std::abs(1.0 / (b - step) - out.T);
+  out.objective = mean_kl_of(out.T);
+  const double at_one = mean_kl_of(1.0);
+  if (at_one <= out.objective) {
+    out.resolution = std::max(out.resolution, std::abs(out.T - 1.0));
+    out.T = 1.0, out.objective = at_one;
+  }
+  // The root was never bracketed on one side: the minimum over [lo, hi] is on that bound.
+  const double tiny = 1e-12;
+  if (out.T >= hi * (1 - tiny)) out.T = hi, out.objective = mean_kl_of(hi), out.at_boundary = true;
+  if (out.T <= lo * (1 + tiny)) out.T = lo, out.objective = mean_kl_of(lo), out.at_boundary = true;
+  return out;
 }
 
 // ---- 1-D minimisation --------------------------------------------------------------------------
@@ -330,6 +433,7 @@ TempSearch best_temperature(const std::function<double(double)>& objective, doub
   out.lo = lo;
   out.hi = hi;
   out.evaluations = m.evaluations;
+  out.resolution = tol;
   return out;
 }
 
@@ -358,11 +462,10 @@ GridScan scan_grid(const std::function<double(double)>& objective, const std::ve
 
 // ---- Comparing predictors ----------------------------------------------------------------------
 
-TemperatureReport report_temperature(const TemperatureObjective& objective, double lo, double hi,
-                                     double tol) {
+TemperatureReport report_temperature(const TemperatureObjective& objective, double lo, double hi) {
   if (objective.size() == 0) throw Error("stats: report_temperature of an empty TemperatureObjective");
   TemperatureReport report;
-  report.best = best_temperature([&](double T) { return objective.mean_kl(T); }, lo, hi, tol);
+  report.best = objective.best_temperature(lo, hi);
   report.kl_at_1 = objective.mean_kl(1.0);
   report.kl_at_best = report.best.objective;
   report.p_correct_at_1 = objective.mean_p_correct(1.0);
@@ -370,11 +473,20 @@ TemperatureReport report_temperature(const TemperatureObjective& objective, doub
   std::vector<double> alphas;
   for (const LogitNoise& m : objective.noise()) alphas.push_back(m.alpha);
   report.mean_alpha = mean_of(alphas);
+  for (size_t i = 0; i < objective.size(); ++i) report.pair_best_T.push_back(objective.best_temperature(lo, hi, {i}).T);
   for (const Predictor& predictor : predictors()) {
-    std::vector<double> values;
-    for (const LogitNoise& m : objective.noise()) values.push_back(predictor.predict(m));
-    const double value = mean_of(values);
-    report.predictions.push_back({predictor.key, predictor.formula, value, value - report.best.T});
+    PredictorError out{predictor.key, predictor.formula, predictor.pooled(objective.noise()), 0, {}, 0, 0};
+    out.error = out.value - report.best.T;
+    double sum = 0, sum_sq = 0;
+    for (size_t i = 0; i < objective.size(); ++i) {
+      out.pair_values.push_back(predictor.predict(objective.noise()[i]));
+      const double e = out.pair_values.back() - report.pair_best_T[i];
+      sum += e;
+      sum_sq += e * e;
+    }
+    out.pair_mean_error = sum / static_cast<double>(objective.size());
+    out.pair_rms_error = std::sqrt(sum_sq / static_cast<double>(objective.size()));
+    report.predictions.push_back(std::move(out));
   }
   return report;
 }
@@ -435,6 +547,15 @@ Interval bootstrap_interval(const std::vector<double>& values, double level, int
   std::sort(means.begin(), means.end());
   out.lo = sorted_quantile(means, 0.5 * (1.0 - level));
   out.hi = sorted_quantile(means, 0.5 * (1.0 + level));
+  return out;
+}
+
+std::vector<std::vector<size_t>> bootstrap_resamples(size_t n, int resamples, uint64_t seed) {
+  if (n == 0 || resamples < 1) throw Error("stats: bootstrap_resamples needs n >= 1 and resamples >= 1");
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<size_t>> out(static_cast<size_t>(resamples), std::vector<size_t>(n));
+  for (auto& draw : out)
+    for (auto& index : draw) index = uniform_index(rng, n);
   return out;
 }
 
@@ -509,18 +630,41 @@ ScheduleFit fit_schedule(const std::vector<double>& best_T, double beta_max) {
   return fit;
 }
 
+NestedFTest schedule_vs_constant(const std::vector<double>& best_T, const ScheduleFit& fit) {
+  const size_t n = best_T.size();
+  if (n < 3) throw Error("stats: schedule_vs_constant needs at least 3 steps");
+  const double mean = mean_of(best_T);
+  double rss_constant = 0;
+  for (double T : best_T) rss_constant += (T - mean) * (T - mean);
+  const double rss_schedule = fit.rms_error * fit.rms_error * static_cast<double>(n);
+  NestedFTest out;
+  if (!(rss_schedule > 0)) {
+    out.F = rss_constant > 0 ? std::numeric_limits<double>::infinity() : 0.0;
+    out.p = rss_constant > 0 ? 0.0 : 1.0;
+    return out;
+  }
+  const double df = static_cast<double>(n - 2);
+  out.F = std::max(0.0, (rss_constant - rss_schedule) / (rss_schedule / df));
+  out.p = 2.0 * (1.0 - student_t_cdf(std::sqrt(out.F), df));
+  return out;
+}
+
 std::map<std::string, double> report_counters(const TemperatureReport& report) {
   std::map<std::string, double> counters = {
       {"alpha", report.mean_alpha},
       {"best_T", report.best.T},
       {"best_T_at_boundary", report.best.at_boundary ? 1.0 : 0.0},
+      {"best_T_resolution", report.best.resolution},
       {"kl_T1", report.kl_at_1},
       {"kl_best", report.kl_at_best},
+      {"kl_reduction", report.kl_at_1 > 0 ? 1.0 - report.kl_at_best / report.kl_at_1 : 0.0},
       {"p_correct_T1", report.p_correct_at_1},
       {"p_correct_best", report.p_correct_at_best}};
   for (const auto& prediction : report.predictions) {
     counters["T_" + prediction.key] = prediction.value;
     counters["err_" + prediction.key] = prediction.error;
+    counters["pair_bias_" + prediction.key] = prediction.pair_mean_error;
+    counters["pair_rms_" + prediction.key] = prediction.pair_rms_error;
   }
   return counters;
 }

@@ -25,7 +25,12 @@ struct LogitNoise {
   double alpha = 0;    // sigma2 / tau2 (0 when tau2 == 0, as in the notebook)
   double var_p = 0;    // sum_i p_i (z_i - E_p z)^2 with p = softmax(clean)
   double sum_p2 = 0;   // sum_i p_i^2
+  double centered_p2 = 0;  // sum_i p_i^2 (z_i - E_p z): the third-order term of the small-noise optimum
   double max_p = 0;    // max_i p_i
+  // The realized sample at T = 1, q = softmax(noisy), y = noisy: E_q[y] - E_p[y] is minus the slope
+  // of KL(p || softmax(y/T)) in 1/T, Var_q(y) its curvature (docs/design.md, "Theory").
+  double realized_shift = 0;  // E_q[y] - E_p[y]
+  double noisy_var_q = 0;     // Var_q(y)
   int64_t clean_argmax = 0;
   int64_t noisy_argmax = 0;
   bool top1_match = false;
@@ -45,15 +50,36 @@ double p_correct(const torch::Tensor& clean, const torch::Tensor& noisy, double 
 
 // ---- Predictors of the best temperature ---------------------------------------------------------
 
+// Every predictor is T = 1 + r (or sqrt(1 + r)) with r = numerator / denominator of one pair's
+// measures. Over many pairs it is pooled as the mean KL pools them: r = sum numerator / sum
+// denominator (a ratio of sums, not a mean of ratios; docs/design.md).
 struct Predictor {
   const char* key;      // identifier for counters and JSON keys
   const char* formula;  // human-readable
-  double (*predict)(const LogitNoise&);
+  double (*numerator)(const LogitNoise&);
+  double (*denominator)(const LogitNoise&);
+  bool square_root = false;  // T = sqrt(1 + r) instead of 1 + r
+
+  double from_ratio(double r) const;
+  double predict(const LogitNoise& m) const { return from_ratio(numerator(m) / denominator(m)); }
+  double pooled(const std::vector<LogitNoise>& pairs) const;
 };
-// sqrt(1+alpha) (the notebook), 1+alpha, 1+sigma2/var_p, 1+sigma2*(1-sum_p2)/var_p (REFERENCE §1).
+// sqrt(1+alpha) (the notebook), 1+alpha, 1+sigma2/var_p, 1+sigma2*(1-sum_p2)/var_p, the small-noise
+// optimum to third order for i.i.d. logit noise 1+sigma2*(1-sum_p2-centered_p2)/var_p, and the
+// realized-sample Newton step 1+realized_shift/noisy_var_q.
 std::vector<Predictor> predictors();
 
 // ---- The averaged KL objective ------------------------------------------------------------------
+
+// The result of a search for the best temperature.
+struct TempSearch {
+  double T = 0;           // argmin of the objective
+  double objective = 0;   // its value there
+  bool at_boundary = false;
+  double lo = 0, hi = 0;  // the bounds searched
+  int evaluations = 0;
+  double resolution = 0;  // how well T is known: the last step (Newton) or tol (Brent)
+};
 
 // Many (clean, noisy) pairs with what KL(T) needs precomputed: evaluating the mean KL at a new T
 // costs one exp per vocabulary entry per pair.
@@ -68,6 +94,12 @@ class TemperatureObjective {
   double mean_kl(double T) const;         // the quantity the notebook minimises
   double mean_p_correct(double T) const;
 
+  // The minimiser of the mean KL over `pairs` (all when empty) in [lo, hi]: the root of its slope in
+  // b = 1/T, E_q[y] - E_p[y] averaged (increasing: the mean KL is convex in b), by Newton steps
+  // with Var_q(y) as the derivative, safeguarded by bisection. Resolved to ~1e-12 in T; T = 1 is
+  // kept when its KL is no larger (exactly so at scale 0).
+  TempSearch best_temperature(double lo, double hi, const std::vector<size_t>& pairs = {}) const;
+
  private:
   struct Pair {
     std::vector<double> clean;      // z, [V]
@@ -78,6 +110,8 @@ class TemperatureObjective {
     int64_t clean_argmax = 0;
   };
   static double noisy_lse(const Pair& pair, double T);
+  // E_q[y] - E_p[y] and Var_q(y) of one pair, q = softmax(y / T).
+  std::pair<double, double> slope_terms(const Pair& pair, double T) const;
   void check_pair(size_t pair, double T) const;
   std::vector<Pair> pairs_;
   std::vector<LogitNoise> noise_;
@@ -96,13 +130,6 @@ struct Minimum {
 // result, that end is returned and at_boundary is set.
 Minimum minimize_brent(const std::function<double(double)>& f, double lo, double hi, double tol);
 
-struct TempSearch {
-  double T = 0;           // argmin of the objective
-  double objective = 0;   // its value there
-  bool at_boundary = false;
-  double lo = 0, hi = 0;  // the bounds searched
-  int evaluations = 0;
-};
 // Default bounds [0.5, 3.0]: wide enough for the optimum below 1 seen on peaked distributions and
 // for strong noise, and well inside where exp(y/T) stays representable after the max shift.
 // The mean KL is convex in 1/T (a log-sum-exp plus a linear term), hence unimodal in T.
@@ -127,11 +154,16 @@ GridScan scan_grid(const std::function<double(double)>& objective, const std::ve
 struct PredictorError {
   std::string key;
   std::string formula;
-  double value = 0;  // mean over pairs of the per-pair prediction (the notebook averages T*)
+  double value = 0;  // pooled over pairs as the mean KL pools them (Predictor::pooled)
   double error = 0;  // value - measured best T
+  // The per-pair view: each pair's own prediction against its own optimum.
+  std::vector<double> pair_values;
+  double pair_mean_error = 0;  // bias
+  double pair_rms_error = 0;
 };
 struct TemperatureReport {
   TempSearch best;
+  std::vector<double> pair_best_T;  // each pair's own optimum
   double mean_alpha = 0;
   double kl_at_1 = 0;
   double kl_at_best = 0;
@@ -140,12 +172,13 @@ struct TemperatureReport {
   std::vector<PredictorError> predictions;
 };
 TemperatureReport report_temperature(const TemperatureObjective& objective, double lo = 0.5,
-                                     double hi = 3.0, double tol = 1e-4);
+                                     double hi = 3.0);
 
 // ---- Across seeds and prompts ------------------------------------------------------------------
 
-// The report's scalars keyed as tstar's benchmark counters: alpha, best_T, best_T_at_boundary, kl_T1,
-// kl_best, p_correct_T1, p_correct_best, and T_<key> / err_<key> for every predictor.
+// The report's scalars keyed as tstar's benchmark counters: alpha, best_T, best_T_at_boundary,
+// best_T_resolution, kl_T1, kl_best, kl_reduction (1 - kl_best / kl_T1), p_correct_T1, p_correct_best,
+// and for every predictor T_<key> / err_<key> (pooled) and pair_bias_<key> / pair_rms_<key>.
 std::map<std::string, double> report_counters(const TemperatureReport& report);
 
 struct Interval {
@@ -160,6 +193,10 @@ Interval t_interval(const std::vector<double>& values, double level = 0.95);
 // quantiles by linear interpolation between order statistics (numpy's default).
 Interval bootstrap_interval(const std::vector<double>& values, double level = 0.95,
                             int resamples = 10000, uint64_t seed = 20240607);
+// `resamples` index lists of size n drawn with replacement from [0, n) by std::mt19937_64(seed):
+// the resampling behind the bootstrap intervals, bit-reproducible on every platform.
+std::vector<std::vector<size_t>> bootstrap_resamples(size_t n, int resamples, uint64_t seed);
+
 // Inverse CDF of Student's t with df degrees of freedom (exact: bisection on the CDF written with
 // the regularized incomplete beta function), p in (0, 1).
 double student_t_quantile(double p, double df);
@@ -197,5 +234,13 @@ struct ScheduleFit {
   bool at_boundary = false;
 };
 ScheduleFit fit_schedule(const std::vector<double>& best_T, double beta_max = 10.0);
+
+// F-test of the schedule (2 parameters) against a constant T (1 parameter) on the same n points:
+// F = (RSS_constant - RSS_schedule) / (RSS_schedule / (n - 2)), p from F(1, n - 2) = t^2.
+struct NestedFTest {
+  double F = 0;
+  double p = 1;
+};
+NestedFTest schedule_vs_constant(const std::vector<double>& best_T, const ScheduleFit& fit);
 
 }  // namespace tstar::stats

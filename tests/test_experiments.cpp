@@ -2,6 +2,8 @@
 // repetitions and iteration counts change nothing), noise never outlives them, and every family
 // runs end to end through `bench` on the tiny HF fixture model.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -37,7 +39,42 @@ TEST(Experiments, ScaleZeroIsExactlyClean) {
   EXPECT_EQ(r.at("kl_T1"), 0.0);
   EXPECT_EQ(r.at("top1_match"), 1.0);
   EXPECT_EQ(r.at("changed_fraction"), 0.0);
-  EXPECT_NEAR(r.at("best_T"), 1.0, 1e-3);
+  EXPECT_EQ(r.at("best_T"), 1.0);  // exactly: T = 1 is always a candidate and the slope there is 0
+  EXPECT_EQ(r.at("best_T_resolution"), 0.0);
+}
+
+// fp32 logits: for an fp32 model the fp32 head is the model's own, bit for bit; for bf16 weights the
+// model-dtype (bf16) logits carry rounding noise that the fp32 head does not, so their alpha is larger.
+TEST(Experiments, Fp32LogitsAndTheModelDtypeAlpha) {
+  ExperimentSuite fp32(small_settings());
+  const auto& a = fp32.weight_noise(0.01).counters;
+  EXPECT_EQ(a.at("alpha_model_logits"), a.at("alpha"));
+  ExperimentSettings bf16_settings = small_settings();
+  bf16_settings.dtype = torch::kBFloat16;
+  ExperimentSuite bf16(bf16_settings);
+  const auto& b = bf16.layer("layer:0", 0.02).counters;
+  EXPECT_GT(b.at("alpha_model_logits"), b.at("alpha"));
+  bf16_settings.logits = LogitsDtype::kModel;
+  ExperimentSuite model_logits(bf16_settings);
+  EXPECT_EQ(model_logits.layer("layer:0", 0.02).counters.at("alpha"), b.at("alpha_model_logits"));
+  EXPECT_EQ(model_logits.settings().to_json().at("logits_dtype"), "model");
+}
+
+TEST(Experiments, DefaultGroupsAreTheNotebooksDepthRangesAndExclusions) {
+  ExperimentSuite suite(small_settings());
+  const auto groups = suite.groups();
+  const int64_t layers = suite.config().num_layers;
+  ASSERT_LE(layers, 8);  // the tiny model: every layer is in the notebook's "early" (0-7)
+  EXPECT_NE(std::find(groups.begin(), groups.end(), "early"), groups.end());
+  EXPECT_EQ(std::find(groups.begin(), groups.end(), "late"), groups.end());
+  const auto& all = suite.layer("all", 0.02).details.at("tensors");
+  EXPECT_NE(std::find(all.begin(), all.end(), "model.norm.weight"), all.end());
+  ExperimentSettings thirds = small_settings();
+  thirds.depth_groups = DepthGroups::kThirds;
+  thirds.exclude = exclusion_convention("all-norms");
+  ExperimentSuite other(thirds);
+  const auto& all_norms = other.layer("all", 0.02).details.at("tensors");
+  EXPECT_EQ(all_norms.size() + 1, all.size());
 }
 
 TEST(Experiments, NoiseGrowsWithScale) {
@@ -81,12 +118,29 @@ TEST(Experiments, WeightsHashAsBeforeAfterEverything) {
 
 TEST(Experiments, EvolutionReportsASeriesPerStepAndALabel) {
   ExperimentSuite suite(small_settings());
-  const auto& r = suite.evolution(0, 0.02);
-  EXPECT_EQ(r.details.at("alpha_t").size(), 6u);
-  EXPECT_EQ(r.details.at("best_T_t").size(), 6u);
-  const std::string label = r.details.at("trend").at("label");
-  EXPECT_TRUE(label == "increase" || label == "decrease" || label == "stable");
-  EXPECT_GE(r.counters.at("beta"), 0.0);
+  for (size_t prompt = 0; prompt < suite.settings().evolution_prompts.size(); ++prompt) {
+    const auto& r = suite.evolution(prompt, 0.02);
+    const auto steps = static_cast<size_t>(r.counters.at("steps"));
+    ASSERT_LE(steps, 6u);
+    EXPECT_EQ(r.details.at("alpha_t").size(), steps);
+    EXPECT_EQ(r.details.at("best_T_t").size(), steps);
+    // Generation stops at the end-of-sequence token and only there.
+    const auto tokens = r.details.at("tokens").get<std::vector<int64_t>>();
+    const int64_t eos = suite.config().eos_token_id;
+    EXPECT_EQ(r.details.at("stopped_at_eos").get<bool>(), steps < 6u);
+    if (steps < 6u) EXPECT_EQ(tokens.back(), eos);
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) EXPECT_NE(tokens[i], eos);
+    if (steps < 3) continue;
+    // A direction only when the seeds' slope interval excludes 0.
+    const std::string label = r.details.at("trend").at("label");
+    const double slope = r.counters.at("slope"), half = r.counters.at("slope_ci95");
+    const bool resolved = std::abs(slope) > half;
+    EXPECT_EQ(label, resolved ? (slope > 0 ? "increase" : "decrease") : "no trend resolved");
+    EXPECT_GE(r.counters.at("beta"), 0.0);
+    EXPECT_LE(r.counters.at("beta_ci95_lo"), r.counters.at("beta_ci95_hi"));
+    EXPECT_GE(r.counters.at("schedule_p"), 0.0);
+    EXPECT_LE(r.counters.at("schedule_p"), 1.0);
+  }
 }
 
 TEST(Experiments, TempSweepCoversTheNotebookGrid) {

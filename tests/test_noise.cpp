@@ -4,6 +4,7 @@
 
 #include <curand_kernel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <limits>
@@ -323,17 +324,57 @@ TEST(NoiseRestore, ThousandsOfCyclesStayBitExact) {
 
 // ---------------------------------------------------------------- targeting
 
-TEST(NoiseTargets, DefaultsExcludeNormsEmbeddingsAndBiases) {
+// The notebook noises every parameter whose name contains "weight" except names containing
+// "layernorm", "ln" or "embed": the final norm and lm_head are in, per-layer norms, embeddings and
+// biases out. The default reproduces that set exactly, name for name.
+TEST(NoiseTargets, DefaultsFollowTheNotebooksRule) {
   Model model = Model::from_preset("tiny");
   NoiseEngine engine(model, TargetSpec{});
-  for (const auto& name : engine.target_names()) {
+  std::vector<std::string> notebook;
+  for (const auto& [name, tensor] : model.parameters().entries()) {
+    const bool excluded = name.find("layernorm") != std::string::npos || name.find("ln") != std::string::npos ||
+                          name.find("embed") != std::string::npos;
+    if (name.find("weight") != std::string::npos && !excluded) notebook.push_back(name);
+  }
+  EXPECT_EQ(engine.target_names(), notebook);
+  EXPECT_NE(std::find(notebook.begin(), notebook.end(), "model.norm.weight"), notebook.end());
+  TargetSpec all_norms;
+  all_norms.exclude = exclusion_convention("all-norms");
+  NoiseEngine without_final_norm(model, all_norms);
+  EXPECT_EQ(without_final_norm.target_names().size() + 1, notebook.size());
+  for (const auto& name : without_final_norm.target_names()) {
     EXPECT_EQ(name.find("norm"), std::string::npos) << name;
     EXPECT_EQ(name.find("embed"), std::string::npos) << name;
     EXPECT_EQ(name.find(".bias"), std::string::npos) << name;
   }
+  EXPECT_THROW(exclusion_convention("none-at-all"), Error);
   TargetSpec everything;
   everything.exclude = {};
   EXPECT_EQ(select_targets(model.parameters(), model.config(), everything).size(), model.parameters().size());
+}
+
+// The notebook's depth groups are literal layer ranges 0-7, 8-23, 24-31, cut at the model's depth.
+TEST(NoiseTargets, NotebookDepthGroupsAreLiteralRangesAndThirdsSplitTheDepth) {
+  ModelConfig deep = preset_config("deepseek-r1-distill-qwen-1.5b");
+  ASSERT_EQ(deep.num_layers, 28);
+  const auto ranges = [](const nlohmann::json& d) { return d.at("depth_ranges"); };
+  Model model = Model::from_preset("tiny");
+  const auto notebook = describe_groups(model.parameters(), deep, default_excludes(), DepthGroups::kNotebook);
+  EXPECT_EQ(ranges(notebook).at("early"), nlohmann::json({0, 7}));
+  EXPECT_EQ(ranges(notebook).at("middle"), nlohmann::json({8, 23}));
+  EXPECT_EQ(ranges(notebook).at("late"), nlohmann::json({24, 27}));
+  const auto thirds = describe_groups(model.parameters(), deep, default_excludes(), DepthGroups::kThirds);
+  EXPECT_EQ(ranges(thirds).at("early"), nlohmann::json({0, 9}));
+  EXPECT_EQ(ranges(thirds).at("middle"), nlohmann::json({10, 18}));
+  EXPECT_EQ(ranges(thirds).at("late"), nlohmann::json({19, 27}));
+  ModelConfig shallow = deep;
+  shallow.num_layers = 4;
+  const auto names = group_names(shallow, DepthGroups::kNotebook);
+  EXPECT_NE(std::find(names.begin(), names.end(), "early"), names.end());
+  EXPECT_EQ(std::find(names.begin(), names.end(), "middle"), names.end());
+  EXPECT_EQ(std::find(names.begin(), names.end(), "late"), names.end());
+  EXPECT_EQ(parse_depth_groups("thirds"), DepthGroups::kThirds);
+  EXPECT_THROW(parse_depth_groups("quarters"), Error);
 }
 
 TEST(NoiseTargets, GroupsFollowTheModelsDepth) {

@@ -461,13 +461,21 @@ class CpuSpreadTest(ReportTestCase):
         self.assertNotIn("machine ≈ seed", summary)
         self.assertNotIn("Rows marked", summary)
 
-    def test_none_disables_and_without_a_file_there_is_no_column(self):
+    def test_none_disables_the_column(self):
         doc = synthetic_results(families=("WeightNoise",))
-        for options in (["--cpu-spread", "none"], []):
-            with self.subTest(options=options):
-                summary = self.report(doc, *options, name=f"run{len(options)}")
-                self.assertNotIn("CPU spread (", summary)
-                self.assertIn("| CPU spread | not used |", summary)
+        summary = self.report(doc, "--cpu-spread", "none")
+        self.assertNotIn("CPU spread (", summary)
+        self.assertIn("| CPU spread | not used |", summary)
+
+    def test_default_is_the_committed_spread_file(self):
+        committed = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.realpath(__file__)))), "results", "baseline", "cpu-spread.json")
+        summary = self.report(synthetic_results(families=("WeightNoise",)), name="default")
+        if os.path.exists(committed):
+            self.assertIn("CPU spread (alpha / best T)", summary)
+            self.assertIn(committed, summary)
+        else:
+            self.assertIn("| CPU spread | not used |", summary)
 
     def test_reference_profile_is_bit_identical_and_the_column_is_labelled(self):
         doc = synthetic_results(families=("WeightNoise",))
