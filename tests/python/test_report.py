@@ -17,8 +17,8 @@ import unittest
 SOURCE_DIR = os.environ.get("TSTAR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 REPORT = os.path.join(SOURCE_DIR, "ci", "report")
 FIGURES = ("weight_noise.png", "layer_sensitivity.png", "evolution.png", "temperature.png",
-           "layer_heatmap.png", "predictor_error.png")
-WEIGHT_NOISE_FIGURES = ("weight_noise.png", "predictor_error.png")
+           "layer_heatmap.png", "predictor_error.png", "pair_prediction.png")
+WEIGHT_NOISE_FIGURES = ("weight_noise.png", "predictor_error.png", "pair_prediction.png")
 SECTIONS = ("## Provenance", "## Experiment 1", "## Which T* predictor", "## Experiment 2",
             "## Experiment 3", "## Experiment 4", "## Figures", "## Timings")
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -60,41 +60,65 @@ def run_report(*args):
 
 PREDICTORS = (("sqrt_1p_alpha", "sqrt(1+alpha)"), ("1p_alpha", "1+alpha"),
               ("1p_sigma2_over_var_p", "1+sigma^2/Var_p(z)"),
-              ("1p_sigma2_1m_sum_p2_over_var_p", "1+sigma^2(1-sum p^2)/Var_p(z)"))
+              ("1p_sigma2_1m_sum_p2_over_var_p", "1+sigma^2(1-sum p^2)/Var_p(z)"),
+              ("third_order_iid", "1+sigma^2(1-sum p^2-sum p^2(z-E_p z))/Var_p(z)"),
+              ("realized_newton", "1+(E_q y-E_p y)/Var_q(y), q=softmax(noisy)"))
+# The predictors and counters runs made before the pooled predictors (and fp32 logits) lack.
+NEW_PREDICTORS = ("third_order_iid", "realized_newton")
+NEW_COUNTERS = ("best_T_resolution", "alpha_model_logits", "kl_reduction")
+NEW_DETAILS = ("best_T_resolution", "pair_best_T")
 GROUPS = ("all", "attention", "mlp", "lm_head", "early", "middle", "late",
           "layer:0", "layer:1", "layer:2", "layer:3")
 PROMPTS = ("Count from 1 to 10: 1, 2,", "The capital of France is", "def fibonacci(n):\n    if n <= 1:")
+NEWTON_SEARCH = {"lo": 0.5, "hi": 3.0,
+                 "method": "root of the mean KL's slope in 1/T (safeguarded Newton); T = 1 kept when no worse"}
+# The floor bf16 logit rounding puts under alpha in these runs: alpha_model_logits = alpha + floor.
+WEIGHT_NOISE_FLOOR = 1e-5
+LAYER_FLOOR = 4e-5
 
 
-def temperature_counters(alpha, best_T):
-    """The counters bench's temperature report writes, for a given alpha and best T."""
+def temperature_counters(alpha, best_T, pairs, resolution=1e-12):
+    """The counters and details bench's temperature report writes, for a given alpha and best T and
+    `pairs` (seed, prompt) pairs whose own optima scatter around best T."""
     predicted = {"sqrt_1p_alpha": math.sqrt(1 + alpha), "1p_alpha": 1 + alpha,
-                 "1p_sigma2_over_var_p": 1 + 9 * alpha, "1p_sigma2_1m_sum_p2_over_var_p": 1 + 3 * alpha}
-    counters = {"alpha": alpha, "best_T": best_T, "best_T_at_boundary": 0.0,
-                "kl_T1": 0.5 * alpha, "kl_best": 0.3 * alpha, "p_correct_T1": 0.84 + alpha,
+                 "1p_sigma2_over_var_p": 1 + 9 * alpha, "1p_sigma2_1m_sum_p2_over_var_p": 1 + 3 * alpha,
+                 "third_order_iid": 1 + 2 * alpha, "realized_newton": best_T + 0.1 * alpha}
+    pair_best_T = [best_T + 20 * alpha * (k - (pairs - 1) / 2) / pairs for k in range(pairs)]
+    counters = {"alpha": alpha, "best_T": best_T, "best_T_at_boundary": 0.0, "best_T_resolution": resolution,
+                "kl_T1": 0.5 * alpha, "kl_best": 0.3 * alpha, "kl_reduction": 0.4, "p_correct_T1": 0.84 + alpha,
                 "p_correct_best": 0.83 + alpha}
-    for key, value in predicted.items():
-        counters[f"T_{key}"] = value
-        counters[f"err_{key}"] = value - best_T
-    details = {"predictors": [{"key": key, "formula": formula, "value": predicted[key],
-                               "error": predicted[key] - best_T} for key, formula in PREDICTORS]}
+    details = {"best_T_resolution": resolution, "pair_best_T": pair_best_T, "predictors": []}
+    for key, formula in PREDICTORS:
+        value = predicted[key]
+        if key == "realized_newton":  # follows each pair's own optimum
+            pair_values = [T + 0.1 * alpha for T in pair_best_T]
+        else:
+            pair_values = [value * (1 + 1e-3 * alpha * k) for k in range(pairs)]
+        errors = [v - T for v, T in zip(pair_values, pair_best_T)]
+        bias, rms = sum(errors) / pairs, math.sqrt(sum(e * e for e in errors) / pairs)
+        counters.update({f"T_{key}": value, f"err_{key}": value - best_T, f"pair_bias_{key}": bias,
+                         f"pair_rms_{key}": rms})
+        details["predictors"].append({"key": key, "formula": formula, "value": value, "error": value - best_T,
+                                      "pooling": "ratio of sums over pairs", "pair_values": pair_values,
+                                      "pair_bias": bias, "pair_rms_error": rms})
     return counters, details
 
 
 def weight_noise_entries(scale):
     alpha = 1.3 * scale ** 2 + 0.4 * scale ** 3
-    best_T = 1 + 5 * alpha
-    counters, details = temperature_counters(alpha, best_T)
+    best_T = 1 + 100 * alpha  # |best T - 1| > best_T_ci95 (0.5 scale) from scale 0.0039 on: 0.002 is not resolved
+    counters, details = temperature_counters(alpha, best_T, pairs=8)
     counters.update({"alpha_ci95": 0.2 * alpha, "best_T_ci95": 0.5 * scale, "alpha_prompt_std": 0.1 * alpha,
                      "grid_best_T": round(best_T / 0.02) * 0.02, "top1_match": 1 - scale, "changed_fraction": 0.9,
-                     "realized_ratio": 1.0, "scale": scale})
+                     "realized_ratio": 1.0, "scale": scale,
+                     "alpha_model_logits": alpha + WEIGHT_NOISE_FLOOR if scale > 0 else 0.0})
     details.update({"seed_alpha": [0.9 * alpha, 1.1 * alpha], "seed_best_T": [best_T - 0.01, best_T + 0.01],
                     "prompt_alpha": [alpha] * 4,
                     "alpha_ci95": {"method": "Student t over seeds", "lo": 0.8 * alpha, "hi": 1.2 * alpha},
                     "best_T_ci95": {"method": "Student t over seeds", "lo": best_T - 0.5 * scale,
                                     "hi": best_T + 0.5 * scale}})
     grid = [0.8 + 0.02 * i for i in range(35)]
-    sweep_counters, sweep_details = temperature_counters(alpha, best_T)
+    sweep_counters, sweep_details = temperature_counters(alpha, best_T, pairs=8)
     sweep_counters.update({"grid_best_T": counters["grid_best_T"], "scale": scale})
     sweep_details.update({"grid": grid, "kl": [(T - best_T) ** 2 + alpha for T in grid],
                           "p_correct": [0.9 - 0.2 * (T - 0.8) for T in grid], "grid_best_at_boundary": False})
@@ -105,10 +129,25 @@ def weight_noise_entries(scale):
 
 def layer_entry(group, index, scale):
     alpha = scale ** 2 * {"all": 2.0, "lm_head": 1.8}.get(group, 0.05 + 0.1 * index)
-    counters, details = temperature_counters(alpha, 1 + 3 * alpha)
+    # "middle": an optimum the search cannot tell from 1 (within its resolution).
+    best_T, resolution = (1 + 5e-7, 1e-6) if group == "middle" else (1 + 3 * alpha, 1e-12)
+    counters, details = temperature_counters(alpha, best_T, pairs=2, resolution=resolution)
     counters.update({"alpha_ci95": 0.1 * alpha, "top1_match": 1.0, "tensors": 7.0, "params": 196608.0,
-                     "changed_fraction": 0.9, "realized_ratio": 1.0, "scale": scale})
+                     "changed_fraction": 0.9, "realized_ratio": 1.0, "scale": scale,
+                     "alpha_model_logits": alpha + LAYER_FLOOR})
     details.update({"seed_alpha": [alpha, alpha], "tensors": ["model.layers.0.mlp.up_proj.weight"]})
+    return {"counters": counters, "details": details}
+
+
+def old_style(entry):
+    """An entry as runs before the pooled predictors, exact best T and fp32 logits wrote it."""
+    counters = {name: value for name, value in entry["counters"].items()
+                if name not in NEW_COUNTERS and not name.startswith(("pair_bias_", "pair_rms_"))
+                and not name.endswith(NEW_PREDICTORS)}
+    details = {name: value for name, value in entry["details"].items() if name not in NEW_DETAILS}
+    if "predictors" in details:
+        details["predictors"] = [{k: p[k] for k in ("key", "formula", "value", "error")}
+                                 for p in details["predictors"] if p["key"] not in NEW_PREDICTORS]
     return {"counters": counters, "details": details}
 
 
@@ -126,7 +165,8 @@ def evolution_entry(prompt, scale):
     return {"counters": counters, "details": details}
 
 
-def synthetic_results(scales=(0.0, 0.002, 0.01, 0.05), detail_scales=(0.01, 0.02), families=None):
+def synthetic_results(scales=(0.0, 0.002, 0.01, 0.05), detail_scales=(0.01, 0.02), families=None, old=False):
+    """A results.json; `old`: as runs before the pooled predictors, exact best T and fp32 logits."""
     results = {}
     for scale in sorted(set(scales) | set(detail_scales)):
         results.update(weight_noise_entries(scale))
@@ -137,12 +177,21 @@ def synthetic_results(scales=(0.0, 0.002, 0.01, 0.05), detail_scales=(0.01, 0.02
             results[f"Evolution/prompt:{prompt}/scale:{scale:g}"] = evolution_entry(prompt, scale)
     if families is not None:
         results = {name: value for name, value in results.items() if name.split("/")[0] in families}
+    if old:
+        results = {name: old_style(value) if "counters" in value and not name.startswith("Evolution/") else value
+                   for name, value in results.items()}
     provenance = {"model": {"architecture": "Qwen2ForCausalLM", "dtype": "bf16", "device": "cpu",
                             "model": "synthetic-model", "parameters": 1017984},
                   "seeds": [0, 1], "scales": list(scales), "detail_scales": list(detail_scales),
                   "threads": 1, "tstar_commit": "abc123def456", "noise": "gaussian",
                   "reference": "tensor_std", "blas_libraries": ["libopenblas.so.0"]}
-    settings = {"seeds": [0, 1], "reference": "tensor_std", "layer_prompt": 0}
+    settings = {"seeds": [0, 1], "reference": "tensor_std", "layer_prompt": 0, "dtype": "bf16"}
+    if old:
+        settings["temperature_search"] = {"lo": 0.5, "hi": 3.0, "method": "Brent", "tol": 1e-4}
+    else:
+        settings.update({"logits_dtype": "fp32", "temperature_search": NEWTON_SEARCH, "exclusion": "notebook",
+                         "depth_groups": "notebook",
+                         "predictor_pooling": "ratio of sums over (seed, prompt) pairs, as the mean KL pools them"})
     return {"provenance": provenance, "settings": settings, "results": results,
             "weights_digest_before": "ab", "weights_digest_after": "ab"}
 
@@ -183,7 +232,18 @@ def table_rows(text):
 
 
 def leading_number(cell):
-    return float(cell.split("±")[0].strip())
+    return float(cell.split("±")[0].split("(")[0].strip())
+
+
+def resolved_best_T(counters):
+    """Whether the run can tell best T from 1: |best T − 1| > max(CI95, resolution) of those present
+    (True when neither is)."""
+    bounds = [counters[k] for k in ("best_T_ci95", "best_T_resolution") if k in counters]
+    return not bounds or abs(counters["best_T"] - 1) > max(bounds)
+
+
+def closest(counters, keys):
+    return min(keys, key=lambda key: abs(counters[f"err_{key}"]))
 
 
 class ReportTestCase(unittest.TestCase):
@@ -260,17 +320,26 @@ class ReportTestCase(unittest.TestCase):
                                        delta=1e-3 * counters["alpha"] / counters["scale"] ** 2)
 
     def check_predictor_ranking(self, summary, results):
+        """The first-ranked predictor and its mean |err| over the scales where best T is resolved."""
         entries = [v["counters"] for k, v in results.items() if k.startswith("WeightNoise/")]
         scaled = [c for c in entries if c["scale"] > 0]
+        resolved = [c for c in scaled if resolved_best_T(c)]
+        text = section(summary, "## Which T* predictor")
+        if not resolved:
+            self.assertIn("not resolved at any scale: no ranking", text)
+            self.assertNotIn("| rank |", text)
+            return
+        self.assertIn(f"{len(resolved)} of {len(scaled)} scales resolved; predictors ranked on those only", text)
         keys = [name[4:] for name in entries[0] if name.startswith("err_")]
-        mean_abs = {key: sum(abs(c[f"err_{key}"]) for c in scaled) / len(scaled) for key in keys}
+        mean_abs = {key: sum(abs(c[f"err_{key}"]) for c in resolved) / len(resolved) for key in keys}
         best = min(mean_abs, key=mean_abs.get)
         formulas = {p["key"]: p["formula"] for p in results[next(iter(
             k for k in results if k.startswith("WeightNoise/")))]["details"]["predictors"]}
-        first = table_rows(section(summary, "## Which T* predictor"))[0]
+        first = table_rows(text)[0]
         self.assertEqual(first[0], "1")
         self.assertEqual(first[1].strip("`"), formulas[best])
         self.assertAlmostEqual(float(first[2]), mean_abs[best], delta=2e-3 * mean_abs[best] + 1e-12)
+        self.assertEqual(first[5], f"{sum(1 for c in resolved if closest(c, keys) == best)} of {len(resolved)}")
 
     def check_layer_ranking(self, summary, results):
         layers = {k: v["counters"] for k, v in results.items() if k.startswith("Layer/")}
@@ -342,6 +411,158 @@ class SyntheticRunTest(ReportTestCase):
     def test_broken_benchmark_json(self):
         run_dir = self.make_run(synthetic_results(), {"context": {}})
         self.assert_error(run_report(run_dir), "benchmark.json")
+
+    def test_pair_values_must_match_the_pairs(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        doc["results"]["WeightNoise/scale:0.01"]["details"]["predictors"][2]["pair_values"].pop()
+        self.assert_error(run_report(self.make_run(doc, name="a")), "WeightNoise/scale:0.01",
+                          "predictors[2].pair_values has 7 values, details.pair_best_T 8")
+        doc = synthetic_results(families=("WeightNoise",))
+        doc["results"]["WeightNoise/scale:0.05"]["details"]["pair_best_T"] = [1.0, "x"]
+        self.assert_error(run_report(self.make_run(doc, name="b")), "WeightNoise/scale:0.05", "pair_best_T")
+
+
+class StatisticsTest(ReportTestCase):
+    """What the pooled predictors, the exactly searched best T and the fp32 logits add to the summary:
+    unresolved best T, the ranking over resolved scales only, the per-pair view and its figure, the bf16
+    rounding floor; and runs made before them still render."""
+
+    def report(self, doc, name="run"):
+        run_dir = self.make_run(doc, name=name)
+        out_dir = os.path.join(self.tmp.name, name + "-out")
+        result = run_report(run_dir, "--out", out_dir, "--cpu-spread", "none")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            return f.read(), out_dir
+
+    @staticmethod
+    def counters(doc, family):
+        return {name: value["counters"] for name, value in doc["results"].items() if name.startswith(family + "/")}
+
+    def test_not_resolved_is_marked_beside_best_T(self):
+        for old in (False, True):
+            with self.subTest(old=old):
+                doc = synthetic_results(families=("WeightNoise", "Layer"), old=old)
+                summary, _ = self.report(doc, name=f"old{old}")
+                rows = {row[0]: row for row in table_rows(section(summary, "## Experiment 1"))}
+                marked = {scale for scale, row in rows.items() if row[3].endswith("(not resolved)")}
+                expected = {f"{c['scale']:g}" for c in self.counters(doc, "WeightNoise").values()
+                            if c["scale"] > 0 and not resolved_best_T(c)}
+                self.assertEqual(marked, expected)
+                self.assertEqual(marked, {"0.002"})   # scale 0 has best T exactly 1: nothing to resolve
+                self.assertEqual(rows["0.002"][3], "1.0005 ± 0.001 (not resolved)")
+                layer = [row for row in table_rows(section(summary, "## Experiment 2"))]
+                # Layer has no CI over seeds: its resolution decides, and older runs have none.
+                self.assertEqual({row[1] for row in layer if "(not resolved)" in row[3]},
+                                 set() if old else {"middle"})
+                self.assertEqual("cannot tell best T from 1" in section(summary, "## Experiment 2"), not old)
+
+    def test_predictors_are_ranked_on_resolved_scales_only(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        summary, _ = self.report(doc)
+        text = section(summary, "## Which T* predictor")
+        self.assertIn("3 of 4 scales resolved; predictors ranked on those only (not resolved: scale 0.002", text)
+        self.assertIn("pooled as the objective: ratio of sums over (seed, prompt) pairs", text)
+        self.assertNotIn("mean of the per-pair predictions", text)
+        header = text.splitlines()[[line.startswith("| rank |") for line in text.splitlines()].index(True)]
+        self.assertTrue(header.endswith("| closest at | mean pair RMS err | mean pair bias |"), header)
+        rows = table_rows(text)
+        self.assertEqual(sorted(row[1].strip("`") for row in rows), sorted(formula for _, formula in PREDICTORS))
+        resolved = [c for c in self.counters(doc, "WeightNoise").values() if c["scale"] > 0 and resolved_best_T(c)]
+        self.assertEqual(len(resolved), 3)
+        formulas = dict(PREDICTORS)
+        for row in rows:
+            key = next(k for k, f in formulas.items() if f == row[1].strip("`"))
+            for column, counter in ((2, "err"), (6, "pair_rms"), (7, "pair_bias")):
+                values = [c[f"{counter}_{key}"] for c in resolved]
+                mean = sum(abs(v) for v in values) / 3 if counter == "err" else sum(values) / 3
+                # 3 significant digits: within 5e-3 relative
+                self.assertAlmostEqual(float(row[column]), mean, delta=5e-3 * abs(mean), msg=(row, counter))
+        self.assertEqual(rows[0][1], "`1+(E_q y-E_p y)/Var_q(y), q=softmax(noisy)`")
+        self.check_predictor_ranking(summary, doc["results"])
+
+    def test_no_resolved_scale_means_no_ranking(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        for value in doc["results"].values():
+            value["counters"]["best_T_ci95"] = 1.0
+        summary, _ = self.report(doc)
+        text = section(summary, "## Which T* predictor")
+        self.assertIn("Best T is not resolved at any scale: no ranking.", text)
+        self.assertNotIn("| rank |", text)
+        self.assertNotIn("is closest (mean |err|", text)
+        # The per-pair view stays, unranked, in the run's predictor order.
+        rows = table_rows(text)
+        self.assertEqual([row[0].strip("`") for row in rows], [formula for _, formula in PREDICTORS])
+        self.assertIn("(not a ranking)", text)
+        self.assertEqual(sum("(not resolved)" in row[3] for row in table_rows(section(summary, "## Experiment 1"))),
+                         4)
+
+    def test_pair_prediction_figure_shows_the_largest_resolved_scale(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        summary, out_dir = self.report(doc, name="a")
+        self.assertIn("Per-pair predictions at scale 0.05 (the largest scale where best T is resolved)", summary)
+        self.assert_images_readable([os.path.join(out_dir, "pair_prediction.png")])
+        # Scale 0.05 not resolved: the figure falls back to 0.02.
+        doc["results"]["WeightNoise/scale:0.05"]["counters"]["best_T_ci95"] = 1.0
+        summary, _ = self.report(doc, name="b")
+        self.assertIn("Per-pair predictions at scale 0.02 (the largest scale where best T is resolved)", summary)
+        # None resolved: the largest scale > 0, and the summary says why.
+        for value in doc["results"].values():
+            value["counters"]["best_T_ci95"] = 1.0
+        summary, out_dir = self.report(doc, name="c")
+        self.assertIn("Per-pair predictions at scale 0.05 (best T is not resolved at any scale: the largest "
+                      "scale > 0)", summary)
+        self.assertIn("](pair_prediction.png)", section(summary, "## Which T* predictor"))
+        self.assert_images_readable([os.path.join(out_dir, "pair_prediction.png")])
+
+    def test_rounding_floor_of_the_model_dtype_logits(self):
+        doc = synthetic_results(families=("WeightNoise", "Layer"))
+        summary, _ = self.report(doc)
+        for heading, family, key in (("## Experiment 1", "WeightNoise", lambda row: row[0]),
+                                     ("## Experiment 2", "Layer", lambda row: row[1])):
+            text = section(summary, heading)
+            self.assertIn("| α (fp32 logits) ± 95% CI |", text)
+            self.assertIn("| α (bf16 logits) (ratio to α) |", text)
+            self.assertIn("the bf16 logits' rounding dominates α", text)
+            rows = table_rows(text)
+            floored = {key(row) for row in rows if row[-1].endswith("rounding floor)")}
+            counters = self.counters(doc, family)
+            expected = {(f"{c['scale']:g}" if family == "WeightNoise" else name.split("/")[1])
+                        for name, c in counters.items() if c["alpha"] > 0 and c["alpha_model_logits"] / c["alpha"] > 2}
+            self.assertEqual(floored, expected)
+            self.assertTrue(floored)
+            self.assertIn(f"marked \"rounding floor\": {sum(row[-1].endswith('rounding floor)') for row in rows)} "
+                          f"of {len(rows)} rows", " ".join(text.split()))
+        self.assertEqual(table_rows(section(summary, "## Experiment 1"))[-1][-1], "0.00331 (1×)")
+
+    def test_search_method_and_pooling_are_the_runs(self):
+        summary, _ = self.report(synthetic_results(families=("WeightNoise", "TempSweep")), name="new")
+        self.assertNotIn("Brent", summary)
+        self.assertIn("Search: root of the mean KL's slope in 1/T (safeguarded Newton); T = 1 kept when no worse, "
+                      "T in [0.5, 3]; resolution (best_T_resolution) ≤ 1e-12 in T.", summary)
+        self.assertIn("| dtype / device | bf16 (logits fp32) / cpu |", summary)
+        self.assertIn("| exclusion / depth groups | notebook / notebook |", summary)
+        summary, _ = self.report(synthetic_results(families=("WeightNoise", "TempSweep"), old=True), name="old")
+        self.assertIn("Search: Brent, tol 0.0001, T in [0.5, 3].", summary)
+        self.assertIn("report the mean of the per-pair predictions", summary)
+        self.assertNotIn("exclusion / depth groups", summary)
+
+    def test_runs_before_the_new_statistics_still_render(self):
+        doc = synthetic_results(old=True)
+        summary, out_dir = self.report(doc)
+        drawn = [name for name in FIGURES if name != "pair_prediction.png"]
+        self.assertEqual(sorted(os.listdir(out_dir)), sorted(drawn + ["summary.md"]))
+        self.assert_images_readable([os.path.join(out_dir, name) for name in drawn])
+        self.assertIn("pair_prediction.png: skipped (no per-pair predictions", summary)
+        self.assertNotIn("(bf16 logits)", summary)    # no α (bf16 logits) column
+        self.assertNotIn("fp32", summary)
+        self.assertNotIn("rounding floor", summary)
+        text = section(summary, "## Which T* predictor")
+        self.assertNotIn("mean pair RMS err", text)
+        self.assertEqual(len(table_rows(text)), 4)     # the four predictors of those runs
+        self.check_weight_noise_table(summary, doc["results"])
+        self.check_predictor_ranking(summary, doc["results"])
+        self.check_layer_ranking(summary, doc["results"])
 
 
 def spread_document(measured):
