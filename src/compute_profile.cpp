@@ -43,7 +43,7 @@ const char* const kComputeFlagsHelp =
   --threads N             compute threads with --compute native (default: all cores)
 )";
 
-ComputeOptions take_compute_flags(int& argc, char** argv) {
+ComputeOptions take_compute_flags(int& argc, char** argv, bool take_threads) {
   const char* from_environment = std::getenv(kComputeProfileVariable);
   std::string name = from_environment && *from_environment ? from_environment : "reference";
   std::string source = from_environment && *from_environment ? std::string("$") + kComputeProfileVariable : "";
@@ -54,6 +54,7 @@ ComputeOptions take_compute_flags(int& argc, char** argv) {
     std::string* target = nullptr;
     std::string flag;
     for (auto [candidate, value] : {std::pair{"--compute", &name}, std::pair{"--threads", &threads}}) {
+      if (!take_threads && value == &threads) continue;
       if (arg == candidate || arg.rfind(std::string(candidate) + "=", 0) == 0) {
         target = value;
         flag = candidate;

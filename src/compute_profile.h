@@ -38,9 +38,10 @@ struct ComputeOptions {
   int threads = 0;  // 0: all cores (native); the reference profile uses one
 };
 
-// Removes `--compute NAME` and `--threads N` (also as --flag=value) from argv and returns them;
-// without --compute, $TSTAR_COMPUTE, else reference. Throws tstar::Error on a bad or missing value.
-ComputeOptions take_compute_flags(int& argc, char** argv);
+// Removes `--compute NAME` and, when `take_threads`, `--threads N` (also as --flag=value) from argv
+// and returns them; without --compute, $TSTAR_COMPUTE, else reference. Throws tstar::Error on a bad
+// or missing value. (`tstar train` keeps its own --threads: training sets its thread count itself.)
+ComputeOptions take_compute_flags(int& argc, char** argv, bool take_threads = true);
 
 // The --help text of those two flags (both programs print it).
 extern const char* const kComputeFlagsHelp;

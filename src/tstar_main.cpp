@@ -1,4 +1,5 @@
 // `tstar`: the command-line tool. Dispatches to a subcommand; prints errors and picks exit codes.
+#include <algorithm>
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -36,8 +37,11 @@ options of every command:
 int main(int argc, char** argv) {
   const std::vector<char*> original_argv(argv, argv + argc + 1);
   tstar::ComputeOptions compute;
+  // The trainer sets its own thread count (its --threads is part of its recipe).
+  const bool training = std::find_if(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "train"; }) !=
+                        argv + argc;
   const int flags_status = tstar::cli::run_reporting_errors([&] {
-    compute = tstar::take_compute_flags(argc, argv);  // anywhere on the line
+    compute = tstar::take_compute_flags(argc, argv, /*take_threads=*/!training);  // anywhere on the line
     return 0;
   });
   if (flags_status != 0) return 2;
