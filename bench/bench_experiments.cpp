@@ -35,14 +35,11 @@ std::vector<double> parse_scales(const std::string& text, const std::string& fla
 }
 
 std::vector<std::string> read_prompt_file(const std::string& path, const std::string& flag) {
-  const nlohmann::json j = read_json_file(path);
-  if (!j.is_array() || j.empty()) throw Error(fmt::format("bench: --{} {}: expected a non-empty JSON array of strings", flag, path));
-  std::vector<std::string> prompts;
-  for (const auto& item : j) {
-    if (!item.is_string()) throw Error(fmt::format("bench: --{} {}: every prompt must be a string", flag, path));
-    prompts.push_back(item.get<std::string>());
+  try {
+    return read_prompt_set(path).prompts;
+  } catch (const Error& e) {
+    throw Error(fmt::format("bench: --{}: {}", flag, e.what()));
   }
-  return prompts;
 }
 
 ExperimentSettings settings_from(const BenchOptions& options) {
@@ -52,7 +49,18 @@ ExperimentSettings settings_from(const BenchOptions& options) {
   settings.dtype = parse_dtype(options.dtype);
   if (!options.logits_dtype.empty()) settings.logits = parse_logits_dtype(options.logits_dtype);
   settings.device = torch::Device(options.device);
-  if (!options.prompts.empty()) settings.prompts = read_prompt_file(options.prompts, "prompts");
+  if (!options.prompts.empty()) {
+    PromptSet set;
+    try {
+      set = read_prompt_set(options.prompts);
+    } catch (const Error& e) {
+      throw Error(fmt::format("bench: --prompts: {}", e.what()));
+    }
+    settings.prompts = set.prompts;
+    bool any_answer = false;
+    for (const auto& answer : set.answers) any_answer = any_answer || !answer.empty();
+    if (any_answer) settings.answers = set.answers;
+  }
   if (!options.evolution_prompts.empty()) {
     settings.evolution_prompts = read_prompt_file(options.evolution_prompts, "evolution-prompts");
   }

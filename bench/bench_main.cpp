@@ -70,8 +70,11 @@ tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, fo
                           WeightNoise and Layer also report alpha_model_logits, alpha on the
                           model-dtype logits from the same forward
   --device cpu|cuda       device (default: cpu)
-  --prompts FILE          JSON array of prompts (default: the notebook's four)
-  --evolution-prompts FILE  JSON array of prompts for Evolution (default: the notebook's three)
+  --prompts FILE          prompts: a JSON array of strings or of {"prompt", "answer"} objects, or JSON
+                          Lines of either (default: the notebook's four); with answers, P(answer) and
+                          accuracy are reported (fixtures/prompts/ has a 256-question set for the
+                          embedded model and a 128-prompt general set)
+  --evolution-prompts FILE  prompts for Evolution, same formats (default: the notebook's three)
   --seeds N               noise seeds 0..N-1 per scale (default: 8)
   --scales A,B,...        WeightNoise scales (default: 0,0.001,0.002,0.005,0.01,0.02,0.05)
   --detail-scales A,...   Layer/Evolution/TempSweep scales (default: 0.01)

@@ -1,7 +1,9 @@
 // `tstar train` (trains the embedded counting model) and `tstar corpus` (writes its training text,
 // the input of fixtures/embedded/make_tokenizer.py).
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -49,16 +51,40 @@ std::string machine_description() {
 
 int cmd_corpus(const std::vector<std::string>& argv, std::ostream& out) {
   if (wants_help(argv)) {
-    out << "usage: tstar corpus --out FILE [--examples N] [--seed S]\n\n"
+    out << "usage: tstar corpus --out FILE [--examples N] [--seed S]\n"
+           "       tstar corpus --out FILE --held-out N\n\n"
            "Writes N training texts of the embedded model's corpus, one per line (the input of\n"
-           "fixtures/embedded/make_tokenizer.py).\n\n"
-           "  --out FILE       output text file\n"
+           "fixtures/embedded/make_tokenizer.py); with --held-out, N distinct held-out questions the\n"
+           "training stream never contains, as JSON Lines {\"prompt\", \"answer\", \"task\"} (a prompt\n"
+           "set for bench --prompts whose P(correct) is the model's real accuracy).\n\n"
+           "  --out FILE       output file\n"
            "  --examples N     number of training examples (default: 50000)\n"
-           "  --seed S         corpus seed (default: 1)\n";
+           "  --seed S         corpus seed (default: 1)\n"
+           "  --held-out N     held-out questions instead (fixed held-out seed, as the model card)\n";
     return 0;
   }
-  Args args(argv, {"out", "examples", "seed"}, {}, "corpus");
+  Args args(argv, {"out", "examples", "seed", "held-out"}, {}, "corpus");
   const std::string path = args.required("out");
+  if (args.has("held-out")) {
+    const int64_t count = args.get_int("held-out", 0);
+    if (count <= 0) throw Error(fmt::format("--held-out must be positive, got {}", count));
+    std::vector<CorpusExample> questions;  // held-out examples with an answer (plain sentences have none)
+    for (CorpusExample& example : held_out_set(std::min<size_t>(5000, static_cast<size_t>(count) * 3))) {
+      if (!example.answer.empty() && questions.size() < static_cast<size_t>(count)) questions.push_back(std::move(example));
+    }
+    if (questions.size() < static_cast<size_t>(count)) {
+      throw Error(fmt::format("--held-out {}: only {} distinct held-out questions", count, questions.size()));
+    }
+    std::ofstream file(path, std::ios::binary);
+    for (const CorpusExample& example : questions) {
+      file << nlohmann::json{{"prompt", example.prompt}, {"answer", example.answer}, {"task", task_name(example.task)}}
+                  .dump()
+           << '\n';
+    }
+    if (!file) throw Error(fmt::format("tstar corpus: cannot write '{}'", path));
+    out << fmt::format("wrote {} held-out questions to {}\n", count, path);
+    return 0;
+  }
   const int64_t count = args.get_int("examples", 50000);
   if (count <= 0) throw Error(fmt::format("--examples must be positive, got {}", count));
   CorpusGenerator generator(static_cast<uint64_t>(args.get_int("seed", 1)));

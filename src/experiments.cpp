@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "error.h"
 #include "provenance.h"
@@ -27,8 +29,51 @@ std::vector<std::string> notebook_evolution_prompts() {
 
 std::vector<double> notebook_scales() { return {0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05}; }
 
+PromptSet read_prompt_set(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("prompt file '{}' cannot be read", path.string()));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  PromptSet set;
+  auto take = [&](const nlohmann::json& item, const std::string& where) {
+    if (item.is_string()) {
+      set.prompts.push_back(item.get<std::string>());
+      set.answers.emplace_back();
+    } else if (item.is_object() && item.contains("prompt") && item.at("prompt").is_string()) {
+      set.prompts.push_back(item.at("prompt").get<std::string>());
+      const auto answer = item.find("answer");
+      if (answer != item.end() && !answer->is_string() && !answer->is_null()) {
+        throw Error(fmt::format("{}: \"answer\" must be a string", where));
+      }
+      set.answers.push_back(answer != item.end() && answer->is_string() ? answer->get<std::string>() : "");
+    } else {
+      throw Error(fmt::format("{}: expected a prompt string or an object with a string \"prompt\"", where));
+    }
+    if (set.prompts.back().empty()) throw Error(fmt::format("{}: empty prompt", where));
+  };
+  const auto whole = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!whole.is_discarded() && whole.is_array()) {
+    for (size_t i = 0; i < whole.size(); ++i) take(whole[i], fmt::format("{}: item {}", path.string(), i));
+  } else {
+    std::istringstream lines(text);
+    std::string line;
+    for (size_t number = 1; std::getline(lines, line); ++number) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const auto item = nlohmann::json::parse(line, nullptr, false);
+      const std::string where = fmt::format("{}: line {}", path.string(), number);
+      if (item.is_discarded()) throw Error(where + ": not valid JSON (expected a JSON array or JSON Lines)");
+      take(item, where);
+    }
+  }
+  if (set.prompts.empty()) throw Error(fmt::format("prompt file '{}' holds no prompts", path.string()));
+  return set;
+}
+
 void ExperimentSettings::validate() const {
   if (prompts.empty()) throw Error("experiments: no prompts");
+  if (!answers.empty() && answers.size() != prompts.size()) {
+    throw Error(fmt::format("experiments: {} answers for {} prompts", answers.size(), prompts.size()));
+  }
+  if (batch_size < 1) throw Error("experiments: batch size must be at least 1");
   if (evolution_prompts.empty()) throw Error("experiments: no evolution prompts");
   if (seeds.empty()) throw Error("experiments: no seeds");
   if (scales.empty() && detail_scales.empty()) throw Error("experiments: no noise scales");
@@ -50,6 +95,8 @@ nlohmann::json ExperimentSettings::to_json() const {
           {"logits_dtype", logits_dtype_name(logits)},
           {"device", device.str()},
           {"prompts", prompts},
+          {"answers", answers},
+          {"batch_size", batch_size},
           {"evolution_prompts", evolution_prompts},
           {"evolution_steps", evolution_steps},
           {"layer_prompt", layer_prompt},
@@ -127,6 +174,13 @@ const Tokenizer& ExperimentSuite::tokenizer() {
       if (ids.back().empty()) throw Error(fmt::format("prompt '{}' encodes to no tokens", prompt));
     }
     prompt_ids_ = std::move(ids);
+    answer_ids_.assign(settings_.prompts.size(), -1);
+    for (size_t i = 0; i < settings_.answers.size(); ++i) {
+      if (settings_.answers[i].empty()) continue;
+      const auto answer = loaded.encode(" " + settings_.answers[i], /*add_special=*/false);
+      if (answer.empty()) throw Error(fmt::format("answer '{}' encodes to no tokens", settings_.answers[i]));
+      answer_ids_[i] = answer.front();
+    }
     tokenizer_ = std::move(loaded);
   }
   return *tokenizer_;
@@ -191,11 +245,19 @@ NoiseEngine& ExperimentSuite::engine(const std::string& group) {
   return *engine_;
 }
 
+// In batches of settings_.batch_size prompts (the same batches clean and noisy).
 ExperimentSuite::Logits ExperimentSuite::forward_prompts() {
-  Logits out;
-  out.statistics = model().last_logits(prompt_ids(), nullptr, 0, &out.model_dtype).to(torch::kCPU);
-  out.model_dtype = out.model_dtype.to(torch::kCPU);
-  return out;
+  const auto& ids = prompt_ids();
+  std::vector<torch::Tensor> statistics, model_dtype;
+  for (size_t begin = 0; begin < ids.size(); begin += settings_.batch_size) {
+    const size_t end = std::min(ids.size(), begin + settings_.batch_size);
+    std::vector<std::vector<int64_t>> batch(ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                                            ids.begin() + static_cast<std::ptrdiff_t>(end));
+    torch::Tensor model_logits;
+    statistics.push_back(model().last_logits(batch, nullptr, 0, &model_logits).to(torch::kCPU));
+    model_dtype.push_back(model_logits.to(torch::kCPU));
+  }
+  return {torch::cat(statistics), torch::cat(model_dtype)};
 }
 
 const ExperimentSuite::Logits& ExperimentSuite::clean_logits() {
@@ -218,8 +280,70 @@ const ExperimentSuite::Logits& ExperimentSuite::noisy_logits(const std::string& 
 void ExperimentSuite::timed_cycle(const std::string& group, double scale, uint64_t seed) {
   NoiseEngine& noise = engine(group);
   NoiseScope scope(noise, scale, seed);
-  torch::Tensor logits = model().last_logits(prompt_ids());
-  TSTAR_CHECK(logits.defined());
+  const Logits logits = forward_prompts();
+  TSTAR_CHECK(logits.statistics.defined());
+}
+
+// Over the seeds x prompts grid (pairs seed-major): a cluster bootstrap of best T, alpha, the KL
+// reduction and each predictor's error; each prompt's own best T; with answers, P(answer) and accuracy.
+void ExperimentSuite::add_prompt_statistics(const stats::TemperatureObjective& objective,
+                                            const stats::TemperatureReport& report, size_t S, size_t P,
+                                            ExperimentResult& result) {
+  const auto boot = stats::cluster_bootstrap(objective, S, P, report.best);
+  result.counters["best_T_boot_lo"] = boot.best_T.lo;
+  result.counters["best_T_boot_hi"] = boot.best_T.hi;
+  result.counters["alpha_boot_lo"] = boot.alpha.lo;
+  result.counters["alpha_boot_hi"] = boot.alpha.hi;
+  result.counters["kl_reduction_boot_lo"] = boot.kl_reduction.lo;
+  result.counters["kl_reduction_boot_hi"] = boot.kl_reduction.hi;
+  auto& predictors = result.details["predictors"];
+  for (size_t i = 0; i < boot.predictor_error.size() && i < predictors.size(); ++i) {
+    const auto& interval = boot.predictor_error[i];
+    predictors[i]["error_ci95"] = {interval.lo, interval.hi};
+    result.counters["err_" + predictors[i]["key"].get<std::string>() + "_ci95"] = (interval.hi - interval.lo) / 2;
+  }
+  result.details["bootstrap"] = {
+      {"method", "cluster bootstrap over prompts x seeds: each resample draws seeds and prompts with replacement "
+                 "and takes every (seed, prompt) pair; its optimum is one Newton step in 1/T from the full "
+                 "sample's; percentile 95% intervals"},
+      {"resamples", boot.resamples}, {"seed", boot.seed},
+      {"best_T", {boot.best_T.lo, boot.best_T.hi}}, {"alpha", {boot.alpha.lo, boot.alpha.hi}},
+      {"kl_reduction", {boot.kl_reduction.lo, boot.kl_reduction.hi}}};
+
+  std::vector<double> prompt_best_T;
+  for (size_t p = 0; p < P; ++p) {
+    std::vector<size_t> pairs;
+    for (size_t s = 0; s < S; ++s) pairs.push_back(s * P + p);
+    prompt_best_T.push_back(objective.best_temperature(settings_.t_lo, settings_.t_hi, pairs).T);
+  }
+  result.details["prompt_best_T"] = prompt_best_T;
+  std::vector<double> sorted = prompt_best_T;
+  std::sort(sorted.begin(), sorted.end());
+  auto quantile = [&](double q) { return sorted[static_cast<size_t>(std::lround(q * static_cast<double>(P - 1)))]; };
+  result.counters["prompt_best_T_p10"] = quantile(0.1);
+  result.counters["prompt_best_T_p50"] = quantile(0.5);
+  result.counters["prompt_best_T_p90"] = quantile(0.9);
+
+  double answered = 0, p_answer_1 = 0, p_answer_best = 0, clean_right = 0, noisy_right = 0;
+  for (size_t s = 0; s < S; ++s) {
+    for (size_t p = 0; p < P; ++p) {
+      const int64_t answer = answer_ids_.at(p);
+      if (answer < 0) continue;
+      const size_t k = s * P + p;
+      answered += 1;
+      p_answer_1 += objective.p_token(k, answer, 1.0);
+      p_answer_best += objective.p_token(k, answer, report.best.T);
+      clean_right += objective.clean_argmax_is(k, answer) ? 1 : 0;
+      noisy_right += objective.noisy_argmax_is(k, answer) ? 1 : 0;
+    }
+  }
+  if (answered > 0) {
+    result.counters["answered_pairs"] = answered;
+    result.counters["p_answer_T1"] = p_answer_1 / answered;
+    result.counters["p_answer_best"] = p_answer_best / answered;
+    result.counters["accuracy_clean"] = clean_right / answered;
+    result.counters["accuracy_noisy"] = noisy_right / answered;
+  }
 }
 
 const ExperimentResult& ExperimentSuite::remember(ExperimentResult result) {
@@ -283,6 +407,7 @@ const ExperimentResult& ExperimentSuite::weight_noise(double scale) {
   result.counters["changed_fraction"] = changed;
   result.counters["realized_ratio"] = realized;
   result.counters["scale"] = scale;
+  add_prompt_statistics(objective, report, S, P, result);
   result.details.update({{"seed_alpha", seed_alpha},
                          {"seed_best_T", seed_best_T},
                          {"prompt_alpha", prompt_alpha},

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "model.h"
 #include "noise.h"
+#include "stats.h"
 #include "tokenizer.h"
 
 namespace tstar {
@@ -23,6 +25,14 @@ std::vector<std::string> notebook_prompts();            // experiments 1, 2, 4
 std::vector<std::string> notebook_evolution_prompts();  // experiment 3
 std::vector<double> notebook_scales();                  // 0, 0.001, ..., 0.05
 
+// A prompt file: a JSON array of strings or of {"prompt": ..., "answer": ...} objects (answer
+// optional), or JSON Lines of either. Throws tstar::Error naming the file and line.
+struct PromptSet {
+  std::vector<std::string> prompts;
+  std::vector<std::string> answers;  // one per prompt, "" where none is given
+};
+PromptSet read_prompt_set(const std::filesystem::path& path);
+
 struct ExperimentSettings {
   std::string model;      // directory or preset
   std::string tokenizer;  // tokenizer.json or its directory; "" = the model directory's
@@ -30,6 +40,10 @@ struct ExperimentSettings {
   LogitsDtype logits = LogitsDtype::kFloat32;  // statistics on fp32 logits; model-dtype alpha reported beside
   torch::Device device = torch::kCPU;
   std::vector<std::string> prompts = notebook_prompts();
+  // Expected answers, one per prompt or none: with them P(correct) is the probability of the
+  // answer's first token (after a space) and accuracy is measured, instead of the clean argmax.
+  std::vector<std::string> answers;
+  size_t batch_size = 64;  // prompts per forward pass (clean and noisy batched alike)
   std::vector<std::string> evolution_prompts = notebook_evolution_prompts();
   int64_t evolution_steps = 15;
   size_t layer_prompt = 0;                     // the notebook's layer study uses prompt 1 only
@@ -105,12 +119,15 @@ class ExperimentSuite {
   const Trajectory& clean_trajectory(size_t prompt);
   torch::Tensor teacher_forced_logits(const Trajectory& clean) const;  // [steps, V]
   const ExperimentResult& remember(ExperimentResult result);
+  void add_prompt_statistics(const stats::TemperatureObjective& objective, const stats::TemperatureReport& report,
+                             size_t seeds, size_t prompts, ExperimentResult& result);
 
   ExperimentSettings settings_;
   ModelConfig config_;
   std::unique_ptr<Model> model_;
   std::optional<Tokenizer> tokenizer_;
   std::vector<std::vector<int64_t>> prompt_ids_;
+  std::vector<int64_t> answer_ids_;  // first token of " " + answer per prompt, -1 where none
   std::string clean_digest_;
   std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
   std::unique_ptr<NoiseEngine> engine_;

@@ -279,6 +279,29 @@ double TemperatureObjective::mean_p_correct(double T) const {
   return sum / static_cast<double>(pairs_.size());
 }
 
+double TemperatureObjective::p_token(size_t pair_index, int64_t token, double T) const {
+  check_pair(pair_index, T);
+  const Pair& pair = pairs_[pair_index];
+  if (token < 0 || token >= static_cast<int64_t>(pair.noisy.size()))
+    throw Error("stats: token " + std::to_string(token) + " outside the vocabulary");
+  return std::exp(pair.noisy[static_cast<size_t>(token)] / T - noisy_lse(pair, T));
+}
+
+bool TemperatureObjective::noisy_argmax_is(size_t pair, int64_t token) const {
+  check_pair(pair, 1.0);
+  return noise_[pair].noisy_argmax == token;
+}
+
+bool TemperatureObjective::clean_argmax_is(size_t pair, int64_t token) const {
+  check_pair(pair, 1.0);
+  return noise_[pair].clean_argmax == token;
+}
+
+std::pair<double, double> TemperatureObjective::slope_and_curvature(size_t pair, double T) const {
+  check_pair(pair, T);
+  return slope_terms(pairs_[pair], T);
+}
+
 std::pair<double, double> TemperatureObjective::slope_terms(const Pair& pair, double T) const {
   const double lse = noisy_lse(pair, T);
   double mean_q = 0, mean_p = 0;
@@ -556,6 +579,74 @@ std::vector<std::vector<size_t>> bootstrap_resamples(size_t n, int resamples, ui
   std::vector<std::vector<size_t>> out(static_cast<size_t>(resamples), std::vector<size_t>(n));
   for (auto& draw : out)
     for (auto& index : draw) index = uniform_index(rng, n);
+  return out;
+}
+
+namespace {
+Interval percentile_interval(std::vector<double> values, double mean) {
+  std::sort(values.begin(), values.end());
+  return {mean, sorted_quantile(values, 0.025), sorted_quantile(values, 0.975), values.size()};
+}
+}  // namespace
+
+ClusterBootstrap cluster_bootstrap(const TemperatureObjective& objective, size_t seeds, size_t prompts,
+                                   const TempSearch& best, int resamples, uint64_t seed) {
+  if (seeds * prompts != objective.size() || seeds == 0)
+    throw Error("stats: cluster_bootstrap needs seeds x prompts pairs, got " + std::to_string(objective.size()));
+  const size_t n = objective.size();
+  const double b_best = 1.0 / best.T;
+  std::vector<double> g(n), h(n), kl_best(n), kl_one(n), alpha(n);
+  for (size_t k = 0; k < n; ++k) {
+    std::tie(g[k], h[k]) = objective.slope_and_curvature(k, best.T);
+    kl_best[k] = objective.kl(k, best.T);
+    kl_one[k] = objective.kl(k, 1.0);
+    alpha[k] = objective.noise()[k].alpha;
+  }
+  const auto list = predictors();
+  std::mt19937_64 rng(seed);
+  std::vector<double> T_draws, alpha_draws, reduction_draws;
+  std::vector<std::vector<double>> error_draws(list.size());
+  for (int r = 0; r < resamples; ++r) {
+    std::vector<size_t> drawn_seeds(seeds), drawn_prompts(prompts);
+    for (auto& d : drawn_seeds) d = uniform_index(rng, seeds);
+    for (auto& d : drawn_prompts) d = uniform_index(rng, prompts);
+    double sum_g = 0, sum_h = 0, sum_alpha = 0, sum_one = 0;
+    std::vector<double> num(list.size(), 0.0), den(list.size(), 0.0);
+    for (size_t s_index : drawn_seeds) {
+      for (size_t p_index : drawn_prompts) {
+        const size_t k = s_index * prompts + p_index;
+        sum_g += g[k], sum_h += h[k], sum_alpha += alpha[k], sum_one += kl_one[k];
+        for (size_t i = 0; i < list.size(); ++i) {
+          num[i] += list[i].numerator(objective.noise()[k]);
+          den[i] += list[i].denominator(objective.noise()[k]);
+        }
+      }
+    }
+    const double step = sum_h > 0 ? -sum_g / sum_h : 0.0;
+    const double T = std::min(best.hi, std::max(best.lo, 1.0 / (b_best + step)));
+    const double delta = 1.0 / T - b_best;
+    double sum_kl = 0;
+    for (size_t s_index : drawn_seeds)
+      for (size_t p_index : drawn_prompts) {
+        const size_t k = s_index * prompts + p_index;
+        sum_kl += kl_best[k] + g[k] * delta + 0.5 * h[k] * delta * delta;
+      }
+    T_draws.push_back(T);
+    alpha_draws.push_back(sum_alpha / static_cast<double>(seeds * prompts));
+    reduction_draws.push_back(sum_one > 0 ? 1.0 - sum_kl / sum_one : 0.0);
+    for (size_t i = 0; i < list.size(); ++i) error_draws[i].push_back(list[i].from_ratio(num[i] / den[i]) - T);
+  }
+  ClusterBootstrap out;
+  out.resamples = resamples;
+  out.seed = seed;
+  out.best_T = percentile_interval(T_draws, best.T);
+  out.alpha = percentile_interval(alpha_draws, mean_of(alpha));
+  double full_one = 0;
+  for (double v : kl_one) full_one += v;
+  out.kl_reduction = percentile_interval(reduction_draws, full_one > 0 ? 1.0 - best.objective * n / full_one : 0.0);
+  for (size_t i = 0; i < list.size(); ++i) {
+    out.predictor_error.push_back(percentile_interval(error_draws[i], list[i].pooled(objective.noise()) - best.T));
+  }
   return out;
 }
 

@@ -93,6 +93,12 @@ class TemperatureObjective {
   double p_correct(size_t pair, double T) const;
   double mean_kl(double T) const;         // the quantity the notebook minimises
   double mean_p_correct(double T) const;
+  // Probability of `token` under softmax(noisy / T), and whether it is the noisy / clean argmax.
+  double p_token(size_t pair, int64_t token, double T) const;
+  bool noisy_argmax_is(size_t pair, int64_t token) const;
+  bool clean_argmax_is(size_t pair, int64_t token) const;
+  // E_q[y] - E_p[y] and Var_q(y) of one pair at T: the mean KL's slope and curvature in 1/T.
+  std::pair<double, double> slope_and_curvature(size_t pair, double T) const;
 
   // The minimiser of the mean KL over `pairs` (all when empty) in [lo, hi]: the root of its slope in
   // b = 1/T, E_q[y] - E_p[y] averaged (increasing: the mean KL is convex in b), by Newton steps
@@ -196,6 +202,20 @@ Interval bootstrap_interval(const std::vector<double>& values, double level = 0.
 // `resamples` index lists of size n drawn with replacement from [0, n) by std::mt19937_64(seed):
 // the resampling behind the bootstrap intervals, bit-reproducible on every platform.
 std::vector<std::vector<size_t>> bootstrap_resamples(size_t n, int resamples, uint64_t seed);
+
+// A cluster bootstrap of the pooled statistics over a seeds x prompts grid of pairs (pair index
+// s * prompts + p in `objective`): each resample draws seeds and prompts with replacement, and its
+// pairs are every (drawn seed, drawn prompt). The resample's optimum is one Newton step in 1/T from
+// the full sample's (exact to second order: the resampled slopes sum to nearly 0 there), its KL at
+// that optimum the second-order expansion around it. Percentile 95% intervals.
+struct ClusterBootstrap {
+  int resamples = 0;
+  uint64_t seed = 0;
+  Interval best_T, alpha, kl_reduction;
+  std::vector<Interval> predictor_error;  // in predictors() order: pooled prediction - best T
+};
+ClusterBootstrap cluster_bootstrap(const TemperatureObjective& objective, size_t seeds, size_t prompts,
+                                   const TempSearch& best, int resamples = 1000, uint64_t seed = 20261130);
 
 // Inverse CDF of Student's t with df degrees of freedom (exact: bisection on the CDF written with
 // the regularized incomplete beta function), p in (0, 1).

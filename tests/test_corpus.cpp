@@ -2,13 +2,19 @@
 // held-out split honest (no held-out combination or notebook prompt in the training stream).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "corpus.h"
+#include "tool_runner.h"
 
 namespace tstar {
 namespace {
@@ -174,3 +180,27 @@ TEST(Corpus, HeldOutSetIsDeterministicAndCoversEveryCountingTask) {
 
 }  // namespace
 }  // namespace tstar
+
+// fixtures/prompts/embedded-heldout-256.jsonl is exactly what its recipe (tstar corpus --held-out 256)
+// writes today: held-out questions with answers, none of them a training prompt.
+TEST(Corpus, CommittedHeldOutPromptSetIsTheRecipesOutput) {
+  const std::string committed = "fixtures/prompts/embedded-heldout-256.jsonl";
+  const std::string fresh = ::testing::TempDir() + "heldout-256.jsonl";
+  const auto result = tstar::testing::run_tool("corpus --held-out 256 --out " + fresh);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string text = read(committed);
+  EXPECT_EQ(text, read(fresh));
+  std::istringstream lines(text);
+  size_t count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    const auto item = nlohmann::json::parse(line);
+    EXPECT_FALSE(item.at("answer").get<std::string>().empty());
+    EXPECT_TRUE(tstar::is_held_out_prompt(item.at("prompt").get<std::string>()));
+  }
+  EXPECT_EQ(count, 256u);
+  std::remove(fresh.c_str());
+}

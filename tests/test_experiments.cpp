@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -58,6 +59,69 @@ TEST(Experiments, Fp32LogitsAndTheModelDtypeAlpha) {
   ExperimentSuite model_logits(bf16_settings);
   EXPECT_EQ(model_logits.layer("layer:0", 0.02).counters.at("alpha"), b.at("alpha_model_logits"));
   EXPECT_EQ(model_logits.settings().to_json().at("logits_dtype"), "model");
+}
+
+TEST(Experiments, PromptFilesTakeArraysObjectsAndJsonLines) {
+  const fs::path dir = fs::temp_directory_path() / ("tstar_prompts_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return dir / name;
+  };
+  const auto strings = read_prompt_set(write("a.json", R"(["one", "two"])"));
+  EXPECT_EQ(strings.prompts, (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(strings.answers, (std::vector<std::string>{"", ""}));
+  const auto objects = read_prompt_set(write("b.json", R"([{"prompt": "2+2=", "answer": "4"}, {"prompt": "hi"}])"));
+  EXPECT_EQ(objects.answers, (std::vector<std::string>{"4", ""}));
+  const auto lines = read_prompt_set(write("c.jsonl", "{\"prompt\": \"x\", \"answer\": \"1\"}\n\n\"y\"\n"));
+  EXPECT_EQ(lines.prompts, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(lines.answers, (std::vector<std::string>{"1", ""}));
+  for (const auto& [name, text, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"d.jsonl", "{\"prompt\": \"x\"}\n{oops\n", "line 2"},
+           {"e.json", R"([{"prompt": 3}])", "item 0"},
+           {"f.json", R"([{"prompt": "x", "answer": 4}])", "\"answer\" must be a string"},
+           {"g.json", "[]", "holds no prompts"},
+           {"h.json", R"([""])", "empty prompt"}}) {
+    try {
+      read_prompt_set(write(name, text));
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(read_prompt_set(dir / "missing.json"), Error);
+  fs::remove_all(dir);
+}
+
+// With answers, P(answer) and accuracy use the answer's first token. Batch size is part of the
+// settings (other batches, other padding and summation order), and each setting reproduces its bits.
+TEST(Experiments, AnswersBatchesAndTheClusterBootstrap) {
+  ExperimentSettings settings = small_settings();
+  settings.prompts = {"Count: 1, 2, 3. What's the last number?", "I have 3 apples and 4 oranges. How many fruits in total?",
+                      "The capital of France is"};
+  settings.answers = {"3", "7", ""};
+  ExperimentSuite one_batch(settings);
+  const auto& a = one_batch.weight_noise(0.05);
+  EXPECT_EQ(a.counters.at("answered_pairs"), 6.0);  // 2 answered prompts x 3 seeds
+  EXPECT_GE(a.counters.at("p_answer_T1"), 0.0);
+  EXPECT_LE(a.counters.at("p_answer_T1"), 1.0);
+  EXPECT_GE(a.counters.at("accuracy_noisy"), 0.0);
+  EXPECT_LE(a.counters.at("best_T_boot_lo"), a.counters.at("best_T"));
+  EXPECT_GE(a.counters.at("best_T_boot_hi"), a.counters.at("best_T"));
+  EXPECT_LE(a.counters.at("alpha_boot_lo"), a.counters.at("alpha"));
+  EXPECT_GE(a.counters.at("alpha_boot_hi"), a.counters.at("alpha"));
+  EXPECT_EQ(a.details.at("prompt_best_T").size(), 3u);
+  EXPECT_EQ(a.details.at("bootstrap").at("resamples"), 1000);
+  EXPECT_EQ(a.counters, ExperimentSuite(settings).weight_noise(0.05).counters) << "not reproducible";
+  settings.batch_size = 1;
+  ExperimentSuite batches_of_one(settings);
+  const auto& b = batches_of_one.weight_noise(0.05);
+  EXPECT_EQ(b.counters.at("answered_pairs"), 6.0);
+  EXPECT_NEAR(b.counters.at("alpha"), a.counters.at("alpha"), 1e-3 * a.counters.at("alpha"));
+  EXPECT_EQ(b.counters, ExperimentSuite(settings).weight_noise(0.05).counters) << "not reproducible";
+  settings.answers = {"3"};
+  EXPECT_THROW(ExperimentSuite{settings}, Error);
 }
 
 TEST(Experiments, DefaultGroupsAreTheNotebooksDepthRangesAndExclusions) {
