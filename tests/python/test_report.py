@@ -439,6 +439,19 @@ class StatisticsTest(ReportTestCase):
     def counters(doc, family):
         return {name: value["counters"] for name, value in doc["results"].items() if name.startswith(family + "/")}
 
+    def test_bootstrap_intervals_of_the_pooled_errors(self):
+        doc = synthetic_results(families=("WeightNoise",))
+        summary, _ = self.report(doc, name="noboot")
+        self.assertNotIn("Pooled error per scale with its 95% interval", summary)
+        for name, value in doc["results"].items():
+            for p in value["details"].get("predictors", []):
+                p["error_ci95"] = [-0.25, 0.5]
+            value["details"]["bootstrap"] = {"method": "cluster bootstrap over prompts x seeds (test)"}
+        summary, _ = self.report(doc, name="boot")
+        self.assertIn("Pooled error per scale with its 95% interval (cluster bootstrap over prompts x seeds (test)",
+                      summary)
+        self.assertIn("[-0.25, 0.5]", summary)
+
     def test_not_resolved_is_marked_beside_best_T(self):
         for old in (False, True):
             with self.subTest(old=old):
