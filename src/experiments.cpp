@@ -620,7 +620,8 @@ nlohmann::json ExperimentSuite::provenance() {
   nlohmann::json out = runtime_provenance();
   out["model"] = model_provenance(model(), settings_.model);
   out["tokenizer_sha256"] = tokenizer().digest();
-  const std::string prompts = nlohmann::json(settings_.prompts).dump() + nlohmann::json(settings_.evolution_prompts).dump();
+  std::string prompts = nlohmann::json(settings_.prompts).dump() + nlohmann::json(settings_.evolution_prompts).dump();
+  if (!settings_.answers.empty()) prompts += nlohmann::json(settings_.answers).dump();  // answers change statistics
   out["prompts_sha256"] = sha256_hex(prompts.data(), prompts.size());
   out["seeds"] = settings_.seeds;
   out["scales"] = settings_.scales;
