@@ -87,7 +87,7 @@ tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, fo
   --depth-groups notebook|thirds  early/middle/late: the notebook's layers 0-7/8-23/24-31 cut at the
                           model's depth (default), or thirds of the depth
   --presets A,B           shape presets of the throughput families (default: tiny,qwen2.5-0.5b)
-{}  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
+@COMPUTE_FLAGS@  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
                           experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's
                           JSON (unless --benchmark_out is given); ci/report, ci/compare read them
 
@@ -168,17 +168,21 @@ void write_atomically(const std::filesystem::path& path, const std::string& text
 }  // namespace tstar::bench
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::cout << fmt::format(fmt::runtime(tstar::bench::kHelp), tstar::kComputeFlagsHelp) << "\n";
-      break;  // Google Benchmark prints its own help next
-    }
-  }
   return tstar::cli::run_reporting_errors([&] {
-    // The compute profile first: pinning it may restart the process before any library work.
+    // The compute profile first: pinning it may restart the process before any library work
+    // (and before anything is printed, which the restart would print again).
     const std::vector<char*> original_argv(argv, argv + argc + 1);
     const tstar::ComputeOptions compute = tstar::take_compute_flags(argc, argv);
     tstar::reexec_with_pinned_environment(compute.profile, original_argv.data());
+    for (int i = 1; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+        std::string help = tstar::bench::kHelp;
+        const std::string placeholder = "@COMPUTE_FLAGS@";
+        help.replace(help.find(placeholder), placeholder.size(), tstar::kComputeFlagsHelp);
+        std::cout << help << "\n";
+        break;  // Google Benchmark prints its own help next
+      }
+    }
     tstar::apply_compute_profile(compute.profile, compute.threads);
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
     const auto run_dir = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id();

@@ -176,6 +176,20 @@ TEST(ComputeProfile, ThroughputRunsRecordTheMachine) {
 #endif
 }
 
+TEST(ComputeProfile, BenchHelpListsEveryTstarFlag) {
+#ifdef TSTAR_BENCH_PATH
+  const auto result = testing::run_binary(TSTAR_BENCH_PATH, "--help");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (const char* flag : {"--compute", "--threads", "--prompts", "--logits-dtype", "--exclude", "--depth-groups",
+                           "--seeds", "--results", "--benchmark_filter"}) {
+    EXPECT_NE(result.output.find(flag), std::string::npos) << flag;
+  }
+  // Printed once: the restart that pins the profile happens before anything is printed.
+  const auto first = result.output.find("--logits-dtype");
+  EXPECT_EQ(result.output.find("--logits-dtype", first + 1), std::string::npos) << result.output;
+#endif
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, ReferenceProfile, ::testing::Values("fp32", "bf16"));
 
 TEST(ComputeFlags, ParsedAndRemovedFromTheCommandLine) {
