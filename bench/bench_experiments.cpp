@@ -34,9 +34,9 @@ std::vector<double> parse_scales(const std::string& text, const std::string& fla
   return scales;
 }
 
-std::vector<std::string> read_prompt_file(const std::string& path, const std::string& flag) {
+PromptSet read_prompt_file(const std::string& path, const std::string& flag) {
   try {
-    return read_prompt_set(path).prompts;
+    return read_prompt_set(path);
   } catch (const Error& e) {
     throw Error(fmt::format("bench: --{}: {}", flag, e.what()));
   }
@@ -50,19 +50,14 @@ ExperimentSettings settings_from(const BenchOptions& options) {
   if (!options.logits_dtype.empty()) settings.logits = parse_logits_dtype(options.logits_dtype);
   settings.device = torch::Device(options.device);
   if (!options.prompts.empty()) {
-    PromptSet set;
-    try {
-      set = read_prompt_set(options.prompts);
-    } catch (const Error& e) {
-      throw Error(fmt::format("bench: --prompts: {}", e.what()));
-    }
+    const PromptSet set = read_prompt_file(options.prompts, "prompts");
     settings.prompts = set.prompts;
     bool any_answer = false;
     for (const auto& answer : set.answers) any_answer = any_answer || !answer.empty();
     if (any_answer) settings.answers = set.answers;
   }
   if (!options.evolution_prompts.empty()) {
-    settings.evolution_prompts = read_prompt_file(options.evolution_prompts, "evolution-prompts");
+    settings.evolution_prompts = read_prompt_file(options.evolution_prompts, "evolution-prompts").prompts;
   }
   if (!options.seeds.empty()) {
     const double count = parse_number(options.seeds, "seeds");

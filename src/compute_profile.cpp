@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "error.h"
 #include "noise_kernels.h"
 
@@ -82,13 +83,11 @@ ComputeOptions take_compute_flags(int& argc, char** argv, bool take_threads) {
     throw Error(source.empty() ? e.what() : fmt::format("{}: {}", source, e.what()));
   }
   if (!threads.empty()) {
-    char* end = nullptr;
-    errno = 0;
-    const long value = std::strtol(threads.c_str(), &end, 10);
-    if (errno != 0 || end == threads.c_str() || *end != '\0' || value < 1 || value > 4096) {
+    const auto value = cli::parse_integer(threads);
+    if (!value || *value < 1 || *value > 4096) {
       throw Error(fmt::format("--threads expects a positive integer, got '{}'", threads));
     }
-    options.threads = static_cast<int>(value);
+    options.threads = static_cast<int>(*value);
   }
   return options;
 }
@@ -159,7 +158,7 @@ Error not_pinned(const std::string& knob, const std::string& got, const std::str
                            knob, got, want));
 }
 
-CpuInfo read_cpuinfo() {
+CpuInfo read_cpuinfo_file() {
   CpuInfo info;
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -179,6 +178,12 @@ CpuInfo read_cpuinfo() {
       have_flags = true;
     }
   }
+  return info;
+}
+
+// The processor does not change while the process runs: read /proc/cpuinfo once.
+const CpuInfo& read_cpuinfo() {
+  static const CpuInfo info = read_cpuinfo_file();
   return info;
 }
 
@@ -219,7 +224,7 @@ void check_reference_settings() {
 }  // namespace
 
 nlohmann::json apply_compute_profile(ComputeProfile profile, int threads) {
-  const CpuInfo cpu = read_cpuinfo();
+  const CpuInfo& cpu = read_cpuinfo();
   if (profile == ComputeProfile::kReference) {
     if (threads > 1) {
       throw Error(fmt::format("--threads {}: the reference compute profile computes on one thread (its "
@@ -257,7 +262,7 @@ ComputeProfile active_compute_profile() {
 }
 
 nlohmann::json machine_provenance() {
-  const CpuInfo cpu = read_cpuinfo();
+  const CpuInfo& cpu = read_cpuinfo();
   nlohmann::json isa = nlohmann::json::object();
   for (const char* flag : {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
                            "amx_tile", "amx_bf16"}) {

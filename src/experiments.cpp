@@ -245,7 +245,8 @@ NoiseEngine& ExperimentSuite::engine(const std::string& group) {
   return *engine_;
 }
 
-// In batches of settings_.batch_size prompts (the same batches clean and noisy).
+// In batches of settings_.batch_size prompts (the same batches clean and noisy). For an fp32 model the
+// fp32 head is the model's own, bit for bit, so its logits serve as both.
 ExperimentSuite::Logits ExperimentSuite::forward_prompts() {
   const auto& ids = prompt_ids();
   std::vector<torch::Tensor> statistics, model_dtype;
@@ -253,9 +254,11 @@ ExperimentSuite::Logits ExperimentSuite::forward_prompts() {
     const size_t end = std::min(ids.size(), begin + settings_.batch_size);
     std::vector<std::vector<int64_t>> batch(ids.begin() + static_cast<std::ptrdiff_t>(begin),
                                             ids.begin() + static_cast<std::ptrdiff_t>(end));
+    // A second head only where it differs: fp32 logits of a model whose dtype is not fp32.
+    const bool second_head = settings_.logits == LogitsDtype::kFloat32 && settings_.dtype != torch::kFloat;
     torch::Tensor model_logits;
-    statistics.push_back(model().last_logits(batch, nullptr, 0, &model_logits).to(torch::kCPU));
-    model_dtype.push_back(model_logits.to(torch::kCPU));
+    statistics.push_back(model().last_logits(batch, nullptr, 0, second_head ? &model_logits : nullptr).to(torch::kCPU));
+    model_dtype.push_back(second_head ? model_logits.to(torch::kCPU) : statistics.back());
   }
   return {torch::cat(statistics), torch::cat(model_dtype)};
 }

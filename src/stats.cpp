@@ -67,6 +67,29 @@ double log_sum_exp(const std::vector<double>& v) {
   return max + std::log(sum);
 }
 
+// log sum_i exp(y_i / T), shifted by max(y) / T so that no exp overflows; at T = 1 it is log_sum_exp(y).
+double tempered_log_sum_exp(const std::vector<double>& y, double y_max, double T) {
+  const double shift = y_max / T;
+  double sum = 0;
+  for (double v : y) sum += std::exp(v / T - shift);
+  return shift + std::log(sum);
+}
+
+// E_q[y] - E_p[y] and Var_q(y) with q = softmax(y / T): minus the slope and the curvature of
+// KL(p || q) in 1/T (docs/design.md).
+std::pair<double, double> shift_and_variance(const std::vector<double>& p, const std::vector<double>& y,
+                                             double y_max, double T) {
+  const double lse = tempered_log_sum_exp(y, y_max, T);
+  double mean_q = 0, mean_p = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    mean_q += std::exp(y[i] / T - lse) * y[i];
+    mean_p += p[i] * y[i];
+  }
+  double var_q = 0;
+  for (double v : y) var_q += std::exp(v / T - lse) * (v - mean_q) * (v - mean_q);
+  return {mean_q - mean_p, var_q};
+}
+
 LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<double>& noisy) {
   LogitNoise m;
   m.vocab = static_cast<int64_t>(clean.size());
@@ -77,27 +100,21 @@ LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<d
   m.alpha = m.tau2 > 0 ? m.sigma2 / m.tau2 : 0.0;
 
   const double lse = log_sum_exp(clean);
+  std::vector<double> p(clean.size());  // softmax(clean)
+  for (size_t i = 0; i < clean.size(); ++i) p[i] = std::exp(clean[i] - lse);
   double mean_p = 0;
-  for (double z : clean) {
-    const double p = std::exp(z - lse);
-    mean_p += p * z;
-    m.sum_p2 += p * p;
-    m.max_p = std::max(m.max_p, p);
+  for (size_t i = 0; i < clean.size(); ++i) {
+    mean_p += p[i] * clean[i];
+    m.sum_p2 += p[i] * p[i];
+    m.max_p = std::max(m.max_p, p[i]);
   }
-  for (double z : clean) {
-    const double p = std::exp(z - lse);
-    m.var_p += p * (z - mean_p) * (z - mean_p);
-    m.centered_p2 += p * p * (z - mean_p);
+  for (size_t i = 0; i < clean.size(); ++i) {
+    const double centered = clean[i] - mean_p;
+    m.var_p += p[i] * centered * centered;
+    m.centered_p2 += p[i] * p[i] * centered;
   }
-  // The realized sample: E_q[y] - E_p[y] and Var_q(y) with q = softmax(y), p = softmax(z).
-  const double noisy_lse = log_sum_exp(noisy);
-  double mean_q = 0, mean_p_of_noisy = 0;
-  for (size_t i = 0; i < noisy.size(); ++i) {
-    mean_q += std::exp(noisy[i] - noisy_lse) * noisy[i];
-    mean_p_of_noisy += std::exp(clean[i] - lse) * noisy[i];
-  }
-  for (double y : noisy) m.noisy_var_q += std::exp(y - noisy_lse) * (y - mean_q) * (y - mean_q);
-  m.realized_shift = mean_q - mean_p_of_noisy;
+  // The realized sample at T = 1.
+  std::tie(m.realized_shift, m.noisy_var_q) = shift_and_variance(p, noisy, *std::max_element(noisy.begin(), noisy.end()), 1.0);
   m.clean_argmax = first_argmax(clean);
   m.noisy_argmax = first_argmax(noisy);
   m.top1_match = m.clean_argmax == m.noisy_argmax;
@@ -235,10 +252,7 @@ void TemperatureObjective::add(const torch::Tensor& clean, const torch::Tensor& 
 }
 
 double TemperatureObjective::noisy_lse(const Pair& pair, double T) {
-  const double shift = pair.noisy_max / T;
-  double sum = 0;
-  for (double y : pair.noisy) sum += std::exp(y / T - shift);
-  return shift + std::log(sum);
+  return tempered_log_sum_exp(pair.noisy, pair.noisy_max, T);
 }
 
 void TemperatureObjective::check_pair(size_t pair, double T) const {
@@ -303,15 +317,7 @@ std::pair<double, double> TemperatureObjective::slope_and_curvature(size_t pair,
 }
 
 std::pair<double, double> TemperatureObjective::slope_terms(const Pair& pair, double T) const {
-  const double lse = noisy_lse(pair, T);
-  double mean_q = 0, mean_p = 0;
-  for (size_t i = 0; i < pair.noisy.size(); ++i) {
-    mean_q += std::exp(pair.noisy[i] / T - lse) * pair.noisy[i];
-    mean_p += pair.clean_p[i] * pair.noisy[i];
-  }
-  double var_q = 0;
-  for (double y : pair.noisy) var_q += std::exp(y / T - lse) * (y - mean_q) * (y - mean_q);
-  return {mean_q - mean_p, var_q};
+  return shift_and_variance(pair.clean_p, pair.noisy, pair.noisy_max, T);
 }
 
 // d/db mean KL(b) = mean (E_q[y] - E_p[y]), d^2/db^2 = mean Var_q(y) >= 0, b = 1/T. Newton from b = 1
