@@ -5,7 +5,7 @@
 #include <random>
 
 #include "bench_env.h"
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar::bench {
 

@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -16,9 +18,11 @@
 #include <fmt/format.h>
 
 #include "bench_env.h"
-#include "cli.h"
-#include "compute_profile.h"
-#include "error.h"
+#include "tstar/error.h"
+#include "tstar/parse.h"
+#include "tstar/compute_profile.h"
+#include "tstar/error.h"
+#include "tstar/parse.h"
 
 namespace tstar::bench {
 
@@ -28,109 +32,127 @@ Model& BenchEnv::model(const std::string& dir_or_preset, torch::ScalarType dtype
   if (it == models_.end()) {
     LoadOptions load;
     load.dtype = dtype;
-    load.device = torch::Device(options_.device);
+    load.device = settings_.device;
     it = models_.emplace(key, std::make_unique<Model>(Model::open(dir_or_preset, load))).first;
   }
   return *it->second;
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
+std::filesystem::path BenchEnv::tokenizer_path() const {
+  if (!settings_.tokenizer.empty()) {
+    const std::filesystem::path given(settings_.tokenizer);
+    return std::filesystem::is_directory(given) ? given / "tokenizer.json" : given;
   }
-  return out;
+  return std::filesystem::path(settings_.model) / "tokenizer.json";
 }
 
 namespace {
 
-const char* kHelp = R"(tstar bench: weight-noise experiments and throughput as Google Benchmark fixtures
+const char* kHelpHeader = "tstar bench: weight-noise experiments and throughput as Google Benchmark fixtures\n";
 
-Families (names as --benchmark_filter sees them):
-  WeightNoise/scale:<s>            exp. 1: alpha, best T, every T* predictor and its error, KL, P(correct)
-  Layer/<group>/scale:<s>          exp. 2: one noise group at a time (all, attention, mlp, lm_head,
-                                   early, middle, late, layer:N)
-  Evolution/prompt:<i>/scale:<s>   exp. 3: alpha(t) over 15 teacher-forced greedy steps, trend, beta fit
-  TempSweep/scale:<s>              exp. 4: KL and P(correct) over T = 0.80..1.48, exact best T
-  Synthetic/...                    no model: Gaussian logits + i.i.d. noise (known truth)
+const char* kOtherFamilies = R"(  Synthetic/...                    no model: Gaussian logits + i.i.d. noise (known truth)
   Forward/<preset>/<dtype>/prefill:<T>, Decode/<preset>/<dtype>   tokens/s
   NoiseGen/<generator>, Inject/..., Restore/...                   noise throughput
-  Tokenizer/encode                                                bytes/s
-
-tstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, follow below):
-  --model DIR|PRESET      model of the experiments (default: the embedded default model)
-  --tokenizer PATH        tokenizer.json or its directory (default: the model directory's)
-  --dtype fp32|bf16|fp16  experiment weight dtype (default: bf16, as the notebook)
-  --logits-dtype fp32|model  precision of the final norm and lm_head (default: fp32, so bf16 rounding
-                          of the logits puts no floor under alpha; model: as HF computes them).
-                          WeightNoise and Layer also report alpha_model_logits, alpha on the
-                          model-dtype logits from the same forward
-  --device cpu|cuda       device (default: cpu)
-  --prompts FILE          prompts: a JSON array of strings or of {"prompt", "answer"} objects, or JSON
-                          Lines of either (default: the notebook's four); with answers, P(answer) and
-                          accuracy are reported (fixtures/prompts/ has a 256-question set for the
-                          embedded model and a 128-prompt general set)
-  --evolution-prompts FILE  prompts for Evolution, same formats (default: the notebook's three)
-  --seeds N               noise seeds 0..N-1 per scale (default: 8)
-  --scales A,B,...        WeightNoise scales (default: 0,0.001,0.002,0.005,0.01,0.02,0.05)
-  --detail-scales A,...   Layer/Evolution/TempSweep scales (default: 0.01)
-  --noise TYPE            gaussian|uniform|laplace|multiplicative (default: gaussian)
-  --reference REF         tensor_std|row_std|abs_max (default: tensor_std)
-  --exclude CONVENTION    parameters never noised: notebook (default: the notebook's rule, "weight" in
-                          the name and none of layernorm/ln/embed, so the final norm and lm_head are
-                          noised, biases, embeddings and per-layer norms are not) or all-norms (also
-                          skips model.norm.weight); tstar params --groups lists each group's tensors
-  --depth-groups notebook|thirds  early/middle/late: the notebook's layers 0-7/8-23/24-31 cut at the
-                          model's depth (default), or thirds of the depth
-  --presets A,B           shape presets of the throughput families (default: tiny,qwen2.5-0.5b)
-@COMPUTE_FLAGS@  --results DIR           run directory root (default: results/runs): <run id>/results.json holds the
-                          experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's
-                          JSON (unless --benchmark_out is given); ci/report, ci/compare read them
-
-Statistics depend only on model, prompts, seeds, settings and the compute profile: the same bits
-whatever the filter, repetitions or iteration count, and under --compute reference on any x86-64-v3
-CPU. Timings are of one inject -> forward -> restore cycle.
+  Tokenizer/encode                  bytes/s of the experiments' tokenizer on a fixed text
 )";
 
-// Removes tstar's flags from argv (both "--flag value" and "--flag=value"), filling `options`.
+const char* kHelpFooter = R"(
+Statistics depend only on model, prompts, seeds, settings and the compute profile: the same bits
+whatever the filter, repetitions or iteration count, and under --compute reference on any x86-64-v3
+CPU. Each experiment benchmark times its own unit of work (WeightNoise, Layer: one inject ->
+forward -> restore cycle; Evolution: the same with the teacher-forced decode; TempSweep: a cycle
+plus the grid sweep of its pairs).
+)";
+
+// bench's own flags beside the experiment settings (one row each: parsing and --help).
+struct BenchFlag {
+  std::string name, metavar, help;
+  bool takes_value = true;
+  std::function<void(const std::string&, BenchOptions&)> apply;
+};
+
+std::vector<BenchFlag> bench_flags() {
+  return {
+      {"presets", "A,B", "shape presets of the throughput families (default: tiny,qwen2.5-0.5b)", true,
+       [](const std::string& v, BenchOptions& o) { o.presets = split_commas(v); }},
+      {"results", "DIR",
+       "run directory root (default: results/runs): <run id>/results.json holds the\n"
+       "experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's\n"
+       "JSON (unless --benchmark_out is given); ci/report, ci/compare read them",
+       true, [](const std::string& v, BenchOptions& o) { o.results_dir = v; }},
+      {"list-families", "",
+       "print the experiment families' names, one per line, and exit (what the CI\n"
+       "scripts select with --benchmark_filter)",
+       false, [](const std::string&, BenchOptions& o) { o.list_families = true; }},
+  };
+}
+
+// "  --name METAVAR" padded to a column, then the help; its further lines aligned under it.
+std::string help_row(const std::string& flag, const std::string& help) {
+  constexpr size_t kColumn = 26;
+  std::string row = "  " + flag;
+  row += row.size() + 1 < kColumn ? std::string(kColumn - row.size(), ' ') : "\n" + std::string(kColumn, ' ');
+  for (char c : help) {
+    row += c;
+    if (c == '\n') row += std::string(kColumn, ' ');
+  }
+  return row + "\n";
+}
+
+std::string help_text() {
+  std::string text = kHelpHeader;
+  text += "\nFamilies (names as --benchmark_filter sees them):\n";
+  for (const ExperimentFamily* family : experiment_families()) {
+    text += help_row(family->pattern, family->description);
+  }
+  text += kOtherFamilies;
+  text += "\ntstar options (Google Benchmark's own options, e.g. --benchmark_filter=REGEX, follow below):\n";
+  for (const auto& flag : setting_flags()) text += help_row("--" + flag.name + " " + flag.metavar, flag.help);
+  text += kComputeFlagsHelp;
+  for (const auto& flag : bench_flags()) {
+    text += help_row("--" + flag.name + (flag.metavar.empty() ? "" : " " + flag.metavar), flag.help);
+  }
+  return text + kHelpFooter;
+}
+
+// Removes tstar's flags from argv (both "--flag value" and "--flag=value"), filling the options.
 BenchOptions take_tstar_flags(int& argc, char** argv) {
   BenchOptions options;
-  std::string presets;
-  const std::vector<std::pair<std::string, std::string*>> flags = {
-      {"model", &options.model},         {"tokenizer", &options.tokenizer},
-      {"dtype", &options.dtype},         {"device", &options.device},
-      {"logits-dtype", &options.logits_dtype},
-      {"results", &options.results_dir}, {"prompts", &options.prompts},
-      {"evolution-prompts", &options.evolution_prompts},
-      {"seeds", &options.seeds},         {"scales", &options.scales},
-      {"detail-scales", &options.detail_scales},
-      {"noise", &options.noise},         {"reference", &options.reference},
-      {"exclude", &options.exclusion},   {"depth-groups", &options.depth_groups},
-      {"presets", &presets}};
+  std::map<std::string, std::function<void(const std::string&)>> takes_value;
+  std::map<std::string, std::function<void()>> switches;
+  for (const auto& flag : setting_flags()) {
+    takes_value[flag.name] = [&options, name = flag.name](const std::string& v) { options.settings[name] = v; };
+  }
+  for (const auto& flag : bench_flags()) {
+    if (flag.takes_value) {
+      takes_value[flag.name] = [&options, apply = flag.apply](const std::string& v) { apply(v, options); };
+    } else {
+      switches[flag.name] = [&options, apply = flag.apply] { apply("", options); };
+    }
+  }
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    bool consumed = false;
-    for (const auto& [name, target] : flags) {
-      const std::string flag = "--" + name;
-      if (arg == flag) {
-        if (i + 1 >= argc) throw Error("bench: " + flag + " needs a value");
-        *target = argv[++i];
-        consumed = true;
-      } else if (arg.rfind(flag + "=", 0) == 0) {
-        *target = arg.substr(flag.size() + 1);
-        consumed = true;
-      }
-      if (consumed) break;
+    if (arg.rfind("--", 0) != 0) {
+      argv[kept++] = argv[i];
+      continue;
     }
-    if (!consumed) argv[kept++] = argv[i];
+    const size_t equals = arg.find('=');
+    const std::string name = arg.substr(2, equals == std::string::npos ? std::string::npos : equals - 2);
+    if (auto it = switches.find(name); it != switches.end() && equals == std::string::npos) {
+      it->second();
+    } else if (auto value = takes_value.find(name); value != takes_value.end()) {
+      if (equals != std::string::npos) {
+        value->second(arg.substr(equals + 1));
+      } else {
+        if (i + 1 >= argc) throw Error("bench: --" + name + " needs a value");
+        value->second(argv[++i]);
+      }
+    } else {
+      argv[kept++] = argv[i];
+    }
   }
   argc = kept;
-  if (!presets.empty()) options.presets = split_commas(presets);
   return options;
 }
 
@@ -168,7 +190,7 @@ void write_atomically(const std::filesystem::path& path, const std::string& text
 }  // namespace tstar::bench
 
 int main(int argc, char** argv) {
-  return tstar::cli::run_reporting_errors([&] {
+  return tstar::run_reporting_errors([&] {
     // The compute profile first: pinning it may restart the process before any library work
     // (and before anything is printed, which the restart would print again).
     const std::vector<char*> original_argv(argv, argv + argc + 1);
@@ -176,15 +198,16 @@ int main(int argc, char** argv) {
     tstar::reexec_with_pinned_environment(compute.profile, original_argv.data());
     for (int i = 1; i < argc; ++i) {
       if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-        std::string help = tstar::bench::kHelp;
-        const std::string placeholder = "@COMPUTE_FLAGS@";
-        help.replace(help.find(placeholder), placeholder.size(), tstar::kComputeFlagsHelp);
-        std::cout << help << "\n";
+        std::cout << tstar::bench::help_text() << "\n";
         break;  // Google Benchmark prints its own help next
       }
     }
     tstar::apply_compute_profile(compute.profile, compute.threads);
     tstar::bench::BenchEnv env(tstar::bench::take_tstar_flags(argc, argv));
+    if (env.options().list_families) {
+      for (const tstar::ExperimentFamily* family : tstar::experiment_families()) std::cout << family->name << "\n";
+      return 0;
+    }
     const auto run_dir = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id();
     // Google Benchmark's own JSON (timings of every repetition, all counters) lands beside
     // results.json unless the user chose a file; the console output is unchanged.
@@ -208,6 +231,7 @@ int main(int argc, char** argv) {
     tstar::bench::register_synthetic_benchmarks(env);
     tstar::bench::register_forward_benchmarks(env);
     tstar::bench::register_noise_benchmarks(env);
+    tstar::bench::register_tokenizer_benchmarks(env);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
     tstar::bench::add_provenance_context(env, benchmark::GetBenchmarkFilter());

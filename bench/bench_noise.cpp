@@ -3,7 +3,6 @@
 // Inject/<model>/<dtype>/<method> and Restore/<model>/<dtype>/<method>: one noise injection or one
 // restore over the default targets, tstar's engine against the notebook's algorithm ("seed-style").
 #include <benchmark/benchmark.h>
-#include <curand.h>
 #include <fmt/format.h>
 
 #include <chrono>
@@ -12,9 +11,10 @@
 #include <unordered_map>
 
 #include "bench_env.h"
-#include "error.h"
-#include "noise.h"
-#include "noise_kernels.h"
+#include "tstar/curand_host.h"
+#include "tstar/error.h"
+#include "tstar/noise.h"
+#include "tstar/noise_kernels.h"
 
 namespace tstar::bench {
 
@@ -28,21 +28,18 @@ void set_rate_counters(benchmark::State& state, const char* what, double per_ite
 }
 
 void noise_gen_curand_host(benchmark::State& state) {
-  curandGenerator_t gen;
-  if (curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10) != CURAND_STATUS_SUCCESS) {
-    state.SkipWithError("curandCreateGeneratorHost failed");
-    return;
+  try {
+    CurandHostGenerator generator(kBenchSeed);
+    std::vector<float> out(kNoiseGenCount);
+    for (auto _ : state) {
+      generator.set_offset(0);
+      generator.normals(out.data(), out.size());
+      benchmark::DoNotOptimize(out.data());
+    }
+    set_rate_counters(state, "normals_per_s", kNoiseGenCount);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
   }
-  curandSetPseudoRandomGeneratorSeed(gen, kBenchSeed);
-  curandSetGeneratorOrdering(gen, CURAND_ORDERING_PSEUDO_LEGACY);
-  std::vector<float> out(kNoiseGenCount);
-  for (auto _ : state) {
-    curandSetGeneratorOffset(gen, 0);
-    curandGenerateNormal(gen, out.data(), out.size(), 0.0f, 1.0f);
-    benchmark::DoNotOptimize(out.data());
-  }
-  curandDestroyGenerator(gen);
-  set_rate_counters(state, "normals_per_s", kNoiseGenCount);
 }
 
 void noise_gen_tstar(benchmark::State& state, int threads) {
@@ -126,7 +123,7 @@ Injectors& injectors_for(InjectorCache& cache, BenchEnv& env, const std::string&
   Model& model = env.model(preset, dtype);
   std::vector<size_t> targets = select_targets(model.parameters(), model.config(), TargetSpec{});
   Injectors injectors;
-  injectors.engine = std::make_unique<NoiseEngine>(model.parameters(), targets, NoiseType::kGaussian,
+  injectors.engine = std::make_unique<NoiseEngine>(model.parameters(), targets, NoiseType{},
                                                    ScaleReference::kTensorStd);
   injectors.seed_style = std::make_unique<SeedStyleInjector>(model.parameters(), targets);
   injectors.numel = injectors.engine->target_numel();
@@ -182,8 +179,8 @@ void register_noise_benchmarks(BenchEnv& env) {
   benchmark::RegisterBenchmark("NoiseGen/torch_randn", noise_gen_torch)->Unit(benchmark::kMillisecond)->UseRealTime();
 
   auto cache = std::make_shared<InjectorCache>();
-  const torch::ScalarType dtype = parse_dtype(env.options().dtype);
-  const std::string dtype_label = env.options().dtype;
+  const torch::ScalarType dtype = env.settings().dtype;
+  const std::string dtype_label = dtype_name(dtype);
   for (const std::string& preset : env.options().presets) {
     for (const char* method : {"tstar", "seed-style"}) {
       const bool tstar = std::string(method) == "tstar";

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "bench_env.h"
-#include "stats.h"
-#include "synthetic_logits.h"
+#include "tstar/stats.h"
+#include "tstar/synthetic_logits.h"
 
 namespace tstar::bench {
 namespace {
@@ -26,13 +26,13 @@ struct SyntheticCase {
   double noise_std;
 };
 
-// Logit std 1.5 / noise std 0.45 is REFERENCE §1's Monte Carlo setting (alpha = 0.09); 2.0 is where
+// Logit std 1.5 / noise std 0.45 is the Monte Carlo setting of docs/design.md (Theory) (alpha = 0.09); 2.0 is where
 // Var_p drifts from tau^2; 8.0 gives peaked distributions; V = 151936 is the Qwen2 vocabulary.
 std::vector<SyntheticCase> synthetic_cases() {
   return {{2000, 1.5, 0.45}, {2000, 2.0, 0.6}, {2000, 8.0, 1.0}, {151936, 2.0, 0.6}};
 }
 
-// Enough draws for a stable optimum at V = 2000 (REFERENCE §1), and about 2e6 logits per case
+// Enough draws for a stable optimum at V = 2000 (docs/design.md, Theory), and about 2e6 logits per case
 // beyond that so that the largest vocabulary stays near 100 MB of doubles.
 int draws_for(int64_t vocab) {
   return static_cast<int>(std::clamp<int64_t>(2000000 / vocab, 16, 1000));

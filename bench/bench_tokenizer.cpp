@@ -1,51 +1,49 @@
-// Tokenizer/encode: byte-level BPE encoding throughput over fixtures/tokenizer/bench_text.txt.
-// Uses the Qwen2 tokenizer from ../shared when present, else the small fixture tokenizer.
-// ci/compare_tokenizer_speed.py times HF `tokenizers` on the same text for the ratio.
+// Tokenizer/encode: encoding throughput over a fixed text (fixtures/tokenizer/bench_text.txt,
+// compiled in) with the experiments' tokenizer (--tokenizer, else the model's tokenizer.json).
+// ci/compare_tokenizer_speed.py times HF `tokenizers` on the same text and tokenizer for the ratio.
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
-#include <fstream>
-#include <optional>
-#include <sstream>
+#include <string>
+#include <string_view>
 
-#include "tokenizer.h"
+#include "bench_env.h"
+#include "tstar/tokenizer.h"
 
-namespace {
+#ifndef TSTAR_BENCH_TEXT_FILE
+#error "TSTAR_BENCH_TEXT_FILE must name the tokenizer benchmark's text (bench/CMakeLists.txt)"
+#endif
 
-namespace fs = std::filesystem;
+asm(".section .rodata\n"
+    ".global tstar_bench_text_begin\ntstar_bench_text_begin:\n"
+    ".incbin \"" TSTAR_BENCH_TEXT_FILE "\"\n"
+    ".global tstar_bench_text_end\ntstar_bench_text_end:\n"
+    ".byte 0\n"
+    ".previous\n");
+extern "C" const char tstar_bench_text_begin[];
+extern "C" const char tstar_bench_text_end[];
 
-std::optional<fs::path> bench_tokenizer_path() {
-  const fs::path root = TSTAR_SOURCE_DIR;
-  for (const fs::path& candidate : {root / "../shared/fixtures/qwen2-tokenizer/tokenizer.json",
-                                    root / "fixtures/tokenizer/small/tokenizer.json"}) {
-    if (fs::exists(candidate)) return candidate;
-  }
-  return std::nullopt;
+namespace tstar::bench {
+
+void register_tokenizer_benchmarks(BenchEnv& env) {
+  benchmark::RegisterBenchmark("Tokenizer/encode", [&env](benchmark::State& state) {
+    const std::string text(tstar_bench_text_begin, static_cast<size_t>(tstar_bench_text_end - tstar_bench_text_begin));
+    try {
+      const std::filesystem::path path = env.tokenizer_path();
+      const Tokenizer tokenizer = Tokenizer::load(path);
+      size_t tokens = 0;
+      for (auto _ : state) {
+        std::vector<int64_t> ids = tokenizer.encode(text);
+        tokens = ids.size();
+        benchmark::DoNotOptimize(ids.data());
+      }
+      state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(text.size()));
+      state.counters["tokens"] = static_cast<double>(tokens);
+      state.SetLabel(path.string());
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+    }
+  })->Unit(benchmark::kMicrosecond);
 }
 
-void BM_TokenizerEncode(benchmark::State& state) {
-  const fs::path text_path = fs::path(TSTAR_SOURCE_DIR) / "fixtures/tokenizer/bench_text.txt";
-  std::ifstream in(text_path, std::ios::binary);
-  const auto tokenizer_path = bench_tokenizer_path();
-  if (!in || !tokenizer_path) {
-    state.SkipWithError("fixtures/tokenizer/bench_text.txt or a tokenizer.json is missing");
-    return;
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
-  const tstar::Tokenizer tokenizer = tstar::Tokenizer::load(*tokenizer_path);
-  size_t tokens = 0;
-  for (auto _ : state) {
-    std::vector<int64_t> ids = tokenizer.encode(text);
-    tokens = ids.size();
-    benchmark::DoNotOptimize(ids.data());
-  }
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(text.size()));
-  state.counters["tokens"] = double(tokens);
-  state.SetLabel(tokenizer_path->parent_path().filename().string());
-}
-
-BENCHMARK(BM_TokenizerEncode)->Name("Tokenizer/encode")->Unit(benchmark::kMicrosecond);
-
-}  // namespace
+}  // namespace tstar::bench

@@ -45,9 +45,10 @@ def hf_bytes_per_second(tokenizer_path, text, min_time):
     return best
 
 
-def tstar_bytes_per_second(bench_binary, min_time):
+def tstar_bytes_per_second(bench_binary, tokenizer_path, min_time):
     result = subprocess.run(
-        [bench_binary, "--benchmark_filter=^Tokenizer/encode$", "--benchmark_format=json",
+        [bench_binary, f"--tokenizer={tokenizer_path}", "--benchmark_filter=^Tokenizer/encode$",
+         "--benchmark_format=json",
          f"--benchmark_min_time={min_time}", "--benchmark_repetitions=5",
          "--benchmark_report_aggregates_only=true"],
         check=True, capture_output=True, text=True)
@@ -63,7 +64,8 @@ def tstar_bytes_per_second(bench_binary, min_time):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bench", help="path of the built `bench` binary")
-    parser.add_argument("--tokenizer", help="tokenizer.json for the HF side (default: what the benchmark uses)")
+    parser.add_argument("--tokenizer", help="tokenizer.json for both sides (default: the Qwen2 tokenizer from "
+                                            "../shared when present, else the small fixture tokenizer)")
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement (default 1)")
     args = parser.parse_args()
     tokenizer_path = args.tokenizer or next((p for p in CANDIDATES if os.path.exists(p)), None)
@@ -72,7 +74,7 @@ def main():
     with open(TEXT_PATH, encoding="utf-8") as f:
         text = f.read()
     hf = hf_bytes_per_second(tokenizer_path, text, args.min_time)
-    ours, label = tstar_bytes_per_second(args.bench, args.min_time)
+    ours, label = tstar_bytes_per_second(args.bench, tokenizer_path, args.min_time)
     ratio = ours / hf
     print(f"tokenizer: {os.path.relpath(tokenizer_path, REPO_ROOT)} (bench label: {label})")
     print(f"text: {len(text.encode('utf-8'))} bytes")

@@ -9,7 +9,9 @@ build_dir=${TSTAR_BUILD_DIR:-build}
 python=${TSTAR_PYTHON:-/usr/bin/python3}  # Debian's, which has python3-matplotlib (as ci/smoke.sh)
 mkdir -p results/runs
 run_root=$(mktemp -d results/runs/main.XXXXXX)
-"$build_dir/bench/bench" --results "$run_root" --benchmark_filter='^(WeightNoise|Layer|Evolution|TempSweep)/' "$@"
+# Every experiment family the bench binary registers (bench --list-families), none of the throughput ones.
+families=$("$build_dir/bench/bench" --list-families | paste -sd'|')
+"$build_dir/bench/bench" --results "$run_root" --benchmark_filter="^($families)/" "$@"
 run_dir=$(find "$run_root" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 if [[ -n "$run_dir" && -f "$run_dir/results.json" ]]; then
   "$python" ci/report "$run_dir"

@@ -16,9 +16,10 @@ python=${TSTAR_PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+families=$("$build_dir/bench/bench" --list-families | paste -sd'|')
 smoke=(--seeds 2 --scales 0,0.005,0.02 --detail-scales 0.02
-       "--benchmark_filter=^(WeightNoise|Layer|Evolution|TempSweep|Synthetic/V:2000/)" --benchmark_min_time=0.001)
-main=("--benchmark_filter=^(WeightNoise|Layer|Evolution|TempSweep)/" --benchmark_min_time=0.001)
+       "--benchmark_filter=^($families|Synthetic/V:2000)/" --benchmark_min_time=0.001)
+main=("--benchmark_filter=^($families)/" --benchmark_min_time=0.001)
 run() {  # run NAME PROFILE ARGS...: one bench run into $work/NAME
   local name=$1 profile=$2
   shift 2

@@ -15,12 +15,14 @@ build_dir=${TSTAR_BUILD_DIR:-build}
 python=${TSTAR_PYTHON:-/usr/bin/python3}  # Debian's, which has python3-matplotlib
 baseline=results/baseline/embedded-smoke
 
-# The suite: 2 seeds x 3 scales, one detail scale, 5 repetitions of every timing. Changing these
-# arguments changes the statistics: update the baseline in the same commit.
+# The suite: every experiment family (bench --list-families) plus the model-free Synthetic check;
+# 2 seeds x 3 scales, one detail scale, 5 repetitions of every timing. Changing these arguments
+# changes the statistics: update the baseline in the same commit.
+families=$("$build_dir/bench/bench" --list-families | paste -sd'|')
 smoke_args=(
   --compute reference
   --seeds 2 --scales 0,0.005,0.02 --detail-scales 0.02
-  "--benchmark_filter=^(WeightNoise|Layer|Evolution|TempSweep|Synthetic/V:2000/)"
+  "--benchmark_filter=^($families|Synthetic/V:2000)/"
   --benchmark_repetitions=5 --benchmark_min_time=0.01
 )
 

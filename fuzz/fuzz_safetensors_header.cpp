@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "error.h"
+#include "tstar/error.h"
 #include "safetensors_invariants.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "error.h"
+#include "tstar/error.h"
 #include "safetensors_invariants.h"
 
 namespace {

@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "error.h"
-#include "safetensors_header.h"
+#include "tstar/error.h"
+#include "tstar/safetensors_header.h"
 
 namespace tstar::fuzz {
 

@@ -1,4 +1,4 @@
-#include "compute_profile.h"
+#include "tstar/compute_profile.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -16,9 +16,9 @@
 
 #include <fmt/format.h>
 
-#include "cli.h"
-#include "error.h"
-#include "noise_kernels.h"
+#include "tstar/parse.h"
+#include "tstar/error.h"
+#include "tstar/noise_kernels.h"
 
 namespace tstar {
 
@@ -83,7 +83,7 @@ ComputeOptions take_compute_flags(int& argc, char** argv, bool take_threads) {
     throw Error(source.empty() ? e.what() : fmt::format("{}: {}", source, e.what()));
   }
   if (!threads.empty()) {
-    const auto value = cli::parse_integer(threads);
+    const auto value = parse_integer(threads);
     if (!value || *value < 1 || *value > 4096) {
       throw Error(fmt::format("--threads expects a positive integer, got '{}'", threads));
     }

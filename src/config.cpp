@@ -1,5 +1,5 @@
 // config.json parsing with transformers' defaults (Qwen2Config / LlamaConfig), strict types.
-#include "config.h"
+#include "tstar/config.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -8,7 +8,7 @@
 #include <limits>
 #include <utility>
 
-#include "error.h"
+#include "tstar/error.h"
 #include "json_file.h"
 
 namespace tstar {

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <system_error>
 
-#include "error.h"
+#include "tstar/error.h"
 
 #ifndef TSTAR_EMBEDDED_MODEL_DIR
 #error "TSTAR_EMBEDDED_MODEL_DIR must name the embedded model's fixture directory"

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar {
 

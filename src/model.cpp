@@ -1,7 +1,7 @@
 // A Qwen2/Llama decoder, written to compute what HF transformers' eager path computes
-// (modeling_qwen2.py / modeling_llama.py; REFERENCE §2). Reads top to bottom like the architecture:
+// (modeling_qwen2.py / modeling_llama.py). Reads top to bottom like the architecture:
 // parameters, loading, RMSNorm, RoPE, attention, MLP, blocks, model entry points.
-#include "model.h"
+#include "tstar/model.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -10,8 +10,8 @@
 #include <limits>
 
 #include "embedded_model.h"
-#include "error.h"
-#include "safetensors.h"
+#include "tstar/error.h"
+#include "tstar/safetensors.h"
 
 namespace tstar {
 
@@ -76,29 +76,70 @@ LogitsDtype parse_logits_dtype(const std::string& name) {
 
 std::string logits_dtype_name(LogitsDtype logits) { return logits == LogitsDtype::kFloat32 ? "fp32" : "model"; }
 
+Component component_of(Weight weight) {
+  switch (weight) {
+    case Weight::kEmbedding: return Component::kEmbedding;
+    case Weight::kQ:
+    case Weight::kK:
+    case Weight::kV:
+    case Weight::kO: return Component::kAttention;
+    case Weight::kGate:
+    case Weight::kUp:
+    case Weight::kDown: return Component::kMlp;
+    case Weight::kInputNorm:
+    case Weight::kPostAttentionNorm:
+    case Weight::kFinalNorm: return Component::kNorm;
+    case Weight::kLmHead: return Component::kLmHead;
+  }
+  TSTAR_CHECK(false);
+  return Component::kNorm;
+}
+
+std::string hf_parameter_name(Weight weight, int64_t layer, bool bias) {
+  auto in_layer = [&](const char* rest) { return fmt::format("model.layers.{}.{}", layer, rest); };
+  std::string stem;
+  switch (weight) {
+    case Weight::kEmbedding: stem = "model.embed_tokens"; break;
+    case Weight::kInputNorm: stem = in_layer("input_layernorm"); break;
+    case Weight::kQ: stem = in_layer("self_attn.q_proj"); break;
+    case Weight::kK: stem = in_layer("self_attn.k_proj"); break;
+    case Weight::kV: stem = in_layer("self_attn.v_proj"); break;
+    case Weight::kO: stem = in_layer("self_attn.o_proj"); break;
+    case Weight::kPostAttentionNorm: stem = in_layer("post_attention_layernorm"); break;
+    case Weight::kGate: stem = in_layer("mlp.gate_proj"); break;
+    case Weight::kUp: stem = in_layer("mlp.up_proj"); break;
+    case Weight::kDown: stem = in_layer("mlp.down_proj"); break;
+    case Weight::kFinalNorm: stem = "model.norm"; break;
+    case Weight::kLmHead: stem = "lm_head"; break;
+  }
+  return stem + (bias ? ".bias" : ".weight");
+}
+
 std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
   using Role = ParameterSpec::Role;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
   std::vector<ParameterSpec> out;
-  out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, Role::kEmbedding});
+  out.push_back({hf_parameter_name(Weight::kEmbedding), {c.vocab_size, c.hidden_size}, Role::kEmbedding, Weight::kEmbedding});
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = fmt::format("model.layers.{}.", i);
-    auto projection = [&](const std::string& name, int64_t out_dim, int64_t in_dim, bool bias) {
-      out.push_back({p + name + ".weight", {out_dim, in_dim}, Role::kMatrix});
-      if (bias) out.push_back({p + name + ".bias", {out_dim}, Role::kBias});
+    auto norm = [&](Weight weight) { out.push_back({hf_parameter_name(weight, i), {c.hidden_size}, Role::kNorm, weight, i}); };
+    auto projection = [&](Weight weight, int64_t out_dim, int64_t in_dim, bool bias) {
+      out.push_back({hf_parameter_name(weight, i), {out_dim, in_dim}, Role::kMatrix, weight, i});
+      if (bias) out.push_back({hf_parameter_name(weight, i, true), {out_dim}, Role::kBias, weight, i});
     };
-    out.push_back({p + "input_layernorm.weight", {c.hidden_size}, Role::kNorm});
-    projection("self_attn.q_proj", q_dim, c.hidden_size, c.attention_bias);
-    projection("self_attn.k_proj", kv_dim, c.hidden_size, c.attention_bias);
-    projection("self_attn.v_proj", kv_dim, c.hidden_size, c.attention_bias);
-    projection("self_attn.o_proj", c.hidden_size, q_dim, c.o_proj_bias);
-    out.push_back({p + "post_attention_layernorm.weight", {c.hidden_size}, Role::kNorm});
-    projection("mlp.gate_proj", c.intermediate_size, c.hidden_size, false);
-    projection("mlp.up_proj", c.intermediate_size, c.hidden_size, false);
-    projection("mlp.down_proj", c.hidden_size, c.intermediate_size, false);
+    norm(Weight::kInputNorm);
+    projection(Weight::kQ, q_dim, c.hidden_size, c.attention_bias);
+    projection(Weight::kK, kv_dim, c.hidden_size, c.attention_bias);
+    projection(Weight::kV, kv_dim, c.hidden_size, c.attention_bias);
+    projection(Weight::kO, c.hidden_size, q_dim, c.o_proj_bias);
+    norm(Weight::kPostAttentionNorm);
+    projection(Weight::kGate, c.intermediate_size, c.hidden_size, false);
+    projection(Weight::kUp, c.intermediate_size, c.hidden_size, false);
+    projection(Weight::kDown, c.hidden_size, c.intermediate_size, false);
   }
-  out.push_back({"model.norm.weight", {c.hidden_size}, Role::kNorm});
-  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}, Role::kMatrix});
+  out.push_back({hf_parameter_name(Weight::kFinalNorm), {c.hidden_size}, Role::kNorm, Weight::kFinalNorm});
+  if (!c.tie_word_embeddings) {
+    out.push_back({hf_parameter_name(Weight::kLmHead), {c.vocab_size, c.hidden_size}, Role::kMatrix, Weight::kLmHead});
+  }
   return out;
 }
 
@@ -121,7 +162,7 @@ static bool is_ignored_tensor(const std::string& name, const ModelConfig& config
     return true;
   }
   // A tied model may still store lm_head.weight; the embedding matrix is what HF uses.
-  return config.tie_word_embeddings && name == "lm_head.weight";
+  return config.tie_word_embeddings && name == hf_parameter_name(Weight::kLmHead);
 }
 
 Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) {
@@ -133,7 +174,7 @@ Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) 
   const auto expected = expected_parameters(config);
 
   ParameterMap params;
-  for (const auto& [name, shape, role] : expected) {
+  for (const auto& [name, shape, role, weight, layer] : expected) {
     const Checkpoint::Entry* entry = checkpoint.find(name);
     if (!entry) throw Error(fmt::format("{}: missing tensor '{}'", dir.string(), name));
     if (entry->info->shape != shape) {
@@ -163,7 +204,7 @@ Model Model::from_preset(const std::string& preset, const LoadOptions& options, 
   ParameterMap params;
   const double half_width = 0.02 * std::sqrt(3.0);
   uint64_t index = 0;
-  for (const auto& [name, shape, role] : expected_parameters(config)) {
+  for (const auto& [name, shape, role, weight, layer] : expected_parameters(config)) {
     auto generator = at::make_generator<at::CPUGeneratorImpl>(seed * 0x9E3779B97F4A7C15ULL + (++index));
     torch::Tensor t = torch::empty(shape, torch::kFloat);
     const bool is_norm = role == ParameterSpec::Role::kNorm;
@@ -205,21 +246,20 @@ void Model::bind() {
     if (auto index = params_.find(name)) return *index;
     throw Error(fmt::format("model is missing parameter '{}'", name));
   };
-  auto optional_slot = [&](const std::string& name) { return c.attention_bias ? slot(name) : kNoSlot; };
+  auto weight = [&](Weight w, int64_t layer) { return slot(hf_parameter_name(w, layer)); };
+  auto bias = [&](Weight w, int64_t layer, bool present) { return present ? slot(hf_parameter_name(w, layer, true)) : kNoSlot; };
   layers_.clear();
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = fmt::format("model.layers.{}.", i);
-    layers_.push_back(LayerSlots{slot(p + "input_layernorm.weight"), slot(p + "self_attn.q_proj.weight"),
-                                 optional_slot(p + "self_attn.q_proj.bias"), slot(p + "self_attn.k_proj.weight"),
-                                 optional_slot(p + "self_attn.k_proj.bias"), slot(p + "self_attn.v_proj.weight"),
-                                 optional_slot(p + "self_attn.v_proj.bias"), slot(p + "self_attn.o_proj.weight"),
-                                 c.o_proj_bias ? slot(p + "self_attn.o_proj.bias") : kNoSlot,
-                                 slot(p + "post_attention_layernorm.weight"), slot(p + "mlp.gate_proj.weight"),
-                                 slot(p + "mlp.up_proj.weight"), slot(p + "mlp.down_proj.weight")});
+    layers_.push_back(LayerSlots{weight(Weight::kInputNorm, i), weight(Weight::kQ, i), bias(Weight::kQ, i, c.attention_bias),
+                                 weight(Weight::kK, i), bias(Weight::kK, i, c.attention_bias),
+                                 weight(Weight::kV, i), bias(Weight::kV, i, c.attention_bias),
+                                 weight(Weight::kO, i), bias(Weight::kO, i, c.o_proj_bias),
+                                 weight(Weight::kPostAttentionNorm, i), weight(Weight::kGate, i),
+                                 weight(Weight::kUp, i), weight(Weight::kDown, i)});
   }
-  embed_ = slot("model.embed_tokens.weight");
-  final_norm_ = slot("model.norm.weight");
-  lm_head_ = c.tie_word_embeddings ? embed_ : slot("lm_head.weight");
+  embed_ = weight(Weight::kEmbedding, -1);
+  final_norm_ = weight(Weight::kFinalNorm, -1);
+  lm_head_ = c.tie_word_embeddings ? embed_ : weight(Weight::kLmHead, -1);
   // HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), computed in fp32.
   auto exponents = torch::arange(0, c.head_dim, 2, torch::kLong).to(torch::kFloat) / static_cast<float>(c.head_dim);
   inv_freq_ = (1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat), exponents)).to(options_.device);

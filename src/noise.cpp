@@ -1,19 +1,21 @@
 // Noise specs, targeting, and the CPU noise engine (see noise.h for the design).
-#include "noise.h"
+#include "tstar/noise.h"
 
 #include <ATen/Parallel.h>
-#include <curand.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
 #include <regex>
 #include <set>
 
-#include "error.h"
-#include "noise_kernels.h"
+#include "tstar/error.h"
+#include "tstar/noise_kernels.h"
 
 namespace tstar {
 namespace {
@@ -118,18 +120,13 @@ bool has_substring(const std::string& name, const std::vector<std::string>& part
                      [&](const std::string& p) { return name.find(p) != std::string::npos; });
 }
 
-// "model.layers.N.<rest>" -> N; -1 for names outside the decoder layers.
-int64_t layer_of(const std::string& name) {
-  const std::string prefix = "model.layers.";
-  if (name.rfind(prefix, 0) != 0) return -1;
-  size_t end = name.find('.', prefix.size());
-  if (end == std::string::npos || end == prefix.size()) return -1;
-  int64_t layer = 0;
-  for (size_t i = prefix.size(); i < end; ++i) {
-    if (name[i] < '0' || name[i] > '9') return -1;
-    layer = layer * 10 + (name[i] - '0');
-  }
-  return layer;
+// Each expected parameter's place in the architecture, by its HF name (model.h's one name map):
+// the groups select by place, not by spelling.
+using SpecsByName = std::map<std::string, ParameterSpec>;
+std::shared_ptr<const SpecsByName> specs_by_name(const ModelConfig& config) {
+  auto specs = std::make_shared<SpecsByName>();
+  for (auto& spec : expected_parameters(config)) specs->emplace(spec.name, spec);
+  return specs;
 }
 
 const char* const kDepthGroupNames[3] = {"early", "middle", "late"};
@@ -150,16 +147,24 @@ std::pair<int64_t, int64_t> depth_range(int64_t num_layers, int which, DepthGrou
 std::function<bool(const std::string&)> group_predicate(const std::string& group, const ModelConfig& config,
                                                         DepthGroups depth) {
   if (group == "all") return [](const std::string&) { return true; };
-  if (group == "attention") return [](const std::string& n) { return n.find(".self_attn.") != std::string::npos; };
-  if (group == "mlp") return [](const std::string& n) { return n.find(".mlp.") != std::string::npos; };
-  if (group == "lm_head") return [](const std::string& n) { return n.rfind("lm_head.", 0) == 0; };
+  const auto specs = specs_by_name(config);
+  // Accepts the names whose place satisfies `place`.
+  auto by_place = [specs](std::function<bool(const ParameterSpec&)> place) {
+    return [specs, place = std::move(place)](const std::string& name) {
+      const auto it = specs->find(name);
+      return it != specs->end() && place(it->second);
+    };
+  };
+  auto component_is = [&](Component component) {
+    return by_place([component](const ParameterSpec& p) { return component_of(p.weight) == component; });
+  };
+  if (group == "attention") return component_is(Component::kAttention);
+  if (group == "mlp") return component_is(Component::kMlp);
+  if (group == "lm_head") return component_is(Component::kLmHead);
   for (int k = 0; k < 3; ++k) {
     if (group == kDepthGroupNames[k]) {
       auto [begin, end] = depth_range(config.num_layers, k, depth);
-      return [begin = begin, end = end](const std::string& n) {
-        int64_t layer = layer_of(n);
-        return layer >= begin && layer < end;
-      };
+      return by_place([begin = begin, end = end](const ParameterSpec& p) { return p.layer >= begin && p.layer < end; });
     }
   }
   if (group.rfind("layer:", 0) == 0) {
@@ -169,7 +174,7 @@ std::function<bool(const std::string&)> group_predicate(const std::string& group
     if (!numeric || std::stoll(digits) >= config.num_layers)
       throw Error(fmt::format("noise group '{}': expected layer:N with 0 <= N < {}", group, config.num_layers));
     int64_t layer = std::stoll(digits);
-    return [layer](const std::string& n) { return layer_of(n) == layer; };
+    return by_place([layer](const ParameterSpec& p) { return p.layer == layer; });
   }
   throw Error(fmt::format("unknown noise group '{}' (known: all, attention, mlp, lm_head, early, middle, late, "
                           "layer:N)", group));
@@ -209,12 +214,32 @@ std::vector<size_t> select_one(const ParameterMap& params, const std::string& wh
 
 // ---------------------------------------------------------------- specs
 
+const std::vector<NoiseKindRow>& noise_kinds() {
+  using philox::Kind;
+  using noise_kernels::Mode;
+  static const std::vector<NoiseKindRow> table = {
+      {"gaussian", {Kind::kGaussian, Mode::kAdditive}, "w + s * ref * z, z ~ N(0, 1)"},
+      {"uniform", {Kind::kUniform, Mode::kAdditive}, "w + s * ref * u, u ~ U(-sqrt 3, sqrt 3)"},
+      {"laplace", {Kind::kLaplace, Mode::kAdditive}, "w + s * ref * l, l ~ Laplace(0, 1 / sqrt 2)"},
+      {"multiplicative", {Kind::kGaussian, Mode::kMultiplicative}, "w * (1 + s * z), z ~ N(0, 1)"},
+  };
+  return table;
+}
+
 NoiseType parse_noise_type(const std::string& name) {
-  if (name == "gaussian") return NoiseType::kGaussian;
-  if (name == "uniform") return NoiseType::kUniform;
-  if (name == "laplace") return NoiseType::kLaplace;
-  if (name == "multiplicative") return NoiseType::kMultiplicative;
-  throw Error("unknown noise type '" + name + "' (expected gaussian, uniform, laplace or multiplicative)");
+  std::vector<std::string> names;
+  for (const auto& row : noise_kinds()) {
+    if (name == row.name) return row.type;
+    names.push_back(row.name);
+  }
+  throw Error(fmt::format("unknown noise type '{}' (expected one of: {})", name, fmt::join(names, ", ")));
+}
+
+void validate_noise(NoiseType type, ScaleReference reference) {
+  if (type.mode == noise_kernels::Mode::kMultiplicative && reference != ScaleReference::kTensorStd) {
+    throw Error(fmt::format("noise '{}' scales each weight by itself: the scale reference '{}' would be ignored "
+                            "(leave --reference at its default)", noise_type_name(type), scale_reference_name(reference)));
+  }
 }
 
 ScaleReference parse_scale_reference(const std::string& name) {
@@ -225,13 +250,11 @@ ScaleReference parse_scale_reference(const std::string& name) {
 }
 
 std::string noise_type_name(NoiseType type) {
-  switch (type) {
-    case NoiseType::kGaussian: return "gaussian";
-    case NoiseType::kUniform: return "uniform";
-    case NoiseType::kLaplace: return "laplace";
-    case NoiseType::kMultiplicative: return "multiplicative";
+  for (const auto& row : noise_kinds()) {
+    if (row.type == type) return row.name;
   }
-  return "?";
+  TSTAR_CHECK(false && "a noise type outside noise_kinds()");
+  return "";
 }
 
 std::string scale_reference_name(ScaleReference reference) {
@@ -257,14 +280,6 @@ uint64_t parse_seed(const std::string& text) {
 void validate_scale(double scale) {
   if (!std::isfinite(scale) || scale < 0)
     throw Error(fmt::format("invalid noise scale {}: expected a finite number >= 0", scale));
-}
-
-philox::Kind unit_noise_kind(NoiseType type) {
-  switch (type) {
-    case NoiseType::kUniform: return philox::Kind::kUniform;
-    case NoiseType::kLaplace: return philox::Kind::kLaplace;
-    default: return philox::Kind::kGaussian;
-  }
 }
 
 // ---------------------------------------------------------------- targeting
@@ -377,38 +392,6 @@ void generate_unit_noise(philox::Kind kind, uint64_t stream_seed, uint64_t first
   });
 }
 
-namespace {
-struct CurandHost {
-  curandGenerator_t gen = nullptr;
-  CurandHost(uint64_t seed, uint64_t offset) {
-    if (curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10) != CURAND_STATUS_SUCCESS)
-      throw Error("libcurand: cannot create a host Philox4_32_10 generator");
-    curandSetPseudoRandomGeneratorSeed(gen, seed);
-    curandSetGeneratorOrdering(gen, CURAND_ORDERING_PSEUDO_LEGACY);
-    curandSetGeneratorOffset(gen, offset);
-  }
-  ~CurandHost() { curandDestroyGenerator(gen); }
-};
-}  // namespace
-
-std::vector<uint32_t> curand_host_uint32(uint64_t stream_seed, uint64_t first, int64_t count) {
-  CurandHost host(stream_seed, first);
-  std::vector<uint32_t> out(count);
-  if (count > 0 && curandGenerate(host.gen, out.data(), count) != CURAND_STATUS_SUCCESS)
-    throw Error("libcurand: curandGenerate failed");
-  return out;
-}
-
-std::vector<float> curand_host_normals(uint64_t stream_seed, uint64_t first, int64_t count) {
-  CurandHost host(stream_seed, first);
-  int64_t even = count + (count & 1);  // the host API generates normals in pairs
-  std::vector<float> out(even);
-  if (even > 0 && curandGenerateNormal(host.gen, out.data(), even, 0.0f, 1.0f) != CURAND_STATUS_SUCCESS)
-    throw Error("libcurand: curandGenerateNormal failed");
-  out.resize(count);
-  return out;
-}
-
 // ---------------------------------------------------------------- engine
 
 nlohmann::json InjectionReport::to_json(bool per_tensor) const {
@@ -440,6 +423,7 @@ NoiseEngine::NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type
 NoiseEngine::NoiseEngine(ParameterMap& params, std::vector<size_t> targets, NoiseType type,
                          ScaleReference reference)
     : type_(type), reference_(reference) {
+  validate_noise(type_, reference_);
   for (size_t index : targets) {
     TSTAR_CHECK(index < params.size());
     Target t;
@@ -460,7 +444,7 @@ NoiseEngine::NoiseEngine(ParameterMap& params, std::vector<size_t> targets, Nois
     t.rms = numel ? std::sqrt(s.sum_sq / numel) : 0.0;
     t.rows = t.live.dim() >= 2 ? t.live.size(0) : 1;
     t.row_length = t.rows ? numel / t.rows : 0;
-    if (reference_ == ScaleReference::kRowStd && type_ != NoiseType::kMultiplicative) {
+    if (reference_ == ScaleReference::kRowStd && type_.mode == noise_kernels::Mode::kAdditive) {
       t.row_std.resize(t.rows);
       at::parallel_for(0, t.rows, 16, [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; ++r) {
@@ -502,7 +486,7 @@ double NoiseEngine::reference_value(const Target& t, int64_t row) const {
 }
 
 double NoiseEngine::requested_std(const Target& t, double scale) const {
-  if (type_ == NoiseType::kMultiplicative) return scale * t.rms;
+  if (type_.mode == noise_kernels::Mode::kMultiplicative) return scale * t.rms;
   if (reference_ != ScaleReference::kRowStd) return scale * reference_value(t, 0);
   double sum_sq = 0;
   for (double r : t.row_std) sum_sq += r * r;
@@ -511,9 +495,8 @@ double NoiseEngine::requested_std(const Target& t, double scale) const {
 
 TensorNoiseReport NoiseEngine::inject_one(const Target& t, double scale, uint64_t stream_seed) const {
   const int64_t numel = t.live.numel();
-  const philox::Kind kind = unit_noise_kind(type_);
-  const auto mode = type_ == NoiseType::kMultiplicative ? noise_kernels::Mode::kMultiplicative
-                                                        : noise_kernels::Mode::kAdditive;
+  const philox::Kind kind = type_.distribution;
+  const auto mode = type_.mode;
   const auto dtype = t.live.scalar_type();
   char* live = static_cast<char*>(t.live.data_ptr());
   const char* clean = static_cast<const char*>(t.clean.data_ptr());

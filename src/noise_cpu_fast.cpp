@@ -2,7 +2,7 @@
 // vectorised Box-Muller that evaluates philox.h's polynomials operation for operation, dispatched
 // at run time (no -march flags), with portable fallbacks giving identical values. This file is
 // compiled with -ffp-contract=off (src/CMakeLists.txt): a fused multiply-add would change results.
-#include "noise_kernels.h"
+#include "tstar/noise_kernels.h"
 
 // GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -17,7 +17,7 @@
 #include <cstring>
 #include <string>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar::noise_kernels {
 namespace {

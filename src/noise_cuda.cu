@@ -5,7 +5,7 @@
 #include <type_traits>
 
 #include "noise_cuda.h"
-#include "noise_kernels.h"
+#include "tstar/noise_kernels.h"
 
 namespace tstar::noise_cuda {
 namespace {

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "philox.h"
+#include "tstar/philox.h"
 
 namespace tstar::noise_cuda {
 

@@ -5,8 +5,8 @@
 
 #include <utility>
 
-#include "config.h"
-#include "error.h"
+#include "tstar/config.h"
+#include "tstar/error.h"
 
 namespace tstar {
 namespace {

@@ -1,4 +1,4 @@
-#include "provenance.h"
+#include "tstar/provenance.h"
 
 #include <curand.h>
 #include <dlfcn.h>
@@ -8,10 +8,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "compute_profile.h"
-#include "safetensors.h"
+#include "tstar/compute_profile.h"
+#include "tstar/safetensors.h"
 #include "sha256.h"
-#include "version.h"
+#include "tstar/version.h"
 
 namespace tstar {
 

@@ -1,5 +1,5 @@
 // Memory-mapped safetensors files, sharded checkpoints and the atomic writer.
-#include "safetensors.h"
+#include "tstar/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -16,7 +16,7 @@
 #include <set>
 #include <utility>
 
-#include "error.h"
+#include "tstar/error.h"
 #include "json_file.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; so must the host be");

@@ -1,6 +1,6 @@
 // Strict validation of a safetensors image (layout described in safetensors.h). Nothing here
 // touches torch tensors, so the libFuzzer target compiles this file alone.
-#include "safetensors_header.h"
+#include "tstar/safetensors_header.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,7 +11,7 @@
 #include <set>
 #include <string_view>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar {
 namespace {

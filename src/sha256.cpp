@@ -5,7 +5,7 @@
 #include <fstream>
 #include <vector>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar {
 namespace {

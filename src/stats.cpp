@@ -1,4 +1,4 @@
-#include "stats.h"
+#include "tstar/stats.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <random>
 #include <tuple>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar::stats {
 namespace {

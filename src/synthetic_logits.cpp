@@ -1,10 +1,10 @@
-#include "synthetic_logits.h"
+#include "tstar/synthetic_logits.h"
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar::stats {
 namespace {

@@ -1,4 +1,4 @@
-#include "tokenizer.h"
+#include "tstar/tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -16,7 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "error.h"
+#include "tstar/error.h"
 #include "sha256.h"
 
 namespace tstar {

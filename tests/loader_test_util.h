@@ -10,7 +10,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "error.h"
+#include "tstar/error.h"
 
 namespace tstar::testing {
 

@@ -5,9 +5,9 @@
 
 #include <filesystem>
 
-#include "model.h"
-#include "safetensors.h"
-#include "tokenizer.h"
+#include "tstar/model.h"
+#include "tstar/safetensors.h"
+#include "tstar/tokenizer.h"
 #include "tool_runner.h"
 
 namespace tstar {

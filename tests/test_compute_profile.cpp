@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "compute_profile.h"
-#include "error.h"
+#include "tstar/compute_profile.h"
+#include "tstar/error.h"
 #include "tool_runner.h"
 
 namespace tstar {

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
+#include "tstar/config.h"
 #include "loader_test_util.h"
 
 namespace tstar {

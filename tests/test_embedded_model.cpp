@@ -14,14 +14,14 @@
 
 #include "corpus.h"
 #include "embedded_model.h"
-#include "error.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "tstar/error.h"
+#include "tstar/model.h"
+#include "tstar/tokenizer.h"
 
 namespace tstar {
 namespace {
 
-const std::filesystem::path kModelDir = std::filesystem::path(TSTAR_SOURCE_DIR) / "fixtures/models/tstar-counting";
+const std::filesystem::path kModelDir = "fixtures/models/tstar-counting";
 
 struct Loaded {
   Model model;

@@ -5,15 +5,17 @@
 
 #include <algorithm>
 #include <tuple>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
-#include "error.h"
-#include "experiments.h"
-#include "provenance.h"
+#include "tstar/error.h"
+#include "tstar/experiments.h"
+#include "tstar/provenance.h"
 #include "tool_runner.h"
 
 namespace tstar {
@@ -35,7 +37,7 @@ ExperimentSettings small_settings() {
 
 TEST(Experiments, ScaleZeroIsExactlyClean) {
   ExperimentSuite suite(small_settings());
-  const auto& r = suite.weight_noise(0).counters;
+  const auto& r = suite.result("WeightNoise/scale:0").counters;
   EXPECT_EQ(r.at("alpha"), 0.0);
   EXPECT_EQ(r.at("kl_T1"), 0.0);
   EXPECT_EQ(r.at("top1_match"), 1.0);
@@ -48,16 +50,16 @@ TEST(Experiments, ScaleZeroIsExactlyClean) {
 // model-dtype (bf16) logits carry rounding noise that the fp32 head does not, so their alpha is larger.
 TEST(Experiments, Fp32LogitsAndTheModelDtypeAlpha) {
   ExperimentSuite fp32(small_settings());
-  const auto& a = fp32.weight_noise(0.01).counters;
+  const auto& a = fp32.result("WeightNoise/scale:0.01").counters;
   EXPECT_EQ(a.at("alpha_model_logits"), a.at("alpha"));
   ExperimentSettings bf16_settings = small_settings();
   bf16_settings.dtype = torch::kBFloat16;
   ExperimentSuite bf16(bf16_settings);
-  const auto& b = bf16.layer("layer:0", 0.02).counters;
+  const auto& b = bf16.result("Layer/layer:0/scale:0.02").counters;
   EXPECT_GT(b.at("alpha_model_logits"), b.at("alpha"));
   bf16_settings.logits = LogitsDtype::kModel;
   ExperimentSuite model_logits(bf16_settings);
-  EXPECT_EQ(model_logits.layer("layer:0", 0.02).counters.at("alpha"), b.at("alpha_model_logits"));
+  EXPECT_EQ(model_logits.result("Layer/layer:0/scale:0.02").counters.at("alpha"), b.at("alpha_model_logits"));
   EXPECT_EQ(model_logits.settings().to_json().at("logits_dtype"), "model");
 }
 
@@ -102,7 +104,7 @@ TEST(Experiments, AnswersBatchesAndTheClusterBootstrap) {
                       "The capital of France is"};
   settings.answers = {"3", "7", ""};
   ExperimentSuite one_batch(settings);
-  const auto& a = one_batch.weight_noise(0.05);
+  const auto& a = one_batch.result("WeightNoise/scale:0.05");
   EXPECT_EQ(a.counters.at("answered_pairs"), 6.0);  // 2 answered prompts x 3 seeds
   EXPECT_GE(a.counters.at("p_answer_T1"), 0.0);
   EXPECT_LE(a.counters.at("p_answer_T1"), 1.0);
@@ -113,13 +115,13 @@ TEST(Experiments, AnswersBatchesAndTheClusterBootstrap) {
   EXPECT_GE(a.counters.at("alpha_boot_hi"), a.counters.at("alpha"));
   EXPECT_EQ(a.details.at("prompt_best_T").size(), 3u);
   EXPECT_EQ(a.details.at("bootstrap").at("resamples"), 1000);
-  EXPECT_EQ(a.counters, ExperimentSuite(settings).weight_noise(0.05).counters) << "not reproducible";
+  EXPECT_EQ(a.counters, ExperimentSuite(settings).result("WeightNoise/scale:0.05").counters) << "not reproducible";
   settings.batch_size = 1;
   ExperimentSuite batches_of_one(settings);
-  const auto& b = batches_of_one.weight_noise(0.05);
+  const auto& b = batches_of_one.result("WeightNoise/scale:0.05");
   EXPECT_EQ(b.counters.at("answered_pairs"), 6.0);
   EXPECT_NEAR(b.counters.at("alpha"), a.counters.at("alpha"), 1e-3 * a.counters.at("alpha"));
-  EXPECT_EQ(b.counters, ExperimentSuite(settings).weight_noise(0.05).counters) << "not reproducible";
+  EXPECT_EQ(b.counters, ExperimentSuite(settings).result("WeightNoise/scale:0.05").counters) << "not reproducible";
   settings.answers = {"3"};
   EXPECT_THROW(ExperimentSuite{settings}, Error);
 }
@@ -131,50 +133,47 @@ TEST(Experiments, DefaultGroupsAreTheNotebooksDepthRangesAndExclusions) {
   ASSERT_LE(layers, 8);  // the tiny model: every layer is in the notebook's "early" (0-7)
   EXPECT_NE(std::find(groups.begin(), groups.end(), "early"), groups.end());
   EXPECT_EQ(std::find(groups.begin(), groups.end(), "late"), groups.end());
-  const auto& all = suite.layer("all", 0.02).details.at("tensors");
+  const auto& all = suite.result("Layer/all/scale:0.02").details.at("tensors");
   EXPECT_NE(std::find(all.begin(), all.end(), "model.norm.weight"), all.end());
   ExperimentSettings thirds = small_settings();
   thirds.depth_groups = DepthGroups::kThirds;
   thirds.exclude = exclusion_convention("all-norms");
   ExperimentSuite other(thirds);
-  const auto& all_norms = other.layer("all", 0.02).details.at("tensors");
+  const auto& all_norms = other.result("Layer/all/scale:0.02").details.at("tensors");
   EXPECT_EQ(all_norms.size() + 1, all.size());
 }
 
 TEST(Experiments, NoiseGrowsWithScale) {
   ExperimentSuite suite(small_settings());
-  const double a1 = suite.weight_noise(0.01).counters.at("alpha");
-  const double a5 = suite.weight_noise(0.05).counters.at("alpha");
+  const double a1 = suite.result("WeightNoise/scale:0.01").counters.at("alpha");
+  const double a5 = suite.result("WeightNoise/scale:0.05").counters.at("alpha");
   EXPECT_GT(a1, 0.0);
   // Common random numbers: the same unit noise at both scales, so alpha scales ~ s^2 (x25).
   EXPECT_GT(a5 / a1, 15.0);
   EXPECT_LT(a5 / a1, 35.0);
-  EXPECT_NEAR(suite.weight_noise(0.05).counters.at("realized_ratio"), 1.0, 0.01);  // fp32 keeps all noise
+  EXPECT_NEAR(suite.result("WeightNoise/scale:0.05").counters.at("realized_ratio"), 1.0, 0.01);  // fp32 keeps all noise
 }
 
 TEST(Experiments, ResultsDoNotDependOnWhatRanBefore) {
   ExperimentSuite first(small_settings());
-  const auto a = first.weight_noise(0.01).counters;
-  const auto layer_a = first.layer("mlp", 0.02).counters;
+  const auto a = first.result("WeightNoise/scale:0.01").counters;
+  const auto layer_a = first.result("Layer/mlp/scale:0.02").counters;
 
   ExperimentSuite second(small_settings());  // another order, other experiments first
-  second.evolution(1, 0.02);
-  second.layer("attention", 0.02);
-  const auto layer_b = second.layer("mlp", 0.02).counters;
-  second.temp_sweep(0.05);
-  for (int i = 0; i < 3; ++i) second.timed_cycle("all", 0.01, 0);
-  const auto b = second.weight_noise(0.01).counters;
+  second.result("Evolution/prompt:1/scale:0.02");
+  second.result("Layer/attention/scale:0.02");
+  const auto layer_b = second.result("Layer/mlp/scale:0.02").counters;
+  second.result("TempSweep/scale:0.02");
+  for (int i = 0; i < 3; ++i) second.timed_cycle("WeightNoise/scale:0.01");
+  const auto b = second.result("WeightNoise/scale:0.01").counters;
   EXPECT_EQ(a, b);  // bit-identical doubles
   EXPECT_EQ(layer_a, layer_b);
 }
 
 TEST(Experiments, WeightsHashAsBeforeAfterEverything) {
   ExperimentSuite suite(small_settings());
-  for (double s : suite.settings().scales) suite.weight_noise(s);
-  for (const auto& group : suite.groups()) suite.layer(group, 0.02);
-  for (size_t p = 0; p < suite.settings().evolution_prompts.size(); ++p) suite.evolution(p, 0.02);
-  suite.timed_cycle("mlp", 0.05, 1);
-  suite.timed_evolution_cycle(0, 0.05, 1);
+  for (const auto& name : suite.benchmark_names()) suite.result(name);
+  for (const auto& name : suite.benchmark_names()) suite.timed_cycle(name);
   const auto results = suite.results_json();
   EXPECT_EQ(results.at("weights_digest_before"), results.at("weights_digest_after"));
   EXPECT_EQ(results.at("weights_digest_after").get<std::string>(), parameters_digest(Model::load(kModel).parameters()));
@@ -183,7 +182,7 @@ TEST(Experiments, WeightsHashAsBeforeAfterEverything) {
 TEST(Experiments, EvolutionReportsASeriesPerStepAndALabel) {
   ExperimentSuite suite(small_settings());
   for (size_t prompt = 0; prompt < suite.settings().evolution_prompts.size(); ++prompt) {
-    const auto& r = suite.evolution(prompt, 0.02);
+    const auto& r = suite.result(fmt::format("Evolution/prompt:{}/scale:0.02", prompt));
     const auto steps = static_cast<size_t>(r.counters.at("steps"));
     ASSERT_LE(steps, 6u);
     EXPECT_EQ(r.details.at("alpha_t").size(), steps);
@@ -209,7 +208,7 @@ TEST(Experiments, EvolutionReportsASeriesPerStepAndALabel) {
 
 TEST(Experiments, TempSweepCoversTheNotebookGrid) {
   ExperimentSuite suite(small_settings());
-  const auto& r = suite.temp_sweep(0.05);
+  const auto& r = suite.result("TempSweep/scale:0.02");
   ASSERT_EQ(r.details.at("grid").size(), 35u);
   EXPECT_EQ(r.details.at("kl").size(), 35u);
   // The exact optimum is no worse than any grid point.
@@ -230,11 +229,62 @@ TEST(Experiments, BadSettingsAreClearErrors) {
   settings.model = "tiny";  // a preset has no tokenizer: an error on first use, naming the flag
   try {
     ExperimentSuite suite(settings);
-    suite.weight_noise(0.01);
+    suite.result("WeightNoise/scale:0.01");
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--tokenizer"), std::string::npos) << e.what();
   }
+}
+
+// The registry: the notebook's four families in order, each instance named after its family's
+// pattern, results.json lists the families and gives each result its family and parameters.
+TEST(ExperimentRegistry, FamiliesInstancesAndResultsSections) {
+  std::vector<std::string> names;
+  for (const ExperimentFamily* family : experiment_families()) {
+    names.push_back(family->name);
+    EXPECT_EQ(family->pattern.rfind(family->name + "/", 0), 0u) << family->pattern;
+    EXPECT_FALSE(family->report_section.empty()) << family->name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"WeightNoise", "Layer", "Evolution", "TempSweep"}));
+
+  ExperimentSuite suite(small_settings());
+  const size_t groups = suite.groups().size();
+  EXPECT_EQ(suite.instances().size(), 3 + groups + 3 + 1);  // 3 scales; per detail scale: groups, 3 prompts, 1
+  for (const auto& instance : suite.instances()) {
+    EXPECT_EQ(instance.name.rfind(instance.family + "/", 0), 0u) << instance.name;
+    EXPECT_TRUE(instance.parameters.contains("scale")) << instance.name;
+  }
+  EXPECT_THROW(suite.result("WeightNoise/scale:0.5"), Error);  // not in these settings
+
+  // TempSweep is its own family: computing WeightNoise at a scale adds no TempSweep there.
+  suite.result("WeightNoise/scale:0.05");
+  suite.result("Layer/mlp/scale:0.02");
+  const auto results = suite.results_json();
+  EXPECT_EQ(results.at("results").size(), 2u);
+  EXPECT_EQ(results.at("families").size(), 4u);
+  EXPECT_EQ(results.at("families")[0].at("section"), "weight_noise");
+  const auto& layer = results.at("results").at("Layer/mlp/scale:0.02");
+  EXPECT_EQ(layer.at("family"), "Layer");
+  EXPECT_EQ(layer.at("instance").at("group"), "mlp");
+  EXPECT_EQ(layer.at("instance").at("scale"), 0.02);
+}
+
+// The settings' flag table: each flag once, each with help, unknown names refused.
+TEST(ExperimentRegistry, SettingFlagsParseAndRefuse) {
+  std::set<std::string> seen;
+  for (const auto& flag : setting_flags()) {
+    EXPECT_TRUE(seen.insert(flag.name).second) << flag.name;
+    EXPECT_FALSE(flag.help.empty()) << flag.name;
+  }
+  const auto settings = settings_from_flags({{"model", kModel}, {"seeds", "3"}, {"scales", "0,0.02"},
+                                             {"noise", "laplace"}, {"depth-groups", "thirds"}});
+  EXPECT_EQ(settings.seeds, (std::vector<uint64_t>{0, 1, 2}));
+  EXPECT_EQ(settings.scales, (std::vector<double>{0, 0.02}));
+  EXPECT_EQ(settings.noise, parse_noise_type("laplace"));
+  EXPECT_EQ(settings.depth_groups, DepthGroups::kThirds);
+  EXPECT_THROW(settings_from_flags({{"model", kModel}, {"seed", "3"}}), Error);
+  EXPECT_THROW(settings_from_flags({{"model", kModel}, {"seeds", "0"}}), Error);
+  EXPECT_THROW(settings_from_flags({{"model", kModel}, {"scales", "0,nan"}}), Error);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -308,6 +358,14 @@ TEST(ExperimentBench, CountersIgnoreFilterRepetitionsAndIterations) {
   ASSERT_EQ(alphas.size(), 3u);
   EXPECT_EQ(alphas[0], alphas[1]);
   EXPECT_EQ(alphas[1], alphas[2]);
+}
+
+TEST(ExperimentBench, ListFamiliesPrintsTheRegistry) {
+  const auto result = testing::run_binary(TSTAR_BENCH_PATH, "--list-families");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  std::string expected;
+  for (const ExperimentFamily* family : experiment_families()) expected += family->name + "\n";
+  EXPECT_NE(result.output.find(expected), std::string::npos) << result.output;
 }
 
 TEST(ExperimentBench, BadFlagsExitWithOneLine) {

@@ -2,9 +2,9 @@
 // with each other. Parity with HF transformers is in test_parity.cpp.
 #include <gtest/gtest.h>
 
-#include "config.h"
-#include "error.h"
-#include "model.h"
+#include "tstar/config.h"
+#include "tstar/error.h"
+#include "tstar/model.h"
 
 namespace tstar {
 namespace {

@@ -11,10 +11,12 @@
 #include <stdexcept>
 
 #include "cli.h"
-#include "error.h"
-#include "model.h"
-#include "noise.h"
-#include "noise_kernels.h"
+#include "tstar/curand_host.h"
+#include "tstar/error.h"
+#include "tstar/model.h"
+#include "tstar/noise.h"
+#include "tstar/noise_kernels.h"
+#include "tstar/provenance.h"
 
 namespace tstar {
 namespace {
@@ -25,16 +27,8 @@ LoadOptions with_dtype(torch::ScalarType dtype) {
   return options;
 }
 
-// FNV-1a over every parameter's name and bytes: equal hashes <=> bit-identical weights (in practice).
-uint64_t hash_parameters(const ParameterMap& params) {
-  uint64_t h = philox::fnv1a64("", 0);
-  for (const auto& [name, tensor] : params.entries()) {
-    torch::Tensor t = tensor.contiguous();
-    h ^= philox::fnv1a64(name.data(), name.size());
-    h = h * 0x100000001B3ull ^ philox::fnv1a64(static_cast<const char*>(t.data_ptr()), t.nbytes());
-  }
-  return h;
-}
+// Equal digests <=> bit-identical weights (provenance.h's sha256 over names, dtypes, shapes, bytes).
+std::string hash_parameters(const ParameterMap& params) { return parameters_digest(params); }
 
 TargetSpec only(const std::string& name) {
   TargetSpec spec;
@@ -169,10 +163,10 @@ TEST(NoiseEngine, InjectionIsIndependentOfThreadCount) {
   const int threads = at::get_num_threads();
   at::set_num_threads(1);
   engine.inject(0.05, 7);
-  uint64_t one = hash_parameters(model.parameters());
+  std::string one = hash_parameters(model.parameters());
   at::set_num_threads(2);
   engine.inject(0.05, 7);
-  uint64_t two = hash_parameters(model.parameters());
+  std::string two = hash_parameters(model.parameters());
   at::set_num_threads(threads);
   engine.restore();
   EXPECT_EQ(one, two);
@@ -237,13 +231,13 @@ TEST(NoiseEngine, ReferencesScaleTheRequestedStd) {
   for (const Case& c : {Case{ScaleReference::kTensorStd, clean.std().item<double>()},
                         Case{ScaleReference::kAbsMax, clean.abs().max().item<double>()},
                         Case{ScaleReference::kRowStd, clean.std(1).pow(2).mean().sqrt().item<double>()}}) {
-    NoiseEngine engine(model, spec, NoiseType::kGaussian, c.reference);
+    NoiseEngine engine(model, spec, NoiseType{}, c.reference);
     InjectionReport report = engine.inject(0.1, 9);
     engine.restore();
     EXPECT_NEAR(report.tensors[0].requested_std, 0.1 * c.expected, 1e-9) << scale_reference_name(c.reference);
     EXPECT_NEAR(report.realized_ratio, 1.0, 0.05) << scale_reference_name(c.reference);  // fp32 keeps it all
   }
-  NoiseEngine multiplicative(model, spec, NoiseType::kMultiplicative);
+  NoiseEngine multiplicative(model, spec, parse_noise_type("multiplicative"));
   InjectionReport report = multiplicative.inject(0.1, 9);
   torch::Tensor delta = model.parameters().at(name).to(torch::kDouble) - clean;
   multiplicative.restore();
@@ -273,8 +267,8 @@ TEST(NoiseEngine, RealizedNoiseInBf16AtTinyScaleMostlyRoundsAway) {
 TEST(NoiseRestore, ScopeRestoresBitForBit) {
   for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
     Model model = Model::from_preset("tiny", with_dtype(dtype));
-    const uint64_t before = hash_parameters(model.parameters());
-    NoiseEngine engine(model, TargetSpec{}, NoiseType::kLaplace, ScaleReference::kRowStd);
+    const std::string before = hash_parameters(model.parameters());
+    NoiseEngine engine(model, TargetSpec{}, parse_noise_type("laplace"), ScaleReference::kRowStd);
     {
       NoiseScope scope(engine, 0.05, 17);
       EXPECT_NE(hash_parameters(model.parameters()), before);
@@ -285,7 +279,7 @@ TEST(NoiseRestore, ScopeRestoresBitForBit) {
 
 TEST(NoiseRestore, ExceptionThroughTheScopeRestores) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
-  const uint64_t before = hash_parameters(model.parameters());
+  const std::string before = hash_parameters(model.parameters());
   NoiseEngine engine(model, TargetSpec{});
   EXPECT_THROW(
       {
@@ -298,7 +292,7 @@ TEST(NoiseRestore, ExceptionThroughTheScopeRestores) {
 
 TEST(NoiseRestore, ExceptionMidInjectionRestoresTouchedTensors) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
-  const uint64_t before = hash_parameters(model.parameters());
+  const std::string before = hash_parameters(model.parameters());
   NoiseEngine engine(model, TargetSpec{});
   ASSERT_GT(engine.target_names().size(), 3u);
   size_t written = 0;
@@ -314,7 +308,7 @@ TEST(NoiseRestore, ExceptionMidInjectionRestoresTouchedTensors) {
 
 TEST(NoiseRestore, ThousandsOfCyclesStayBitExact) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
-  const uint64_t before = hash_parameters(model.parameters());
+  const std::string before = hash_parameters(model.parameters());
   NoiseEngine engine(model, TargetSpec{});
   for (int cycle = 0; cycle < 2000; ++cycle) {
     NoiseScope scope(engine, 0.01 * (1 + cycle % 5), static_cast<uint64_t>(cycle));
@@ -413,9 +407,26 @@ TEST(NoiseTargets, RegexAndSubstringPatterns) {
 
 // ---------------------------------------------------------------- bad input
 
+// The table of noise kinds: every name parses back to its row, rows are distinct kinds, and each
+// row's distribution has unit variance (the formula in philox.h exists for it).
+TEST(NoiseKinds, TableRoundTripsAndEachDistributionHasUnitVariance) {
+  std::vector<NoiseType> seen;
+  for (const auto& row : noise_kinds()) {
+    const NoiseType type = parse_noise_type(row.name);
+    EXPECT_EQ(type, row.type) << row.name;
+    EXPECT_EQ(noise_type_name(type), row.name);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), type), 0) << row.name << " duplicates a row";
+    seen.push_back(type);
+    const std::vector<float> z = unit_noise(row.type.distribution, 99, 0, 1 << 16);
+    double sum_sq = 0;
+    for (float v : z) sum_sq += static_cast<double>(v) * v;
+    EXPECT_NEAR(sum_sq / z.size(), 1.0, 0.03) << row.name;
+  }
+}
+
 TEST(NoiseBadInput, RejectedBeforeAnyWeightIsTouched) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
-  const uint64_t before = hash_parameters(model.parameters());
+  const std::string before = hash_parameters(model.parameters());
   NoiseEngine engine(model, TargetSpec{});
   const double inf = std::numeric_limits<double>::infinity();
   for (double scale : {-0.1, std::nan(""), inf, -inf}) {
@@ -424,6 +435,11 @@ TEST(NoiseBadInput, RejectedBeforeAnyWeightIsTouched) {
   }
   EXPECT_THROW(parse_noise_type("pink"), Error);
   EXPECT_THROW(parse_scale_reference("row_max"), Error);
+  // A reference multiplicative noise would ignore is refused, not recorded.
+  for (auto reference : {ScaleReference::kRowStd, ScaleReference::kAbsMax}) {
+    EXPECT_THROW(NoiseEngine(model, TargetSpec{}, parse_noise_type("multiplicative"), reference), Error);
+  }
+  EXPECT_EQ(hash_parameters(model.parameters()), before);
   for (const std::string seed : {"abc", "-1", "1.5", "", "18446744073709551616", "12x"})
     EXPECT_THROW(parse_seed(seed), Error) << seed;
   EXPECT_EQ(parse_seed("18446744073709551615"), 18446744073709551615ull);

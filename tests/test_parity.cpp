@@ -8,8 +8,8 @@
 #include <fstream>
 #include <map>
 
-#include "model.h"
-#include "safetensors.h"
+#include "tstar/model.h"
+#include "tstar/safetensors.h"
 
 namespace tstar {
 namespace {

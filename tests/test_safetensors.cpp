@@ -8,7 +8,7 @@
 #include <string>
 
 #include "loader_test_util.h"
-#include "safetensors.h"
+#include "tstar/safetensors.h"
 
 namespace tstar {
 namespace {

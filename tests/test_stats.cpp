@@ -4,9 +4,9 @@
 #include <cmath>
 #include <vector>
 
-#include "error.h"
-#include "stats.h"
-#include "synthetic_logits.h"
+#include "tstar/error.h"
+#include "tstar/stats.h"
+#include "tstar/synthetic_logits.h"
 
 namespace ts = tstar::stats;
 
@@ -341,7 +341,7 @@ TEST(StatsTrend, ScheduleFitRecoversAKnownBeta) {
   EXPECT_TRUE(flat.at_boundary);
 }
 
-// ---- Known truth: i.i.d. Gaussian noise on Gaussian logits (REFERENCE §1) -----------------------
+// ---- Known truth: i.i.d. Gaussian noise on Gaussian logits (docs/design.md, Theory) -----------------------
 
 TEST(StatsSynthetic, PairsAreDeterministicPerSeed) {
   ts::SyntheticSpec spec = gaussian_spec(100, 1.0, 0.3, 3, 1);
@@ -356,7 +356,7 @@ TEST(StatsSynthetic, PairsAreDeterministicPerSeed) {
 }
 
 // Logit std 1.5 and noise std 0.45 give alpha = 0.09 (sqrt(1+alpha) = 1.044, 1+alpha = 1.090),
-// the setting of REFERENCE §1's Monte Carlo check. With 1000 draws of V = 2000 the optimum varies by
+// the setting of the Monte Carlo check in docs/design.md (Theory). With 1000 draws of V = 2000 the optimum varies by
 // about 0.0015 between seeds (measured over 8 seeds: best T 1.089-1.093, 1+sigma^2/Var_p 0.0026-0.0052
 // above it). At this logit std Var_p is close to tau^2, so 1+alpha is about as close; the test
 // checks the claims the issue makes, not a ranking of those two.
@@ -374,7 +374,7 @@ TEST(StatsSynthetic, BestTemperatureAgreesWithOnePlusSigma2OverVarPAtModerateNoi
   EXPECT_LT(report.kl_at_best, report.kl_at_1);
 }
 
-// REFERENCE §1's ranking is not universal: at logit std 2.0 (same alpha) Var_p falls below tau^2
+// The Monte Carlo ranking is not universal: at logit std 2.0 (same alpha) Var_p falls below tau^2
 // and 1+sigma^2/Var_p overshoots the optimum by more than 1+alpha undershoots it (measured on four
 // seeds with 1000 draws: Var_p predictor +0.0095..+0.0149, 1+alpha -0.0072..-0.0026).
 TEST(StatsSynthetic, OnePlusAlphaIsCloserThanTheVarPPredictorAtLogitStd2) {

@@ -18,9 +18,9 @@
 #include <sstream>
 #include <thread>
 
-#include "error.h"
+#include "tstar/error.h"
 #include "sha256.h"
-#include "tokenizer.h"
+#include "tstar/tokenizer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -28,7 +28,7 @@ using tstar::Tokenizer;
 
 namespace {
 
-const fs::path kRepoRoot = TSTAR_SOURCE_DIR;
+const fs::path kRepoRoot = ".";  // ctest runs the tests in the source directory
 const fs::path kQwenDir = kRepoRoot / "../shared/fixtures/qwen2-tokenizer";
 const fs::path kSmallJson = kRepoRoot / "fixtures/tokenizer/small/tokenizer.json";
 

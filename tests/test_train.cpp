@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "model.h"
+#include "tstar/model.h"
 #include "train.h"
 
 namespace tstar {
@@ -15,7 +15,7 @@ namespace {
 TrainOptions toy_options(const std::filesystem::path& out) {
   TrainOptions o;
   o.out_dir = out;
-  o.tokenizer_dir = std::filesystem::path(TSTAR_SOURCE_DIR) / "fixtures/embedded/tokenizer";
+  o.tokenizer_dir = "fixtures/embedded/tokenizer";
   o.steps = 12;
   o.batch_size = 8;
   o.threads = 1;

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "noise_cuda.h"
-#include "noise_kernels.h"
-#include "philox.h"
+#include "tstar/noise_kernels.h"
+#include "tstar/philox.h"
 
 namespace {
 
@@ -42,6 +42,16 @@ void report(bool ok, const char* what, const char* detail) {
     }                                                                                             \
   } while (0)
 
+#define CURAND_OK(call)                                                                           \
+  do {                                                                                            \
+    curandStatus_t status_ = (call);                                                              \
+    if (status_ != CURAND_STATUS_SUCCESS) {                                                       \
+      std::printf("cuRAND status %d at %s:%d: %s\n", static_cast<int>(status_), __FILE__, __LINE__, #call); \
+      std::printf("noise_cuda_check: FAIL\n");                                                    \
+      std::exit(1);                                                                               \
+    }                                                                                             \
+  } while (0)
+
 template <typename T>
 struct DeviceBuffer {
   T* ptr = nullptr;
@@ -57,10 +67,10 @@ struct DeviceBuffer {
 
 curandGenerator_t host_generator(uint64_t seed, uint64_t offset) {
   curandGenerator_t gen;
-  curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10);
-  curandSetPseudoRandomGeneratorSeed(gen, seed);
-  curandSetGeneratorOrdering(gen, CURAND_ORDERING_PSEUDO_LEGACY);
-  curandSetGeneratorOffset(gen, offset);
+  CURAND_OK(curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10));
+  CURAND_OK(curandSetPseudoRandomGeneratorSeed(gen, seed));
+  CURAND_OK(curandSetGeneratorOrdering(gen, CURAND_ORDERING_PSEUDO_LEGACY));
+  CURAND_OK(curandSetGeneratorOffset(gen, offset));
   return gen;
 }
 
@@ -76,7 +86,7 @@ void check_uint32() {
       CUDA_OK(noise_cuda::curand_device_uint32(seed, first, kCount, d.ptr));
       std::vector<uint32_t> device = d.download(kCount), host(kCount);
       curandGenerator_t gen = host_generator(seed, first);
-      curandGenerate(gen, host.data(), kCount);
+      CURAND_OK(curandGenerate(gen, host.data(), kCount));
       curandDestroyGenerator(gen);
       for (int64_t i = 0; i < kCount; ++i) mismatches += device[i] != host[i];
     }
@@ -94,7 +104,7 @@ void check_curand_normals() {
     CUDA_OK(noise_cuda::curand_device_normals(seed, 0, count, d.ptr));
     std::vector<float> device = d.download(count), host(count);
     curandGenerator_t gen = host_generator(seed, 0);
-    curandGenerateNormal(gen, host.data(), count, 0.0f, 1.0f);
+    CURAND_OK(curandGenerateNormal(gen, host.data(), count, 0.0f, 1.0f));
     curandDestroyGenerator(gen);
     for (int64_t i = 0; i < count; ++i) {
       double diff = std::fabs(double(device[i]) - host[i]);
@@ -208,16 +218,16 @@ void fused_throughput() {
   a.stream_seed = 1;
   a.mult = 1e-3f;
   cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
+  CUDA_OK(cudaEventCreate(&start));
+  CUDA_OK(cudaEventCreate(&stop));
   CUDA_OK(noise_cuda::launch_fused_noise(a));  // warm-up
   const int reps = 10;
-  cudaEventRecord(start);
+  CUDA_OK(cudaEventRecord(start));
   for (int r = 0; r < reps; ++r) CUDA_OK(noise_cuda::launch_fused_noise(a));
-  cudaEventRecord(stop);
+  CUDA_OK(cudaEventRecord(stop));
   CUDA_OK(cudaEventSynchronize(stop));
   float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
+  CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
   double seconds = ms / 1e3 / reps;
   std::printf("[INFO] fused kernel bf16 gaussian: %.3f ms per 2^28 weights, %.1f G weights/s, %.0f GB/s (read+write)\n",
               seconds * 1e3, numel / seconds / 1e9, numel * 4.0 / seconds / 1e9);
@@ -232,7 +242,7 @@ int main() {
     return 2;
   }
   cudaDeviceProp prop;
-  cudaGetDeviceProperties(&prop, 0);
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
   check_uint32();
   check_curand_normals();

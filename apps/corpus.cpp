@@ -7,7 +7,9 @@
 #include <limits>
 #include <set>
 
-#include "error.h"
+#include "tstar/error.h"
+#include "tstar/experiments.h"
+#include "tstar/philox.h"
 
 namespace tstar {
 
@@ -77,15 +79,9 @@ std::string number_sequence(int64_t start, int64_t end) {
   return out;
 }
 
-// FNV-1a, 64 bit: a fixed hash (std::hash is implementation-defined).
-uint64_t fnv1a(const std::string& text) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
+// FNV-1a, 64 bit (philox.h's, the noise streams' name hash): fixed, where std::hash is
+// implementation-defined.
+uint64_t fnv1a(const std::string& text) { return philox::fnv1a64(text.data(), text.size()); }
 
 bool is_notebook_prompt(const std::string& prompt) {
   for (const auto& example : notebook_examples()) {
@@ -114,11 +110,12 @@ bool is_held_out_combination(const std::string& combination) { return fnv1a(comb
 bool is_held_out_prompt(const std::string& prompt) { return fnv1a("prompt/" + prompt) % 10 == 0; }
 
 std::vector<CorpusExample> notebook_examples() {
+  const std::vector<std::string> prompts = notebook_prompts();  // the experiments' own four, in order
   return {
-      {CorpusTask::kCountEmoji, "Count the eggs: 🥚🥚🥚🥚🥚. How many eggs are there?", "5", " 5", "count/t0/5"},
-      {CorpusTask::kSumTwo, "I have 3 apples and 4 oranges. How many fruits in total?", "7", " 7", "sum2/t0/3+4"},
-      {CorpusTask::kSequence, "Count: 1, 2, 3, 4, 5, 6, 7. What's the last number?", "7", " 7", "seq/t0/1-7"},
-      {CorpusTask::kSumThree, "There are 2 cats, 3 dogs, and 1 bird. How many animals?", "6", " 6", "sum3/t0/2+3+1"},
+      {CorpusTask::kCountEmoji, prompts.at(0), "5", " 5", "count/t0/5"},
+      {CorpusTask::kSumTwo, prompts.at(1), "7", " 7", "sum2/t0/3+4"},
+      {CorpusTask::kSequence, prompts.at(2), "7", " 7", "seq/t0/1-7"},
+      {CorpusTask::kSumThree, prompts.at(3), "6", " 6", "sum3/t0/2+3+1"},
   };
 }
 

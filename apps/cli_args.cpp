@@ -1,15 +1,11 @@
 #include "cli.h"
 
-#include <c10/util/Exception.h>
-
-#include <cerrno>
-#include <iostream>
 #include <cmath>
-#include <cstdlib>
 
 #include <fmt/format.h>
 
-#include "error.h"
+#include "tstar/error.h"
+#include "tstar/parse.h"
 
 namespace tstar::cli {
 
@@ -57,24 +53,6 @@ std::string Args::required(const std::string& key) const {
   return it->second;
 }
 
-std::optional<int64_t> parse_integer(const std::string& text) {
-  const char* s = text.c_str();
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0') return std::nullopt;
-  return v;
-}
-
-std::optional<double> parse_double(const std::string& text) {
-  const char* s = text.c_str();
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(s, &end);
-  if (errno != 0 || end == s || *end != '\0') return std::nullopt;
-  return v;
-}
-
 int64_t Args::get_int(const std::string& key, int64_t fallback) const {
   auto it = values_.find(key);
   if (it == values_.end()) return fallback;
@@ -87,17 +65,6 @@ double Args::get_double(const std::string& key, double fallback) const {
   if (it == values_.end()) return fallback;
   if (auto v = parse_double(it->second)) return *v;
   throw Error(fmt::format("tstar {}: --{} expects a number, got '{}'", command_, key, it->second));
-}
-
-int run_reporting_errors(const std::function<int()>& body) {
-  try {
-    return body();
-  } catch (const c10::Error& e) {  // libtorch's own errors carry a backtrace nobody needs here
-    std::cerr << "error: " << e.what_without_backtrace() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-  }
-  return 1;
 }
 
 }  // namespace tstar::cli

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -13,6 +14,10 @@ class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// For main() only: runs a program's body; any exception becomes one "error: ..." line on stderr
+// and exit code 1.
+int run_reporting_errors(const std::function<int()>& body);
 
 }  // namespace tstar
 

@@ -11,10 +11,10 @@
 #include <cmath>
 #include <fstream>
 
-#include "error.h"
-#include "model.h"
-#include "safetensors.h"
-#include "tokenizer.h"
+#include "tstar/error.h"
+#include "tstar/model.h"
+#include "tstar/safetensors.h"
+#include "tstar/tokenizer.h"
 
 namespace tstar {
 
@@ -58,7 +58,7 @@ ParameterMap initial_parameters(const ModelConfig& config, uint64_t seed) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   ParameterMap params;
-  for (const auto& [name, shape, role] : expected_parameters(config)) {
+  for (const auto& [name, shape, role, weight, layer] : expected_parameters(config)) {
     torch::Tensor t = torch::empty(shape, torch::kFloat);
     switch (role) {
       case ParameterSpec::Role::kNorm: t.fill_(1.0); break;
@@ -232,7 +232,7 @@ with nothing downloaded. It is the default `--model` of `tstar` and `bench`.
 
     {}
 
-- Trainer: `tstar train` (src/train.cpp), libtorch C++ autograd through tstar::Model's own forward
+- Trainer: `tstar train` (apps/train.cpp), libtorch C++ autograd through tstar::Model's own forward
   pass; AdamW (betas 0.9/0.95, weight decay {} on matrices and embeddings), peak learning rate {},
   {} warm-up steps then cosine decay to {}x, gradient clipping at 1.0, fp32.
 - Seed {}, {} threads (at::set_num_threads), {} steps of {} examples (right-padded batches,
@@ -250,14 +250,14 @@ safetensors.
 
 ## Data
 
-Generated on the fly by src/corpus.cpp (`tstar corpus` writes it out), seeded mt19937_64 with a
+Generated on the fly by apps/corpus.cpp (`tstar corpus` writes it out), seeded mt19937_64 with a
 hand-written bounded draw. Tasks (of counting examples): counting emoji (1-12 of 24 objects, 4
 phrasings) 35%, two groups of objects (1-9 each, 5 categories, 4 phrasings) 28%, three groups (1-6
 each, 3 phrasings) 22%, the last number of a counting sequence (3 phrasings) 15%; plus 12% plain
 sentences (capitals, "Count from A to B: ...", simple sentences). One answer in five is phrased
 " The answer is N." instead of " N".
 
-Held-out split, at two levels (src/corpus.h), each by an FNV-1a hash (0 mod 10): held-out prompts
+Held-out split, at two levels (apps/corpus.h), each by an FNV-1a hash (0 mod 10): held-out prompts
 never occur in training, though their combination does with other objects and names (the held-out
 questions); held-out combinations, an example's (task, phrasing, numbers) with objects and names
 excluded, never occur in training with any object (the harder test). The notebook's four prompts

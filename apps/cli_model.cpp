@@ -8,11 +8,11 @@
 #include <sstream>
 
 #include "cli.h"
-#include "error.h"
-#include "model.h"
-#include "noise.h"
-#include "safetensors.h"
-#include "tokenizer.h"
+#include "tstar/error.h"
+#include "tstar/model.h"
+#include "tstar/noise.h"
+#include "tstar/safetensors.h"
+#include "tstar/tokenizer.h"
 
 namespace tstar::cli {
 

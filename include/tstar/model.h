@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "config.h"
+#include "tstar/config.h"
 
 namespace tstar {
 
@@ -59,13 +59,25 @@ struct KVCache {
   int64_t length = 0;                 // columns filled
 };
 
-// Every parameter a config implies, with its HF name, shape and role, in checkpoint order. A tied
-// lm_head is not listed (the embedding matrix serves as lm_head).
+// Where a parameter sits in the architecture. hf_parameter_name() is the one map from these to
+// HF's checkpoint names: the loader, the forward's bindings and the noise groups all go through it.
+enum class Weight {
+  kEmbedding, kInputNorm, kQ, kK, kV, kO, kPostAttentionNorm, kGate, kUp, kDown, kFinalNorm, kLmHead
+};
+enum class Component { kEmbedding, kAttention, kMlp, kNorm, kLmHead };
+Component component_of(Weight weight);
+// e.g. (kQ, 3) -> "model.layers.3.self_attn.q_proj.weight"; `bias` names a projection's .bias.
+std::string hf_parameter_name(Weight weight, int64_t layer = -1, bool bias = false);
+
+// Every parameter a config implies, with its HF name, shape, role and place, in checkpoint order.
+// A tied lm_head is not listed (the embedding matrix serves as lm_head).
 struct ParameterSpec {
   enum class Role { kEmbedding, kNorm, kMatrix, kBias };
   std::string name;
   std::vector<int64_t> shape;
   Role role;
+  Weight weight;
+  int64_t layer = -1;  // decoder layer, -1 outside them
 };
 std::vector<ParameterSpec> expected_parameters(const ModelConfig& config);
 

@@ -6,8 +6,9 @@
 #include <cmath>
 
 #include "cli.h"
-#include "error.h"
-#include "noise.h"
+#include "tstar/curand_host.h"
+#include "tstar/error.h"
+#include "tstar/noise.h"
 
 namespace tstar::cli {
 
@@ -50,7 +51,7 @@ int cmd_noise(const std::vector<std::string>& argv, std::ostream& out) {
   if (count < 0 || count > (int64_t{1} << 24)) throw Error("tstar noise: --count must be in [0, 2^24]");
   if (first < 0) throw Error("tstar noise: --first must be >= 0");
 
-  const philox::Kind kind = unit_noise_kind(type);
+  const philox::Kind kind = type.distribution;
   const uint64_t stream = tensor_seed(seed, name);
   const uint64_t aligned = static_cast<uint64_t>(first) & ~uint64_t{3};
   const int64_t lead = first - static_cast<int64_t>(aligned);

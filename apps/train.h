@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
+#include "tstar/config.h"
 #include "corpus.h"
 
 namespace tstar {

@@ -10,7 +10,7 @@
 //   uint32 of element n = component k of Philox4x32_10(counter, key)
 // which is component k of curand4() right after
 //   curand_init(seed, subsequence = (n >> 2) & 65535, offset = 4 * (n >> 18), &state)
-// and element n of the host API's curandGenerate() (REFERENCE §3; checked by tests/test_noise.cpp).
+// and element n of the host API's curandGenerate() (docs/design.md, "Noise streams"; checked by tests/test_noise.cpp).
 // curandGenerateNormal() maps normals the same way: element n is component k of curand_normal4()
 // after the same curand_init (measured on 1.5 M values: identical on this machine's host library).
 //
@@ -208,17 +208,22 @@ enum class Kind : int { kGaussian = 0, kUniform = 1, kLaplace = 2 };
 
 // Unit noise of the 4 elements of a block from its 4 uint32.
 TSTAR_HD void unit_from_block(Kind kind, const Block& r, float out[4]) {
-  if (kind == Kind::kGaussian) {
-    Pair p = box_muller(r.v[0], r.v[1]);
-    Pair q = box_muller(r.v[2], r.v[3]);
-    out[0] = p.a;
-    out[1] = p.b;
-    out[2] = q.a;
-    out[3] = q.b;
-  } else if (kind == Kind::kUniform) {
-    for (int k = 0; k < 4; ++k) out[k] = uniform_unit(r.v[k]);
-  } else {
-    for (int k = 0; k < 4; ++k) out[k] = laplace_unit(r.v[k]);
+  switch (kind) {  // exhaustive, no default: -Werror=switch catches a kind without its formula
+    case Kind::kGaussian: {
+      Pair p = box_muller(r.v[0], r.v[1]);
+      Pair q = box_muller(r.v[2], r.v[3]);
+      out[0] = p.a;
+      out[1] = p.b;
+      out[2] = q.a;
+      out[3] = q.b;
+      return;
+    }
+    case Kind::kUniform:
+      for (int k = 0; k < 4; ++k) out[k] = uniform_unit(r.v[k]);
+      return;
+    case Kind::kLaplace:
+      for (int k = 0; k < 4; ++k) out[k] = laplace_unit(r.v[k]);
+      return;
   }
 }
 

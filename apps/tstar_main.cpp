@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "cli.h"
-#include "compute_profile.h"
-#include "error.h"
+#include "tstar/compute_profile.h"
+#include "tstar/error.h"
 
 namespace {
 
@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   // The trainer sets its own thread count (its --threads is part of its recipe).
   const bool training = std::find_if(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "train"; }) !=
                         argv + argc;
-  const int flags_status = tstar::cli::run_reporting_errors([&] {
+  const int flags_status = tstar::run_reporting_errors([&] {
     compute = tstar::take_compute_flags(argc, argv, /*take_threads=*/!training);  // anywhere on the line
     return 0;
   });
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> rest(argv + 2, argv + argc);
-  return tstar::cli::run_reporting_errors([&] {
+  return tstar::run_reporting_errors([&] {
     // Pinning the profile may restart the process (same arguments) before any library work.
     tstar::reexec_with_pinned_environment(compute.profile, original_argv.data());
     tstar::apply_compute_profile(compute.profile, compute.threads);

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "philox.h"
+#include "tstar/philox.h"
 
 namespace tstar::noise_kernels {
 

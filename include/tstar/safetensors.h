@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "safetensors_header.h"  // TensorInfo, ParsedHeader, parse_safetensors
+#include "tstar/safetensors_header.h"  // TensorInfo, ParsedHeader, parse_safetensors
 
 namespace tstar {
 

@@ -18,7 +18,7 @@
 // std (realized std = rms of rounded - clean; requested std = s * ref, or s * rms(w) for
 // multiplicative, rms over rows for row_std).
 //
-// Design (REFERENCE §4, "restore fused into the next injection"): the engine keeps one clean copy of
+// Design (docs/design.md, "Noise streams": restore fused into the next injection): the engine keeps one clean copy of
 // each targeted tensor; inject() writes clean + noise into the live tensor in one pass, so consecutive
 // injections need no restore in between; restore() copies the clean weights back. Work is split over
 // threads by a fixed grid of counter chunks and reduced in a fixed order: results are bit-identical
@@ -34,25 +34,45 @@
 #include <string>
 #include <vector>
 
-#include "model.h"
-#include "philox.h"
+#include "tstar/model.h"
+#include "tstar/noise_kernels.h"
+#include "tstar/philox.h"
 
 namespace tstar {
 
-enum class NoiseType { kGaussian, kUniform, kLaplace, kMultiplicative };
+// A kind of noise: a unit distribution (philox.h's formulas, unit variance) applied in a mode:
+// additive w + s * ref * z, or multiplicative w * (1 + s * z), which scales each weight by itself
+// and so takes no scale reference.
+struct NoiseType {
+  philox::Kind distribution = philox::Kind::kGaussian;
+  noise_kernels::Mode mode = noise_kernels::Mode::kAdditive;
+  bool operator==(const NoiseType& other) const { return distribution == other.distribution && mode == other.mode; }
+  bool operator!=(const NoiseType& other) const { return !(*this == other); }
+};
 enum class ScaleReference { kTensorStd, kRowStd, kAbsMax };
 
+// The noise kinds a user can name (--noise): the one table of distribution x mode. Adding a
+// distribution is its formula in philox.h and a row here (src/noise.cpp).
+struct NoiseKindRow {
+  const char* name;
+  NoiseType type;
+  const char* formula;
+};
+const std::vector<NoiseKindRow>& noise_kinds();
+
 // Parsers throw tstar::Error naming the bad value and the accepted ones.
-NoiseType parse_noise_type(const std::string& name);          // gaussian|uniform|laplace|multiplicative
+NoiseType parse_noise_type(const std::string& name);          // a name in noise_kinds()
 ScaleReference parse_scale_reference(const std::string& name);  // tensor_std|row_std|abs_max
 uint64_t parse_seed(const std::string& text);                 // a non-negative decimal integer < 2^64
 std::string noise_type_name(NoiseType type);
 std::string scale_reference_name(ScaleReference reference);
 void validate_scale(double scale);  // finite and >= 0, else tstar::Error
-philox::Kind unit_noise_kind(NoiseType type);  // multiplicative draws gaussian unit noise
+// Refuses a combination that would silently ignore a setting: a scale reference other than the
+// default with multiplicative noise (which scales each weight by itself).
+void validate_noise(NoiseType type, ScaleReference reference);
 
 struct NoiseSpec {
-  NoiseType type = NoiseType::kGaussian;
+  NoiseType type;
   ScaleReference reference = ScaleReference::kTensorStd;
   double scale = 0.0;  // relative scale s
   uint64_t seed = 0;
@@ -116,10 +136,7 @@ uint64_t tensor_seed(uint64_t user_seed, const std::string& name);
 // threads over a fixed grid of chunks: the values do not depend on the thread count.
 void generate_unit_noise(philox::Kind kind, uint64_t stream_seed, uint64_t first, int64_t count,
                          float* out);
-// The same elements from libcurand's host API (CURAND_RNG_PSEUDO_PHILOX4_32_10, legacy ordering,
-// curandGenerate + the uint32 stream, or curandGenerateNormal): the reference tstar is checked with.
-std::vector<uint32_t> curand_host_uint32(uint64_t stream_seed, uint64_t first, int64_t count);
-std::vector<float> curand_host_normals(uint64_t stream_seed, uint64_t first, int64_t count);
+// The same elements from libcurand's host API: curand_host.h.
 
 // ---------------------------------------------------------------- engine
 
@@ -148,7 +165,7 @@ class NoiseEngine {
   // Copies the targeted tensors once and computes their statistics. Tensors must be contiguous
   // fp32/bf16/fp16 on the CPU.
   NoiseEngine(ParameterMap& params, std::vector<size_t> targets, NoiseType type, ScaleReference reference);
-  NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type = NoiseType::kGaussian,
+  NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type = {},
               ScaleReference reference = ScaleReference::kTensorStd);
   NoiseEngine(const NoiseEngine&) = delete;
   NoiseEngine& operator=(const NoiseEngine&) = delete;

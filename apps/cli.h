@@ -13,10 +13,6 @@
 
 namespace tstar::cli {
 
-// Whole-string numbers: nullopt unless all of `text` is one number (callers word the error).
-std::optional<int64_t> parse_integer(const std::string& text);
-std::optional<double> parse_double(const std::string& text);
-
 // Parses "--key value" options and "--flag" switches. Unknown options are errors; `flags` lists
 // the switches that take no value. A value may also be given as --key=value.
 class Args {
@@ -36,16 +32,13 @@ class Args {
   std::set<std::string> flags_set_;
 };
 
-// Runs a program's body; any exception becomes one "error: ..." line on stderr and exit code 1.
-int run_reporting_errors(const std::function<int()>& body);
-
 // Subcommands: each returns the process exit code and writes its result to `out`.
 int cmd_logits(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_generate(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_params(const std::vector<std::string>& argv, std::ostream& out);
-int cmd_tokenize(const std::vector<std::string>& argv, std::ostream& out);  // tokenizer issue
-int cmd_noise(const std::vector<std::string>& argv, std::ostream& out);     // noise issue
-int cmd_train(const std::vector<std::string>& argv, std::ostream& out);     // embedded-model issue
-int cmd_corpus(const std::vector<std::string>& argv, std::ostream& out);    // embedded-model issue
+int cmd_tokenize(const std::vector<std::string>& argv, std::ostream& out);
+int cmd_noise(const std::vector<std::string>& argv, std::ostream& out);
+int cmd_train(const std::vector<std::string>& argv, std::ostream& out);
+int cmd_corpus(const std::vector<std::string>& argv, std::ostream& out);
 
 }  // namespace tstar::cli

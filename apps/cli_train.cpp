@@ -11,8 +11,8 @@
 
 #include "cli.h"
 #include "corpus.h"
-#include "error.h"
-#include "provenance.h"
+#include "tstar/error.h"
+#include "tstar/provenance.h"
 #include "train.h"
 
 namespace tstar::cli {

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "model.h"
+#include "tstar/model.h"
 
 namespace tstar {
 

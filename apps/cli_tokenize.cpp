@@ -2,8 +2,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
-#include "error.h"
-#include "tokenizer.h"
+#include "tstar/error.h"
+#include "tstar/tokenizer.h"
 
 namespace tstar::cli {
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "stats.h"
+#include "tstar/stats.h"
 
 namespace tstar::stats {
 

@@ -1,0 +1,196 @@
+// The experiment suite: the shared computations every experiment family reads (clean and noisy
+// logits of the prompts, clean greedy trajectories, the noise engines), and the registry of
+// families (one file each under src/experiments/). Every result is a pure function of (model,
+// prompts, seeds, scales, noise settings): it is computed once per process on first request and
+// cached, so counters are the same bits whatever benchmark asks, how often, and whether it runs
+// alone or in the full suite.
+#pragma once
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tstar/model.h"
+#include "tstar/noise.h"
+#include "tstar/stats.h"
+#include "tstar/tokenizer.h"
+
+namespace tstar {
+
+std::vector<std::string> notebook_prompts();            // experiments 1, 2, 4
+std::vector<std::string> notebook_evolution_prompts();  // experiment 3
+std::vector<double> notebook_scales();                  // 0, 0.001, ..., 0.05
+
+// A prompt file: a JSON array of strings or of {"prompt": ..., "answer": ...} objects (answer
+// optional), or JSON Lines of either. Throws tstar::Error naming the file and line.
+struct PromptSet {
+  std::vector<std::string> prompts;
+  std::vector<std::string> answers;  // one per prompt, "" where none is given
+};
+PromptSet read_prompt_set(const std::filesystem::path& path);
+
+struct ExperimentSettings {
+  std::string model;      // directory or preset
+  std::string tokenizer;  // tokenizer.json or its directory; "" = the model directory's
+  torch::ScalarType dtype = torch::kBFloat16;  // the notebook ran bf16
+  LogitsDtype logits = LogitsDtype::kFloat32;  // statistics on fp32 logits; model-dtype alpha reported beside
+  torch::Device device = torch::kCPU;
+  std::vector<std::string> prompts = notebook_prompts();
+  // Expected answers, one per prompt or none: with them P(correct) is the probability of the
+  // answer's first token (after a space) and accuracy is measured, instead of the clean argmax.
+  std::vector<std::string> answers;
+  size_t batch_size = 64;  // prompts per forward pass (clean and noisy batched alike)
+  std::vector<std::string> evolution_prompts = notebook_evolution_prompts();
+  int64_t evolution_steps = 15;
+  size_t layer_prompt = 0;                     // the notebook's layer study uses prompt 1 only
+  std::vector<uint64_t> seeds = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::vector<double> scales = notebook_scales();  // WeightNoise
+  std::vector<double> detail_scales = {0.01};      // Layer, Evolution, TempSweep
+  NoiseType noise;  // gaussian, additive
+  ScaleReference reference = ScaleReference::kTensorStd;
+  std::vector<std::string> exclude = default_excludes();  // exclusion_convention("notebook")
+  std::string exclusion = "notebook";                     // the convention's name, for provenance
+  DepthGroups depth_groups = DepthGroups::kNotebook;
+  double t_lo = 0.5, t_hi = 3.0;  // bounds of the best-T search
+
+  void validate() const;  // throws tstar::Error on empty seeds/prompts, bad scales, ...
+  std::string reference_name() const;  // the scale reference, or "none ..." where the noise takes none
+  nlohmann::json to_json() const;
+};
+
+// The settings a command line may give, one row each: the one place a flag's name, help and
+// parsing live (bench builds its flags and --help from this table).
+struct SettingFlag {
+  std::string name;     // without the leading "--"
+  std::string metavar;  // e.g. "N", "A,B,..."
+  std::string help;     // lines after the first are indented under it
+  // Parses `value` into the settings; throws tstar::Error naming the flag.
+  std::function<void(const std::string& value, ExperimentSettings& settings)> apply;
+};
+const std::vector<SettingFlag>& setting_flags();
+// Default settings with `given` (flag name -> value) applied in the table's order.
+ExperimentSettings settings_from_flags(const std::map<std::string, std::string>& given);
+
+// A benchmark's statistics: scalar counters plus what counters cannot hold (per-prompt values,
+// curves, series), which goes to results.json.
+struct ExperimentResult {
+  std::string name;
+  std::map<std::string, double> counters;
+  nlohmann::json details;
+};
+
+class ExperimentSuite;
+
+// One benchmark of a family: its name as --benchmark_filter sees it (without Google Benchmark's
+// /real_time suffix), its parameters, its statistics and its timed unit of work.
+struct ExperimentInstance {
+  std::string name;               // e.g. "Layer/mlp/scale:0.02"
+  std::string family;             // e.g. "Layer"
+  nlohmann::json parameters;      // e.g. {"group": "mlp", "scale": 0.02}: results.json's "instance"
+  std::function<ExperimentResult(ExperimentSuite&)> compute;
+  std::function<void(ExperimentSuite&)> timed_cycle;
+};
+
+// An experiment family. Each registers itself (TSTAR_REGISTER_EXPERIMENT in its own file); the
+// bench registration, --help, `bench --list-families`, results.json's "families" and the CI
+// scripts' family selection all come from the registry.
+struct ExperimentFamily {
+  std::string name;            // e.g. "Layer"
+  int order = 0;               // position in listings (the notebook's experiment number)
+  std::string pattern;         // e.g. "Layer/<group>/scale:<s>"
+  std::string description;     // one line for --help
+  std::string report_section;  // ci/report's section module for this family
+  std::function<std::vector<ExperimentInstance>(const ExperimentSuite&)> instances;  // from the settings
+};
+
+// Every registered family, in `order`.
+std::vector<const ExperimentFamily*> experiment_families();
+bool register_experiment_family(ExperimentFamily family);
+
+#define TSTAR_REGISTER_EXPERIMENT_CONCAT2(a, b) a##b
+#define TSTAR_REGISTER_EXPERIMENT_CONCAT(a, b) TSTAR_REGISTER_EXPERIMENT_CONCAT2(a, b)
+// At namespace scope in a family's file: TSTAR_REGISTER_EXPERIMENT(make_family());
+#define TSTAR_REGISTER_EXPERIMENT(family_expression)                                            \
+  [[maybe_unused]] static const bool TSTAR_REGISTER_EXPERIMENT_CONCAT(tstar_experiment_registered_, \
+                                                                      __LINE__) =                \
+      ::tstar::register_experiment_family(family_expression)
+
+// How every family formats a scale in its names ("0.02", "0").
+std::string format_scale(double scale);
+
+class ExperimentSuite {
+ public:
+  explicit ExperimentSuite(ExperimentSettings settings);
+  const ExperimentSettings& settings() const { return settings_; }
+  const ModelConfig& config() const { return config_; }
+  std::vector<std::string> groups() const;  // the noise engine's groups for this model
+
+  // Every instance of every registered family for these settings, in listing order.
+  const std::vector<ExperimentInstance>& instances() const { return instances_; }
+  std::vector<std::string> benchmark_names() const;
+  // An instance's statistics (computed on first request, then cached); throws tstar::Error on an
+  // unknown name.
+  const ExperimentResult& result(const std::string& name);
+  // One timed unit of an instance's work.
+  void timed_cycle(const std::string& name);
+
+  // Everything computed so far plus provenance; the live weights' digest is recomputed here.
+  nlohmann::json results_json();
+  bool has_results() const { return !results_.empty(); }
+  nlohmann::json provenance();
+
+  // ---- Shared computations the families read (each cached) ----
+  struct Logits {
+    torch::Tensor statistics;   // [P, V] fp32, in settings().logits precision
+    torch::Tensor model_dtype;  // [P, V] fp32, what the model-dtype head gives (HF's logits)
+  };
+  struct Trajectory {  // a clean greedy continuation and the logits that chose it
+    std::vector<int64_t> prompt_ids;
+    std::vector<int64_t> tokens;  // [steps]
+    torch::Tensor logits;         // [steps, V] fp32
+  };
+  Model& model();
+  const Tokenizer& tokenizer();  // loaded and prompts encoded on first use
+  const std::vector<std::vector<int64_t>>& prompt_ids();
+  const std::vector<int64_t>& answer_ids();  // first token of " " + answer per prompt, -1 where none
+  NoiseEngine& engine(const std::string& group);
+  const Logits& clean_logits();
+  // Every prompt, with `group` noised at (scale, seed); batched exactly as the clean logits, so the
+  // two differ by the noise only and not by a batch shape's summation order.
+  const Logits& noisy_logits(const std::string& group, double scale, uint64_t seed);
+  const InjectionReport& injection_report(const std::string& group, double scale, uint64_t seed);
+  const Trajectory& clean_trajectory(size_t prompt);
+  torch::Tensor teacher_forced_logits(const Trajectory& clean);  // [steps, V], the live weights
+  // inject -> batched forward of every prompt -> restore (the scope restores also on a throw).
+  void forward_cycle(const std::string& group, double scale, uint64_t seed);
+
+ private:
+  Logits forward_prompts();
+  static std::string noise_key(const std::string& group, double scale, uint64_t seed);
+  const ExperimentInstance& instance(const std::string& name) const;
+
+  ExperimentSettings settings_;
+  ModelConfig config_;
+  std::vector<ExperimentInstance> instances_;
+  std::unique_ptr<Model> model_;
+  std::optional<Tokenizer> tokenizer_;
+  std::vector<std::vector<int64_t>> prompt_ids_;
+  std::vector<int64_t> answer_ids_;
+  std::string clean_digest_;
+  std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
+  std::unique_ptr<NoiseEngine> engine_;
+  std::optional<Logits> clean_logits_;
+  std::map<std::string, Logits> noisy_logits_;
+  std::map<size_t, Trajectory> trajectories_;
+  std::map<std::string, ExperimentResult> results_;
+  std::map<std::string, InjectionReport> injection_reports_;  // by noise_key()
+};
+
+}  // namespace tstar

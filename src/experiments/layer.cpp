@@ -1,0 +1,65 @@
+// Experiment 2: which weights matter: one noise group at a time (all, attention, mlp, lm_head,
+// early, middle, late, layer:N) on the layer prompt, at each of --detail-scales.
+#include "common.h"
+
+namespace tstar::experiments {
+namespace {
+
+ExperimentResult layer(ExperimentSuite& suite, const std::string& group, double scale) {
+  const auto& settings = suite.settings();
+  const auto p = static_cast<int64_t>(settings.layer_prompt);
+  const auto& clean = suite.clean_logits();
+  stats::TemperatureObjective objective;
+  std::vector<double> seed_alpha;
+  std::vector<double> model_dtype_alpha;
+  for (uint64_t seed : settings.seeds) {
+    const auto& noisy = suite.noisy_logits(group, scale, seed);
+    objective.add(clean.statistics[p], noisy.statistics[p]);
+    seed_alpha.push_back(objective.noise().back().alpha);
+    model_dtype_alpha.push_back(stats::measure(clean.model_dtype[p], noisy.model_dtype[p]).alpha);
+  }
+  const auto report = stats::report_temperature(objective, settings.t_lo, settings.t_hi);
+  const auto& injection = suite.injection_report(group, scale, settings.seeds[0]);
+
+  ExperimentResult result;
+  add_temperature_counters(report, result);
+  result.counters["alpha_ci95"] = half_width(stats::t_interval(seed_alpha));
+  result.counters["alpha_model_logits"] = stats::spread(model_dtype_alpha).mean;
+  result.counters["top1_match"] = top1_rate(objective.noise());
+  result.counters["tensors"] = static_cast<double>(injection.tensors.size());
+  result.counters["params"] = static_cast<double>(injection.numel);
+  result.counters["changed_fraction"] = injection.changed_fraction;
+  result.counters["realized_ratio"] = injection.realized_ratio;
+  result.counters["scale"] = scale;
+  result.details["seed_alpha"] = seed_alpha;
+  result.details["tensors"] = suite.engine(group).target_names();
+  return result;
+}
+
+ExperimentFamily layer_family() {
+  ExperimentFamily family;
+  family.name = "Layer";
+  family.order = 2;
+  family.pattern = "Layer/<group>/scale:<s>";
+  family.description = "exp. 2: one noise group at a time (all, attention, mlp, lm_head, early, middle, late, layer:N)";
+  family.report_section = "layer";
+  family.instances = [](const ExperimentSuite& suite) {
+    std::vector<ExperimentInstance> instances;
+    const uint64_t timing_seed = suite.settings().seeds.front();
+    for (double scale : suite.settings().detail_scales) {
+      for (const std::string& group : suite.groups()) {
+        instances.push_back({"Layer/" + group + "/scale:" + format_scale(scale), "Layer",
+                             {{"group", group}, {"scale", scale}},
+                             [group, scale](ExperimentSuite& s) { return layer(s, group, scale); },
+                             [group, scale, timing_seed](ExperimentSuite& s) { s.forward_cycle(group, scale, timing_seed); }});
+      }
+    }
+    return instances;
+  };
+  return family;
+}
+
+TSTAR_REGISTER_EXPERIMENT(layer_family());
+
+}  // namespace
+}  // namespace tstar::experiments
