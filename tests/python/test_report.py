@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -744,6 +745,8 @@ class CpuSpreadTest(ReportTestCase):
                 text = f.read()
             with open(os.path.join(root, "ci", name), "w", encoding="utf-8") as f:
                 f.write(text)
+        shutil.copytree(os.path.join(SOURCE_DIR, "ci", "tstar_report"), os.path.join(root, "ci", "tstar_report"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
         run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
         out_dir = os.path.join(self.tmp.name, "out")
         copy = [self.python, os.path.join(root, "ci", "report"), run_dir, "--out", out_dir]
