@@ -8,6 +8,8 @@
                  (sections/__init__.py describes the interface; generic.py renders any other)
   common.py      errors, number formatting, Markdown helpers
   temperature.py best-T helpers shared by sections (resolution, predictors, rounding floor)
+  predictors.py  the T* predictors' ranking against the measured best T (weight_noise's second part)
+  columns.py     the optional CPU-spread and model-dtype alpha columns of the alpha / best T tables
   plotting.py    matplotlib import and axis helpers
   spread.py      the CPU spread file (ci/spread) beside alpha and best T
   provenance.py  the provenance table

@@ -4,7 +4,7 @@ import os
 
 from .common import model_name
 from .provenance import compute_profile, provenance_section
-from .sections import View
+from .sections import View, part
 from .timings import timings_section
 
 
@@ -26,7 +26,7 @@ def write_summary(experiments, timings, run_dir, out_dir, made, skipped, cpu_spr
     profile = compute_profile(experiments, timings.context)
     lines += provenance_section(experiments, run_dir, timings.context, cpu_spread)
     for family in experiments.families:
-        lines += family.module.summary(View(experiments, family, made.get(family.name, {}), cpu_spread, profile))
+        lines += part(View(experiments, family, made.get(family.name, {}), cpu_spread, profile))
     lines += figures_section(made, skipped)
     lines += timings_section(timings.runs)
     path = os.path.join(out_dir, "summary.md")

@@ -32,13 +32,7 @@ def baseline_doc():
 class FormatTestCase(ReportTestCase):
     def report(self, doc, name="run", benchmark=None):
         """(summary.md, sorted files of the output directory) of a successful report."""
-        run_dir = self.make_run(doc, benchmark, name=name)
-        out_dir = os.path.join(self.tmp.name, name + "-out")
-        result = run_report(run_dir, "--out", out_dir, "--cpu-spread", "none")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(result.stderr, "")
-        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
-            summary = f.read()
+        summary, out_dir = self.report_on(doc, "--cpu-spread", "none", name=name, benchmark=benchmark)
         # The run directory's name is the only thing that may differ between two runs' reports.
         summary = summary.replace(f"# tstar report: {name}\n", "# tstar report: RUN\n")
         return summary.replace(f"| run | {name} |", "| run | RUN |"), sorted(os.listdir(out_dir))
@@ -200,7 +194,7 @@ class SectionModulesTest(unittest.TestCase):
                 self.assertIsInstance(module.INSTANCE, dict)
                 self.assertTrue(all(kind in ("number", "string") for kind in module.INSTANCE.values()))
                 self.assertIsInstance(module.FIGURES, tuple)
-                for name in ("sort_key", "check", "summary"):
+                for name in ("title", "sort_key", "check", "summary"):
                     self.assertTrue(callable(getattr(module, name)), name)
                 for figure in module.FIGURES:
                     self.assertTrue(callable(figure.draw) and figure.file.endswith(".png"))

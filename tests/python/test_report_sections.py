@@ -18,14 +18,7 @@ class SectionTestCase(ReportTestCase):
 
     def report(self, doc=None, name="run"):
         """(summary.md, output directory) of the report on a run holding only FAMILY."""
-        if doc is None:
-            doc = self.doc()
-        run_dir = self.make_run(doc, name=name)
-        out_dir = os.path.join(self.tmp.name, name + "-out")
-        result = run_report(run_dir, "--out", out_dir, "--cpu-spread", "none")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
-            return f.read(), out_dir
+        return self.report_on(self.doc() if doc is None else doc, "--cpu-spread", "none", name=name)
 
     def doc(self):
         return new_format(synthetic_results(families=(self.FAMILY,)),

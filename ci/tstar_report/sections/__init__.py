@@ -9,7 +9,9 @@ module has the same interface:
   FIGURES              (Figure, ...): the figures it draws (their files are unique across sections)
   sort_key(entry)      the order of the family's entries
   check(path, entries) raises ReportError on details its figures or tables cannot use
-  summary(view)        its part of summary.md, as a list of Markdown lines
+  title(family)        the heading of its part of summary.md ("## ...")
+  summary(view)        the rest of that part, as a list of Markdown lines (called only when the run
+                       has results of the family; without any, the summary says so under the title)
 
 Adding an experiment is adding its module here (and its family in bench's results.json).
 """
@@ -44,6 +46,14 @@ class View:
     @property
     def entries(self):
         return self.family.entries
+
+
+def part(view):
+    """The family's part of summary.md: its section's title, then its summary, or a line saying the
+    run has no results of the family."""
+    module, family = view.family.module, view.family
+    body = module.summary(view) if family.entries else [f"No {family.name} results in this run.", ""]
+    return [module.title(family), ""] + body
 
 
 def find(section):

@@ -19,6 +19,10 @@ NOTEBOOK_RULE_THRESHOLD = 1e-3
 NOTEBOOK_RULE_COLUMN = f"notebook's rule (|slope| ≤ {NOTEBOOK_RULE_THRESHOLD:g} is stable)"
 
 
+def title(family):
+    return "## Experiment 3: noise evolution during generation"
+
+
 def sort_key(entry):
     return entry.scale, entry.prompt
 
@@ -30,9 +34,7 @@ def check(path, entries):
 
 def summary(view):
     entries, figures = view.entries, view.figures
-    lines = ["## Experiment 3: noise evolution during generation", ""]
-    if not entries:
-        return lines + [f"No {view.family.name} results in this run.", ""]
+    lines = []
     rows = []
     for e in entries:
         slope = fmt(e.get("slope"), 3)

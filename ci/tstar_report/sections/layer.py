@@ -11,13 +11,18 @@ import re
 from ..common import (ALPHA_LABEL, NOT_RESOLVED, count_text, figure_link, finite, fmt, fmt_scale, fmt_T,
                       seeds_of, spans_decades, table)
 from ..plotting import save, scale_axis_label, set_log_if_spanning
-from ..spread import cpu_spread_cell, cpu_spread_header, cpu_spread_note
-from ..temperature import (alpha_header, has_model_logits_alpha, logits_dtypes, model_logits_cell,
-                           model_logits_header, not_resolved_text, rounding_floor_note)
+from ..columns import add_optional_cells, add_optional_headers
+from ..spread import cpu_spread_note
+from ..temperature import (alpha_header, has_model_logits_alpha, logits_dtypes, not_resolved_text,
+                           rounding_floor_note)
 from . import Figure
 
 INSTANCE = {"group": "string", "scale": "number"}
 NAMED_GROUP_ORDER = ("all", "attention", "mlp", "lm_head", "early", "middle", "late")
+
+
+def title(family):
+    return "## Experiment 2: most sensitive noise groups"
 
 
 def sort_key(entry):
@@ -31,9 +36,7 @@ def check(path, entries):
 def summary(view):
     experiments, entries, figures = view.experiments, view.entries, view.figures
     cpu_spread, profile = view.cpu_spread, view.profile
-    lines = ["## Experiment 2: most sensitive noise groups", ""]
-    if not entries:
-        return lines + [f"No {view.family.name} results in this run.", ""]
+    lines = []
     marked = 0
     floor = has_model_logits_alpha(entries)
     logits, model_dtype = logits_dtypes(experiments)
@@ -44,18 +47,10 @@ def summary(view):
             row = [rank, e.group, f"{fmt(e.get('alpha'))} ± {fmt(e.get('alpha_ci95'), 2)}",
                    fmt_T(e.get("best_T")) + not_resolved_text(e),
                    count_text(e.get("tensors")), count_text(e.get("params")), fmt(e.get("top1_match"), 3)]
-            if cpu_spread:
-                cell, mark = cpu_spread_cell(e, cpu_spread, view.family.name)
-                row.insert(4, cell)
-                marked += mark
-            if floor:
-                row.append(model_logits_cell(e))
+            marked += add_optional_cells(row, e, view, floor)
             rows.append(row)
-        header = ["rank", "group", alpha_header(logits), "best T*", "tensors", "parameters", "top-1 match"]
-        if cpu_spread:
-            header.insert(4, cpu_spread_header(profile))
-        if floor:
-            header.append(model_logits_header(model_dtype))
+        header = add_optional_headers(["rank", "group", alpha_header(logits), "best T*", "tensors", "parameters",
+                                       "top-1 match"], view, floor, model_dtype)
         top = ", ".join(f"{e.group} (α {fmt(e.get('alpha'), 3)})" for e in ranked[:3])
         lines += [f"Scale {fmt_scale(scale)}: most sensitive {top}. All groups ranked by α:", ""]
         lines += table(header, rows)

@@ -13,6 +13,10 @@ from . import Figure
 INSTANCE = {"scale": "number"}
 
 
+def title(family):
+    return "## Experiment 4: temperature sweep"
+
+
 def sort_key(entry):
     return entry.scale
 
@@ -27,9 +31,7 @@ def check(path, entries):
 
 def summary(view):
     entries, figures = view.entries, view.figures
-    lines = ["## Experiment 4: temperature sweep", ""]
-    if not entries:
-        return lines + [f"No {view.family.name} results in this run.", ""]
+    lines = []
     rows = []
     for e in entries:
         at_edge = e.details.get("grid_best_at_boundary") is True

@@ -8,15 +8,15 @@ pair_prediction.png (each (seed, prompt) pair's predicted T against its own best
 
 import math
 
+from ..columns import add_optional_cells, add_optional_headers
 from ..common import (ALPHA_LABEL, NOT_RESOLVED, figure_link, finite, fmt, fmt_scale, fmt_T, model_name,
                       seeds_of, table)
 from ..plotting import (keep_for_axes, log_safe_lower, marker, omitted_note, save,
                         scale_axis_label, set_log_if_spanning)
-from ..predictors import (pair_figure_entry, pair_predictions, predictor_section, predictors_of_pairs)
-from ..spread import cpu_spread_cell, cpu_spread_header, cpu_spread_note
-from ..temperature import (alpha_header, has_model_logits_alpha, logits_dtypes, model_logits_cell,
-                           model_logits_header, not_resolved_text, predictors_of, pretty_formula,
-                           rounding_floor_note)
+from ..predictors import pair_figure_entry, pair_predictions, predictor_section, predictors_of_pairs
+from ..spread import cpu_spread_note
+from ..temperature import (alpha_header, has_model_logits_alpha, logits_dtypes, not_resolved_text, predictors_of,
+                           pretty_formula, rounding_floor_note)
 from . import Figure
 
 INSTANCE = {"scale": "number"}
@@ -25,6 +25,10 @@ ALPHA_CURVES = {
     "sqrt_1p_alpha": lambda a: math.sqrt(1.0 + a),
     "1p_alpha": lambda a: 1.0 + a,
 }
+
+
+def title(family):
+    return "## Experiment 1: weight noise → logit noise → best temperature"
 
 
 def sort_key(entry):
@@ -44,9 +48,7 @@ def summary(view):
 def weight_noise_section(view):
     experiments, entries, figures = view.experiments, view.entries, view.figures
     cpu_spread, profile = view.cpu_spread, view.profile
-    lines = ["## Experiment 1: weight noise → logit noise → best temperature", ""]
-    if not entries:
-        return lines + [f"No {view.family.name} results in this run.", ""]
+    lines = []
     rows, marked = [], 0
     floor = has_model_logits_alpha(entries)
     for e in entries:
@@ -58,20 +60,12 @@ def weight_noise_section(view):
                recommended_T(e.get("best_T"), e.get("best_T_ci95")),
                fmt(e.get("kl_T1")), fmt(e.get("kl_best")),
                f"{fmt(e.get('p_correct_T1'))} → {fmt(e.get('p_correct_best'))}", fmt(e.get("top1_match"), 3)]
-        if cpu_spread:
-            cell, mark = cpu_spread_cell(e, cpu_spread, view.family.name)
-            row.insert(4, cell)
-            marked += mark
-        if floor:
-            row.append(model_logits_cell(e))
+        marked += add_optional_cells(row, e, view, floor)
         rows.append(row)
     logits, model_dtype = logits_dtypes(experiments)
-    header = ["scale", alpha_header(logits), "amplification α/scale²", "best T* ± 95% CI", "recommended T",
-              "KL at T=1 [nats]", "KL at best T", "P(correct) T=1 → best T", "top-1 match"]
-    if cpu_spread:
-        header.insert(4, cpu_spread_header(profile))
-    if floor:
-        header.append(model_logits_header(model_dtype))
+    header = add_optional_headers(["scale", alpha_header(logits), "amplification α/scale²", "best T* ± 95% CI",
+                                   "recommended T", "KL at T=1 [nats]", "KL at best T", "P(correct) T=1 → best T",
+                                   "top-1 match"], view, floor, model_dtype)
     lines += table(header, rows)
     if marked:
         lines += ["", cpu_spread_note(profile, cpu_spread)]
