@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Hugging Face transformers (eager attention) speed on tstar's shape presets, with random weights.
 
+It needs torch and transformers: run it with an interpreter that has them, or name one with
+--python PYTHON or the environment variable TSTAR_HF_PYTHON (e.g. a virtualenv's bin/python); the
+script then re-runs itself there. Without them it stops with exit status 2.
+
 Measure one configuration (prints one JSON object):
-    /work/venv/bin/python ci/hf_speed.py --preset qwen2.5-0.5b --dtype bf16 --threads 2
+    ci/hf_speed.py --python VENV/bin/python --preset qwen2.5-0.5b --dtype bf16 --threads 2
 
 Compare with tstar's Google Benchmark JSON (`bench --benchmark_out=b.json --benchmark_out_format=json`),
 measuring HF for every (preset, dtype) found there, or reusing earlier outputs of this script:
-    /work/venv/bin/python ci/hf_speed.py --compare b.json --threads 2 [--hf-results hf1.json hf2.json]
+    TSTAR_HF_PYTHON=VENV/bin/python ci/hf_speed.py --compare b.json --threads 2 [--hf-results hf1.json hf2.json]
 
 Prefill: batch 1, T tokens, no cache, logits of the last position only (as generate() does), best
 of --repeats runs after a warm-up. Decode: after a prefill of T tokens into the KV cache, one token
@@ -17,14 +21,16 @@ import argparse
 import inspect
 import json
 import math
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
-import torch
-import transformers
-from transformers import AutoModelForCausalLM, DynamicCache, Qwen2Config
+# Imported by import_hf(), in the interpreter that has them (see the module doc).
+torch = transformers = None
+PYTHON_VARIABLE = "TSTAR_HF_PYTHON"
+REEXEC_MARK = "TSTAR_HF_SPEED_REEXEC"   # set once re-run under PYTHON: stops a second re-run
 
 # Shapes only; the weights are random. Keep in step with tstar's presets (src/config.h).
 PRESETS = {
@@ -36,15 +42,16 @@ PRESETS = {
                                           num_attention_heads=12, num_key_value_heads=2, head_dim=128,
                                           vocab_size=151936, rope_theta=10000.0, tie_word_embeddings=False),
 }
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
 SEED = 0
 
 
 def build_model(preset, dtype, device):
-    config = Qwen2Config(rms_norm_eps=1e-6, max_position_embeddings=32768, **PRESETS[preset])
+    config = transformers.Qwen2Config(rms_norm_eps=1e-6, max_position_embeddings=32768, **PRESETS[preset])
     torch.manual_seed(SEED)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype], attn_implementation="eager")
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=getattr(torch, DTYPES[dtype]),
+                                                              attn_implementation="eager")
     return model.eval()
 
 
@@ -79,7 +86,7 @@ def time_prefill(model, ids, repeats, device):
 def decode_run(model, ids, steps, device):
     """Prefill into a fresh cache (untimed), then `steps` greedy tokens one at a time (timed)."""
     kw = cache_kwarg(model)
-    cache = DynamicCache(config=model.config)
+    cache = transformers.DynamicCache(config=model.config)
     out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: cache})
     synchronize(device)
     start = time.perf_counter()
@@ -165,7 +172,7 @@ def hf_rate(hf, kind, preset, dtype, tokens, threads):
 
 
 def markdown_table(tstar, hf, threads):
-    lines = [f"| benchmark | tstar tokens/s | HF eager tokens/s | tstar / HF |",
+    lines = ["| benchmark | tstar tokens/s | HF eager tokens/s | tstar / HF |",
              "|---|---:|---:|---:|"]
     for (kind, preset, dtype, tokens), rate in sorted(tstar.items(), key=lambda kv: str(kv[0])):
         label = f"{kind} {preset} {dtype}" + (f" T={tokens}" if tokens else "")
@@ -202,8 +209,36 @@ def compare(args):
     print(markdown_table(tstar, hf, args.threads))
 
 
+def import_hf(python):
+    """Imports torch and transformers; without them, re-runs this script under `python` (--python or
+    $TSTAR_HF_PYTHON) once, or stops with one line saying what to do (exit status 2)."""
+    global torch, transformers
+    try:
+        import torch as torch_module
+        import transformers as transformers_module
+    except ImportError as e:
+        missing = e.name or "torch/transformers"
+        if python and not os.environ.get(REEXEC_MARK) \
+                and os.path.realpath(python) != os.path.realpath(sys.executable):
+            if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+                print(f"hf_speed: {python} (--python or ${PYTHON_VARIABLE}): not an executable file", file=sys.stderr)
+                sys.exit(2)
+            os.environ[REEXEC_MARK] = "1"
+            sys.stdout.flush()
+            os.execv(python, [python, os.path.abspath(__file__)] + sys.argv[1:])
+        where = f"{sys.executable}" + (f" ({python}, from --python or ${PYTHON_VARIABLE})" if python else "")
+        print(f"hf_speed: {missing} is not importable with {where}: give --python PYTHON or set "
+              f"{PYTHON_VARIABLE}=PYTHON to an interpreter with torch and transformers (e.g. a virtualenv's "
+              f"bin/python)", file=sys.stderr)
+        sys.exit(2)
+    torch, transformers = torch_module, transformers_module
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--python", metavar="PYTHON", default=os.environ.get(PYTHON_VARIABLE),
+                        help=f"interpreter with torch and transformers to run under when this one lacks them "
+                             f"(default: ${PYTHON_VARIABLE})")
     parser.add_argument("--preset", choices=sorted(PRESETS))
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
@@ -214,14 +249,15 @@ def main():
     parser.add_argument("--compare", metavar="BENCH_JSON", help="tstar Google Benchmark JSON output")
     parser.add_argument("--hf-results", nargs="*", metavar="JSON", help="earlier outputs of this script (--compare)")
     args = parser.parse_args()
+    if not args.compare and not args.preset:
+        parser.error("give --preset (measure) or --compare BENCH_JSON")
+    import_hf(args.python)
     torch.set_num_interop_threads(1)
     if args.compare:
         compare(args)
-    elif args.preset:
+    else:
         print(json.dumps(measure(args.preset, args.dtype, args.threads, args.prefill, args.decode_steps,
                                  args.repeats, args.device), indent=1))
-    else:
-        parser.error("give --preset (measure) or --compare BENCH_JSON")
 
 
 if __name__ == "__main__":

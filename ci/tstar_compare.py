@@ -22,6 +22,13 @@ import math
 import tstar_results
 import tstar_spread
 
+# The gate's default settings, for ci/compare's options and ci/dashboard's comparisons alike:
+# a slowdown of the median real time above DEFAULT_FAIL_THRESHOLD (relative) with a Mann-Whitney
+# p-value below DEFAULT_ALPHA fails; statistics must be bit-identical (DEFAULT_STAT_TOLERANCE).
+DEFAULT_FAIL_THRESHOLD = 0.10
+DEFAULT_ALPHA = 0.05
+DEFAULT_STAT_TOLERANCE = 0.0
+
 # Statuses, most serious first: a benchmark's status is the most serious of what went wrong.
 FAILURE_ORDER = ("missing", "error", "not-reproducible", "changed", "slower")
 
@@ -245,8 +252,8 @@ def _compare_one(name, base, new, options):
     return row
 
 
-def compare_runs(base, new, *, fail_threshold=0.10, alpha=0.05, stat_tolerance=0.0, gate_time=True,
-                 cross_machine=None):
+def compare_runs(base, new, *, fail_threshold=DEFAULT_FAIL_THRESHOLD, alpha=DEFAULT_ALPHA,
+                 stat_tolerance=DEFAULT_STAT_TOLERANCE, gate_time=True, cross_machine=None):
     """Rows comparing {run_name: BenchmarkRun} maps (from tstar_results.load_benchmarks), in base
     order followed by benchmarks only the new run has. See the module doc for the rules.
     cross_machine: {family: {counter: (rel, abs)}} (tstar_spread.load_tolerances): a statistic of

@@ -1,12 +1,16 @@
 """History records: one small JSON file per recorded bench run (results/history/<date>-<commit>.json).
 
 A record condenses a run's benchmark.json to what trends over commits need: every repetition's
-times, the statistics, the rates and the errors of each benchmark, plus commit, date and host.
+times, the statistics, the rates and the errors of each benchmark, plus commit, date, host and the
+run's configuration: (settings digest, model digest, CPU model, device), from the run's provenance.
+Only records of one configuration form a series that can be compared (a smoke run against a main
+run, or an AVX-512 machine against an AVX2 one, would show differences that are no regression).
 runs_from_record() turns a record back into {name: BenchmarkRun}, so the reproducibility gate of
 tstar_compare works on history exactly as on run directories. Standard library only.
 """
 
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -15,8 +19,19 @@ import subprocess
 import tstar_results
 from tstar_results import BenchmarkRun, ResultsError
 
-SCHEMA = 1
+SCHEMA = 2               # 2: records carry "configuration"
+READABLE_SCHEMAS = (1, 2)
 DEFAULT_HISTORY_DIR = os.path.join("results", "history")
+UNKNOWN = "unknown"
+# benchmark.json context keys that are the run's settings (what it measured and how); the machine's
+# own keys (CPU, BLAS, library versions, commit) are not: the CPU is a key of its own.
+SETTINGS_CONTEXT_KEYS = ("tstar_compute_profile", "tstar_scales", "tstar_detail_scales", "tstar_seeds",
+                         "tstar_noise", "tstar_reference", "tstar_threads", "tstar_prompts_sha256")
+# results.json "settings" keys that name paths or the device, not what was measured (used only for
+# runs whose benchmark.json context has none of SETTINGS_CONTEXT_KEYS).
+RESULTS_SETTINGS_NOT_SETTINGS = ("model", "tokenizer", "device")
+# What identifies the model: its digests, and its tokenizer's.
+MODEL_DIGEST_KEYS = ("config_sha256", "weight_files_sha256", "dtype")
 
 
 def _json_number(value):
@@ -63,17 +78,74 @@ def condense_run(run):
     }
 
 
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def _object(value):
+    """A JSON object given as an object or as JSON text (bench writes tstar_model as text); {} else."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def configuration_key(settings_digest, model_digest, cpu_model, device):
+    return f"settings {settings_digest} · model {model_digest} · CPU {cpu_model} · {device}"
+
+
+def configuration(context, experiments=None):
+    """{"key", "settings_digest", "model_digest", "cpu_model", "device"} of a run, from its
+    benchmark.json context (tstar_* keys), else from results.json ("settings", "provenance") when
+    given; a part neither says is "unknown"."""
+    experiments = experiments if isinstance(experiments, dict) else {}
+    provenance, settings_doc = _object(experiments.get("provenance")), _object(experiments.get("settings"))
+    settings = {k: context[k] for k in SETTINGS_CONTEXT_KEYS if k in context}
+    if not settings:
+        settings = {k: v for k, v in settings_doc.items() if k not in RESULTS_SETTINGS_NOT_SETTINGS}
+    model = _object(context.get("tstar_model")) or _object(provenance.get("model"))
+    identity = {k: model[k] for k in MODEL_DIGEST_KEYS if k in model}
+    tokenizer = context.get("tstar_tokenizer_sha256", provenance.get("tokenizer_sha256"))
+    if tokenizer:
+        identity["tokenizer_sha256"] = tokenizer
+    if "config_sha256" in identity or "weight_files_sha256" in identity:
+        model_digest = _digest(identity)
+    else:   # a run that recorded no digests: the model's name is what it says
+        model_digest = os.path.basename(str(model.get("model", "")).rstrip("/")) or UNKNOWN
+    parts = {"settings_digest": _digest(settings) if settings else UNKNOWN, "model_digest": model_digest,
+             "cpu_model": str(context.get("tstar_cpu_model") or provenance.get("cpu_model") or UNKNOWN),
+             "device": str(model.get("device") or settings_doc.get("device") or UNKNOWN)}
+    return {"key": configuration_key(**parts), **parts}
+
+
+def record_configuration(record):
+    """The record's configuration; a record without one (schema 1) gets one derived from what it
+    holds: its host and the set of its benchmark names (runs of other settings run other
+    benchmarks), the rest unknown."""
+    stored = record.get("configuration")
+    if isinstance(stored, dict) and isinstance(stored.get("key"), str):
+        return stored
+    parts = {"settings_digest": f"legacy record: benchmarks {_digest(sorted(record.get('benchmarks', {})))}",
+             "model_digest": UNKNOWN, "cpu_model": f"{UNKNOWN} (host {record.get('host', UNKNOWN)})",
+             "device": UNKNOWN}
+    return {"key": configuration_key(**parts), **parts}
+
+
 def make_record(run_dir, commit=None, label=None, now=None):
     """The record of one run directory (or benchmark.json path). commit defaults to the run's own
     tstar_tstar_commit, then to the checkout's HEAD; date to the run's context date, then now."""
     runs = tstar_results.load_benchmarks(run_dir)
     context = tstar_results.load_context(run_dir)
-    tools_checkout = os.path.dirname(os.path.abspath(__file__))
-    commit = commit or context.get("tstar_tstar_commit") or git_commit(tools_checkout) or "unknown"
-    moment = utc_timestamp(context.get("date", "")) or now or datetime.datetime.now(datetime.timezone.utc)
     run_path = os.path.abspath(run_dir)
     if not os.path.isdir(run_path):  # a benchmark.json path: the run is its folder
         run_path = os.path.dirname(run_path)
+    results = os.path.join(run_path, "results.json")  # settings and provenance, when the run has it
+    experiments = tstar_results.load_experiments(results) if os.path.isfile(results) else None
+    tools_checkout = os.path.dirname(os.path.abspath(__file__))
+    commit = commit or context.get("tstar_tstar_commit") or git_commit(tools_checkout) or "unknown"
+    moment = utc_timestamp(context.get("date", "")) or now or datetime.datetime.now(datetime.timezone.utc)
     return {
         "schema": SCHEMA,
         "commit": str(commit),
@@ -81,6 +153,7 @@ def make_record(run_dir, commit=None, label=None, now=None):
         "host": str(context.get("host_name", "unknown")),
         "run": os.path.basename(run_path),
         "label": label,
+        "configuration": configuration(context, experiments),
         "benchmarks": {name: condense_run(run) for name, run in runs.items()},
     }
 
@@ -118,8 +191,9 @@ def write_record(record, history_dir):
 
 
 def _check_record(record, path):
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-        raise ResultsError(f"{path}: not a tstar history record (schema {SCHEMA})")
+    if not isinstance(record, dict) or record.get("schema") not in READABLE_SCHEMAS:
+        raise ResultsError(f"{path}: not a tstar history record (schema "
+                           f"{' or '.join(map(str, READABLE_SCHEMAS))})")
     if not isinstance(record.get("benchmarks"), dict):
         raise ResultsError(f"{path}: history record has no 'benchmarks' object")
     for key in ("commit", "date"):

@@ -369,5 +369,147 @@ class DashboardTest(unittest.TestCase):
         self.assertGreater(summary["red_pixels"], 20, "the red regression marker is not visible")
 
 
+def configured(doc, scales, seeds, cpu, model_sha):
+    """A run's benchmark.json with the provenance keys bench writes into its context."""
+    model = {"architecture": "Qwen2ForCausalLM", "config_sha256": model_sha, "device": "cpu", "dtype": "bf16",
+             "model": "/cache/model", "weight_files_sha256": {"model.safetensors": model_sha}}
+    doc["context"].update({"tstar_scales": scales, "tstar_seeds": seeds, "tstar_cpu_model": cpu,
+                           "tstar_compute_profile": "native", "tstar_threads": "1",
+                           "tstar_model": json.dumps(model)})
+    return doc
+
+
+SMOKE = dict(scales="[0.0,0.005,0.02]", seeds="[0,1]", cpu="AMD EPYC 9R14", model_sha="a" * 64)
+MAIN = dict(scales="[0.0,0.001,0.002,0.005,0.01,0.02,0.05]", seeds="[0,1,2,3,4]", cpu="AMD EPYC 9R14",
+            model_sha="b" * 64)
+AVX2 = dict(SMOKE, cpu="Intel Xeon E5-2680 v4")
+
+
+class SeriesTest(unittest.TestCase):
+    """One series per configuration (settings, model, CPU model, device): records of different
+    configurations are never compared, records of one configuration still are."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tstar-series-")
+        self.history = os.path.join(self.tmp, "history")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def record(self, index, commit, day, config, forward_ms, alpha):
+        doc = configured(benchmark_json(commit, f"2026-11-{day:02d}T10:00:00+00:00", forward_ms, alpha), **config)
+        done = run_tool("record", write_run(self.tmp, f"run{index}", doc), "--history", self.history)
+        self.assertEqual(done.returncode, 0, done.stderr)
+
+    def page(self):
+        out = os.path.join(self.tmp, "dashboard.html")
+        done = run_tool("dashboard", "--history", self.history, "--out", out)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        with open(out, encoding="utf-8") as f:
+            return f.read()
+
+    @staticmethod
+    def regression_rows(page):
+        table = page[page.index("<h2>Regressions</h2>"):page.index("<h2>Series</h2>")]
+        return [row for row in table.split("<tr>")[1:] if "<svg" in row]
+
+    def test_interleaved_configurations_make_no_cross_series_regressions(self):
+        fast = [5.0, 5.05, 5.1, 5.02, 5.08, 5.04]
+        # Smoke, main (23x the time, other statistics) and smoke on an AVX2 CPU (3x), interleaved;
+        # the third smoke run is really twice as slow, the third main run changes alpha.
+        runs = [("a1", SMOKE, fast, 0.02), ("b1", MAIN, [22.7 * t for t in fast], 0.05),
+                ("c1", AVX2, [3 * t for t in fast], 0.02), ("a2", SMOKE, fast, 0.02),
+                ("b2", MAIN, [22.7 * t for t in fast], 0.05), ("c2", AVX2, [3 * t for t in fast], 0.02),
+                ("a3", SMOKE, [2 * t for t in fast], 0.02), ("b3", MAIN, [22.7 * t for t in fast], 0.06)]
+        for index, (commit, config, forward, alpha) in enumerate(runs):
+            self.record(index, commit * 6, index + 1, config, forward, alpha)
+        page = self.page()
+        rows = self.regression_rows(page)
+        self.assertEqual(len(rows), 2, rows)
+        slower = next(row for row in rows if FORWARD in row)
+        self.assertIn("a2a2a2", slower)
+        self.assertIn("a3a3a3", slower)
+        self.assertIn("slower", slower)
+        changed = next(row for row in rows if NOISE in row)
+        self.assertIn("b2b2b2", changed)
+        self.assertIn("b3b3b3", changed)
+        self.assertIn("changed", changed)
+        self.assertIn("8 records, 8 commits, 3 series", page)
+        parser = PageParser()
+        parser.feed(page)
+        self.assertEqual(parser.problems, [])
+        headings = [line for line in page.splitlines() if line.startswith('<h2 id="s')]
+        self.assertEqual(len(headings), 3, headings)
+        self.assertIn("AMD EPYC 9R14", headings[0])
+        self.assertIn("Intel Xeon E5-2680 v4", headings[2])
+        # Red points: one on Forward's chart (a3), three on WeightNoise's statistics (b3), none else.
+        red = [c["title"] for circles in parser.circles.values() for c in circles if c["fill"] == "#d62728"]
+        self.assertEqual(len(red), 4, red)
+        self.assertTrue(all("a3a3a3" in t or "b3b3b3" in t for t in red), red)
+
+    def test_one_configuration_is_one_series(self):
+        for index in range(3):
+            self.record(index, f"c{index}" * 6, index + 1, SMOKE, [5.0, 5.1, 5.2], 0.02)
+        page = self.page()
+        self.assertIn("3 records, 3 commits, 1 series", page)
+        self.assertEqual(self.regression_rows(page), [])
+        self.assertIn("No regressions between consecutive records of a series.", page)
+
+    def test_record_stores_the_configuration_of_the_committed_baseline(self):
+        done = run_tool("record", os.path.join(SOURCE_DIR, "results", "baseline", "embedded-smoke"),
+                        "--history", self.history)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        (name,) = os.listdir(self.history)
+        record = tstar_history.load_record(os.path.join(self.history, name))
+        self.assertEqual(record["schema"], 2)
+        configuration = record["configuration"]
+        self.assertEqual((configuration["cpu_model"], configuration["device"]), ("AMD EPYC", "cpu"))
+        for part in ("settings_digest", "model_digest"):
+            self.assertRegex(configuration[part], r"^[0-9a-f]{12}$")
+        self.assertEqual(tstar_history.record_configuration(record), configuration)
+        self.assertIn("AMD EPYC", configuration["key"])
+
+    def test_settings_model_and_cpu_each_split_series(self):
+        base = tstar_history.configuration(configured({"context": {}}, **SMOKE)["context"])
+        for other in (MAIN, AVX2, dict(SMOKE, model_sha="c" * 64), dict(SMOKE, seeds="[0,1,2]")):
+            changed = tstar_history.configuration(configured({"context": {}}, **other)["context"])
+            self.assertNotEqual(changed["key"], base["key"], other)
+        # Provenance that is no setting (commit, date, BLAS) does not.
+        context = configured({"context": {"date": "x", "tstar_tstar_commit": "y", "tstar_openblas_core": "z"}},
+                             **SMOKE)["context"]
+        self.assertEqual(tstar_history.configuration(context)["key"], base["key"])
+
+    def test_records_without_configuration_get_one_from_what_they_hold(self):
+        committed = os.path.join(SOURCE_DIR, "results", "history")
+        for name in sorted(os.listdir(committed)):
+            record = tstar_history.load_record(os.path.join(committed, name))
+            if "configuration" in record:
+                continue
+            configuration = tstar_history.record_configuration(record)
+            self.assertIn(f"host {record['host']}", configuration["key"])
+            self.assertEqual(configuration["device"], "unknown")
+        old = {"schema": 1, "commit": "x", "date": "2026-11-01T00:00:00Z", "host": "h1",
+               "benchmarks": {FORWARD: {}, NOISE: {}}}
+        other_host = dict(old, host="h2")
+        other_benchmarks = dict(old, benchmarks={FORWARD: {}})
+        keys = {tstar_history.record_configuration(r)["key"] for r in (old, other_host, other_benchmarks)}
+        self.assertEqual(len(keys), 3)
+        self.assertEqual(tstar_history.record_configuration(dict(old, commit="y"))["key"],
+                         tstar_history.record_configuration(old)["key"])
+
+
+class GateDefaultsTest(unittest.TestCase):
+    def test_compare_and_dashboard_use_the_gates_defaults(self):
+        import tstar_compare
+        for tool in ("compare", "dashboard"):
+            with open(os.path.join(CI_DIR, tool), encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("tstar_compare.DEFAULT_" if tool == "compare" else "DEFAULT_FAIL_THRESHOLD", text)
+            # No threshold of its own: neither an argparse default nor an assignment of the numbers.
+            self.assertNotRegex(text, r"(default=|= )0\.(10?|05)\b", tool)
+        help_text = run_tool("compare", "--help").stdout
+        self.assertIn(f"(default {tstar_compare.DEFAULT_FAIL_THRESHOLD:.2f})", " ".join(help_text.split()))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,16 @@ class ReportTestCase(unittest.TestCase):
             write_json(os.path.join(run_dir, "benchmark.json"), benchmark)
         return run_dir
 
+    def report_on(self, doc, *options, name="run", benchmark=None):
+        """(summary.md, output directory) of a successful report (with `options`) on a run of `doc`."""
+        run_dir = self.make_run(doc, benchmark, name=name)
+        out_dir = os.path.join(self.tmp.name, name + "-out")
+        result = run_report(run_dir, "--out", out_dir, *options)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr, "")
+        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
+            return f.read(), out_dir
+
     def assert_images_readable(self, paths):
         probe = subprocess.run([self.python, "-c", IMAGE_STATS, *paths], capture_output=True, text=True,
                                timeout=120)
@@ -428,12 +439,7 @@ class StatisticsTest(ReportTestCase):
     rounding floor; and runs made before them still render."""
 
     def report(self, doc, name="run"):
-        run_dir = self.make_run(doc, name=name)
-        out_dir = os.path.join(self.tmp.name, name + "-out")
-        result = run_report(run_dir, "--out", out_dir, "--cpu-spread", "none")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
-            return f.read(), out_dir
+        return self.report_on(doc, "--cpu-spread", "none", name=name)
 
     @staticmethod
     def counters(doc, family):
@@ -614,12 +620,7 @@ class CpuSpreadTest(ReportTestCase):
                 "Layer": {"alpha": (0.3, 5e-7), "best_T": (1e-5, 1e-5)}}
 
     def report(self, doc, *options, name="run"):
-        run_dir = self.make_run(doc, name=name)
-        out_dir = os.path.join(self.tmp.name, name + "-out")
-        result = run_report(run_dir, "--out", out_dir, *options)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        with open(os.path.join(out_dir, "summary.md"), encoding="utf-8") as f:
-            return f.read()
+        return self.report_on(doc, *options, name=name)[0]
 
     def spread_file(self, measured=None, name="cpu-spread.json"):
         path = os.path.join(self.tmp.name, name)
@@ -744,6 +745,8 @@ class CpuSpreadTest(ReportTestCase):
                 text = f.read()
             with open(os.path.join(root, "ci", name), "w", encoding="utf-8") as f:
                 f.write(text)
+        shutil.copytree(os.path.join(SOURCE_DIR, "ci", "tstar_report"), os.path.join(root, "ci", "tstar_report"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
         run_dir = self.make_run(synthetic_results(families=("WeightNoise",)))
         out_dir = os.path.join(self.tmp.name, "out")
         copy = [self.python, os.path.join(root, "ci", "report"), run_dir, "--out", out_dir]
