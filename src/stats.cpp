@@ -690,12 +690,6 @@ LinearFit fit_line(const std::vector<double>& y) {
   return fit_line(steps, y);
 }
 
-std::string trend_label(double slope, double threshold) {
-  if (slope > threshold) return "increase";
-  if (slope < -threshold) return "decrease";
-  return "stable";
-}
-
 ScheduleFit fit_schedule(const std::vector<double>& best_T, double beta_max) {
   if (best_T.size() < 2) throw Error("stats: fit_schedule needs at least 2 steps");
   if (!(beta_max > 0)) throw Error("stats: fit_schedule needs beta_max > 0");

@@ -240,8 +240,6 @@ struct LinearFit {
 // Least squares y = slope * x + intercept with x = 0, 1, ..., n-1 (np.polyfit(steps, y, 1)).
 LinearFit fit_line(const std::vector<double>& y);
 LinearFit fit_line(const std::vector<double>& x, const std::vector<double>& y);
-// The notebook's label: slope > threshold "increase", < -threshold "decrease", else "stable".
-std::string trend_label(double slope, double threshold = 0.001);
 
 // Least-squares fit of T(t) = T_max / sqrt(1 + beta t), t = 0, 1, ..., n-1, to per-step best T.
 // T_max and beta are fitted jointly: for a fixed beta the best T_max is linear least squares

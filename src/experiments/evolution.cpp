@@ -95,9 +95,7 @@ ExperimentResult evolution(ExperimentSuite& suite, size_t prompt, double scale) 
   result.counters["schedule_p"] = f_test.p;
   result.details["trend"] = {{"slope", trend.slope}, {"intercept", trend.intercept}, {"label", label},
                              {"seed_slopes", seed_slopes},
-                             {"rule", "increase/decrease only when the 95% t-interval of the seeds' slopes excludes 0"},
-                             {"notebook_label", stats::trend_label(trend.slope)},
-                             {"notebook_rule", "slope > 0.001 increase, < -0.001 decrease, else stable"}};
+                             {"rule", "increase/decrease only when the 95% t-interval of the seeds' slopes excludes 0"}};
   result.details["schedule"] = {{"formula", "T(t) = T_max / sqrt(1 + beta t), least squares on best_T_t"},
                                 {"T_max", schedule.T_max}, {"beta", schedule.beta},
                                 {"beta_ci95", {beta_lo, beta_hi}},
