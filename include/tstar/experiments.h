@@ -83,7 +83,7 @@ ExperimentSettings settings_from_flags(const std::map<std::string, std::string>&
 struct ExperimentResult {
   std::string name;
   std::map<std::string, double> counters;
-  nlohmann::json details;
+  nlohmann::json details = nlohmann::json::object();
 };
 
 class ExperimentSuite;
