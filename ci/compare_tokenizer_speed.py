@@ -8,7 +8,7 @@ tokenizer the benchmark uses (the Qwen2 tokenizer from ../shared when present, e
 fixture tokenizer), runs `bench --benchmark_filter=Tokenizer/encode --benchmark_format=json`, and
 prints both throughputs and the ratio tstar / HF (goal: >= 1.0). Both sides are timed in CPU time
 of one thread with a warm word cache, so the comparison holds on a busy machine too. Prints a JSON
-summary line last. Needs the `tokenizers` package (e.g. /work/venv/bin/python).
+summary line last. Needs the `tokenizers` package (run it with a virtualenv's python that has it).
 """
 import argparse
 import json
