@@ -8,6 +8,9 @@
 // GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+// The lanewise templates below take and return __m256 / __m512 outside any target; being
+// always_inline they are never called across that ABI boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <c10/util/Half.h>
 #include <immintrin.h>
@@ -94,6 +97,45 @@ ApplyStats apply_generic(const T* clean, T* live, const float* z, int64_t count,
   return finish(lanes, changed);
 }
 
+// ---------------------------------------------------------------- arithmetic of both widths
+// philox.h's float formulas on a GCC vector of floats (__m256 or __m512: operators act per lane and
+// broadcast a float operand), written once for both vector paths. Operand order follows philox.h
+// up to commuting a product; no product is fused into a sum (-ffp-contract=off). always_inline:
+// each is compiled inside its caller's target.
+#define TSTAR_LANEWISE inline __attribute__((always_inline))
+
+// log_poly after the exponent split: m = mantissa - 1 (or 2 * mantissa - 1), fe its exponent.
+template <typename V>
+TSTAR_LANEWISE V log_from_split(const V& m, const V& fe) {
+  V z = m * m;
+  V y = m * philox::kLogP0 + philox::kLogP1;
+  for (float p : {philox::kLogP2, philox::kLogP3, philox::kLogP4, philox::kLogP5, philox::kLogP6, philox::kLogP7,
+                  philox::kLogP8})
+    y = y * m + p;
+  y = (y * m) * z;
+  y = y + fe * philox::kLn2Lo;
+  y = y + z * -0.5f;
+  V r = m + y;
+  return r + fe * philox::kLn2Hi;
+}
+
+// sincos_poly's polynomials of v reduced by its even octant y: sin (ps) and cos (pc) before the
+// octant's swap and signs.
+template <typename V>
+TSTAR_LANEWISE void sincos_polys(const V& v, const V& y, V& ps, V& pc) {
+  V x = ((v - y * philox::kPiOver4A) - y * philox::kPiOver4B) - y * philox::kPiOver4C;
+  V z = x * x;
+  ps = ((z * philox::kSinP0 + philox::kSinP1) * z + philox::kSinP2) * z * x + x;
+  pc = ((z * philox::kCosP0 + philox::kCosP1) * z + philox::kCosP2) * z * z - z * 0.5f + 1.0f;
+}
+
+// box_muller's u (in (0, 1]) and v (in (0, 2pi)) from its uint32 converted to float.
+template <typename V>
+TSTAR_LANEWISE void box_muller_uv(const V& fx, const V& fy, V& u, V& v) {
+  u = fx * philox::kTwoPow32Inv + philox::kTwoPow32Inv / 2;
+  v = fy * philox::kTwoPow32Inv2Pi + philox::kTwoPow32Inv2Pi / 2;
+}
+
 // ---------------------------------------------------------------- AVX-512 paths
 
 #define TSTAR_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw")))
@@ -146,34 +188,14 @@ TSTAR_AVX512 inline __m512 log16(__m512 x) {
   __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(philox::kSqrtHalf), _CMP_LT_OQ);
   e = _mm512_mask_sub_epi32(e, small, e, _mm512_set1_epi32(1));
   m = _mm512_mask_blend_ps(small, _mm512_sub_ps(m, one), _mm512_sub_ps(_mm512_add_ps(m, m), one));
-  __m512 fe = _mm512_cvtepi32_ps(e);
-  __m512 z = _mm512_mul_ps(m, m);
-  __m512 y = _mm512_set1_ps(philox::kLogP0);
-  for (float p : {philox::kLogP1, philox::kLogP2, philox::kLogP3, philox::kLogP4, philox::kLogP5, philox::kLogP6,
-                  philox::kLogP7, philox::kLogP8})
-    y = _mm512_add_ps(_mm512_mul_ps(y, m), _mm512_set1_ps(p));
-  y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
-  y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(philox::kLn2Lo), fe));
-  y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(-0.5f), z));
-  __m512 r = _mm512_add_ps(m, y);
-  return _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(philox::kLn2Hi), fe));
+  return log_from_split(m, _mm512_cvtepi32_ps(e));
 }
 
 TSTAR_AVX512 inline void sincos16(__m512 v, __m512& s, __m512& c) {
   __m512i j = _mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(philox::kFourOverPi)));
   j = _mm512_and_si512(_mm512_add_epi32(j, _mm512_set1_epi32(1)), _mm512_set1_epi32(~1));
-  __m512 y = _mm512_cvtepi32_ps(j);
-  __m512 x = _mm512_sub_ps(v, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4A)));
-  x = _mm512_sub_ps(x, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4B)));
-  x = _mm512_sub_ps(x, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4C)));
-  __m512 z = _mm512_mul_ps(x, x);
-  __m512 ps = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(philox::kSinP0), z), _mm512_set1_ps(philox::kSinP1));
-  ps = _mm512_add_ps(_mm512_mul_ps(ps, z), _mm512_set1_ps(philox::kSinP2));
-  ps = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(ps, z), x), x);
-  __m512 pc = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(philox::kCosP0), z), _mm512_set1_ps(philox::kCosP1));
-  pc = _mm512_add_ps(_mm512_mul_ps(pc, z), _mm512_set1_ps(philox::kCosP2));
-  pc = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(pc, z), z), _mm512_mul_ps(_mm512_set1_ps(0.5f), z));
-  pc = _mm512_add_ps(pc, _mm512_set1_ps(1.0f));
+  __m512 ps, pc;
+  sincos_polys(v, _mm512_cvtepi32_ps(j), ps, pc);
   // Octant j & 7 in {0, 2, 4, 6}: bit 1 swaps sin and cos; sin is negative when bit 2 is set,
   // cos when bit 1 xor bit 2 is.
   __mmask16 swap = _mm512_test_epi32_mask(j, _mm512_set1_epi32(2));
@@ -187,15 +209,13 @@ TSTAR_AVX512 inline void sincos16(__m512 v, __m512& s, __m512& c) {
 }
 
 TSTAR_AVX512 inline void box_muller16(__m512i x, __m512i y, __m512& a, __m512& b) {
-  __m512 u = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepu32_ps(x), _mm512_set1_ps(philox::kTwoPow32Inv)),
-                           _mm512_set1_ps(philox::kTwoPow32Inv / 2));
-  __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepu32_ps(y), _mm512_set1_ps(philox::kTwoPow32Inv2Pi)),
-                           _mm512_set1_ps(philox::kTwoPow32Inv2Pi / 2));
-  __m512 r = _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), log16(u)));
+  __m512 u, v;
+  box_muller_uv(_mm512_cvtepu32_ps(x), _mm512_cvtepu32_ps(y), u, v);
+  __m512 r = _mm512_sqrt_ps(log16(u) * -2.0f);
   __m512 s, c;
   sincos16(v, s, c);
-  a = _mm512_mul_ps(s, r);
-  b = _mm512_mul_ps(c, r);
+  a = s * r;
+  b = c * r;
 }
 
 // 64 normals of blocks b0 .. b0+15 into out[0..64), element order 4 * lane + component.
@@ -315,34 +335,14 @@ TSTAR_AVX2 inline __m256 log8(__m256 x) {
   __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(philox::kSqrtHalf), _CMP_LT_OQ);
   e = _mm256_add_epi32(e, _mm256_castps_si256(small));  // all-ones lanes: e - 1
   m = _mm256_blendv_ps(_mm256_sub_ps(m, one), _mm256_sub_ps(_mm256_add_ps(m, m), one), small);
-  __m256 fe = _mm256_cvtepi32_ps(e);
-  __m256 z = _mm256_mul_ps(m, m);
-  __m256 y = _mm256_set1_ps(philox::kLogP0);
-  for (float p : {philox::kLogP1, philox::kLogP2, philox::kLogP3, philox::kLogP4, philox::kLogP5, philox::kLogP6,
-                  philox::kLogP7, philox::kLogP8})
-    y = _mm256_add_ps(_mm256_mul_ps(y, m), _mm256_set1_ps(p));
-  y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
-  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(philox::kLn2Lo), fe));
-  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-0.5f), z));
-  __m256 r = _mm256_add_ps(m, y);
-  return _mm256_add_ps(r, _mm256_mul_ps(_mm256_set1_ps(philox::kLn2Hi), fe));
+  return log_from_split(m, _mm256_cvtepi32_ps(e));
 }
 
 TSTAR_AVX2 inline void sincos8(__m256 v, __m256& s, __m256& c) {
   __m256i j = _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(philox::kFourOverPi)));
   j = _mm256_and_si256(_mm256_add_epi32(j, set8(1)), set8(~1u));
-  __m256 y = _mm256_cvtepi32_ps(j);
-  __m256 x = _mm256_sub_ps(v, _mm256_mul_ps(y, _mm256_set1_ps(philox::kPiOver4A)));
-  x = _mm256_sub_ps(x, _mm256_mul_ps(y, _mm256_set1_ps(philox::kPiOver4B)));
-  x = _mm256_sub_ps(x, _mm256_mul_ps(y, _mm256_set1_ps(philox::kPiOver4C)));
-  __m256 z = _mm256_mul_ps(x, x);
-  __m256 ps = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(philox::kSinP0), z), _mm256_set1_ps(philox::kSinP1));
-  ps = _mm256_add_ps(_mm256_mul_ps(ps, z), _mm256_set1_ps(philox::kSinP2));
-  ps = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(ps, z), x), x);
-  __m256 pc = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(philox::kCosP0), z), _mm256_set1_ps(philox::kCosP1));
-  pc = _mm256_add_ps(_mm256_mul_ps(pc, z), _mm256_set1_ps(philox::kCosP2));
-  pc = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(pc, z), z), _mm256_mul_ps(_mm256_set1_ps(0.5f), z));
-  pc = _mm256_add_ps(pc, _mm256_set1_ps(1.0f));
+  __m256 ps, pc;
+  sincos_polys(v, _mm256_cvtepi32_ps(j), ps, pc);
   // As sincos16, with the octant bits moved to the sign bit: bit 1 (swap) by << 30, bit 2 (sin
   // negative) by << 29; cos is negative when they differ.
   __m256 swap = _mm256_castsi256_ps(_mm256_slli_epi32(j, 30));
@@ -355,15 +355,13 @@ TSTAR_AVX2 inline void sincos8(__m256 v, __m256& s, __m256& c) {
 }
 
 TSTAR_AVX2 inline void box_muller8(__m256i x, __m256i y, __m256& a, __m256& b) {
-  __m256 u = _mm256_add_ps(_mm256_mul_ps(u32_to_float8(x), _mm256_set1_ps(philox::kTwoPow32Inv)),
-                           _mm256_set1_ps(philox::kTwoPow32Inv / 2));
-  __m256 v = _mm256_add_ps(_mm256_mul_ps(u32_to_float8(y), _mm256_set1_ps(philox::kTwoPow32Inv2Pi)),
-                           _mm256_set1_ps(philox::kTwoPow32Inv2Pi / 2));
-  __m256 r = _mm256_sqrt_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), log8(u)));
+  __m256 u, v;
+  box_muller_uv(u32_to_float8(x), u32_to_float8(y), u, v);
+  __m256 r = _mm256_sqrt_ps(log8(u) * -2.0f);
   __m256 s, c;
   sincos8(v, s, c);
-  a = _mm256_mul_ps(s, r);
-  b = _mm256_mul_ps(c, r);
+  a = s * r;
+  b = c * r;
 }
 
 // open_uniform23: x >> 9 < 2^23 converts exactly through the signed conversion.
