@@ -1,5 +1,6 @@
 // NoiseGen/<generator>: unit normals/s from cuRAND's host API (one thread), tstar's CPU generator
-// (all threads; also one thread and the portable path), and torch's normal_.
+// (all threads and one thread on the selected kernel path; one thread on each kernel path this CPU
+// runs: tstar_<path>_1thread), and torch's normal_.
 // Inject/<model>/<dtype>/<method> and Restore/<model>/<dtype>/<method>: one noise injection or one
 // restore over the default targets, tstar's engine against the notebook's algorithm ("seed-style").
 #include <benchmark/benchmark.h>
@@ -55,12 +56,14 @@ void noise_gen_tstar(benchmark::State& state, int threads) {
   set_rate_counters(state, "normals_per_s", kNoiseGenCount);
 }
 
-void noise_gen_tstar_portable(benchmark::State& state) {
+// One kernel path, forced, on the calling thread.
+void noise_gen_tstar_path(benchmark::State& state, noise_kernels::KernelPath path) {
   std::vector<float> out(kNoiseGenCount);
   for (auto _ : state) {
-    noise_kernels::generate_portable(philox::Kind::kGaussian, kBenchSeed, 0, kNoiseGenCount, out.data());
+    noise_kernels::generate_with(path, philox::Kind::kGaussian, kBenchSeed, 0, kNoiseGenCount, out.data());
     benchmark::DoNotOptimize(out.data());
   }
+  state.SetLabel(noise_kernels::path_name(path));
   set_rate_counters(state, "normals_per_s", kNoiseGenCount);
 }
 
@@ -173,9 +176,14 @@ void register_noise_benchmarks(BenchEnv& env) {
   benchmark::RegisterBenchmark("NoiseGen/tstar_cpu_1thread", [](benchmark::State& s) { noise_gen_tstar(s, 1); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("NoiseGen/tstar_portable_1thread", noise_gen_tstar_portable)
-      ->Unit(benchmark::kMillisecond)
-      ->UseRealTime();
+  using noise_kernels::KernelPath;
+  for (KernelPath path : {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512}) {
+    if (!noise_kernels::cpu_runs(path)) continue;  // a path the CPU lacks has nothing to measure
+    benchmark::RegisterBenchmark(fmt::format("NoiseGen/tstar_{}_1thread", noise_kernels::path_name(path)).c_str(),
+                                 [path](benchmark::State& s) { noise_gen_tstar_path(s, path); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
   benchmark::RegisterBenchmark("NoiseGen/torch_randn", noise_gen_torch)->Unit(benchmark::kMillisecond)->UseRealTime();
 
   auto cache = std::make_shared<InjectorCache>();

@@ -1,12 +1,16 @@
-// The fast CPU noise generator and generate-scale-add pass: 16-lane AVX-512 Philox4x32-10 and a
-// vectorised Box-Muller that evaluates philox.h's polynomials operation for operation, dispatched
-// at run time (no -march flags), with portable fallbacks giving identical values. This file is
-// compiled with -ffp-contract=off (src/CMakeLists.txt): a fused multiply-add would change results.
+// The fast CPU noise generator and generate-scale-add pass: Philox4x32-10 on 16 (AVX-512) or 8
+// (AVX2) lanes and a vectorised Box-Muller that evaluates philox.h's polynomials operation for
+// operation, dispatched at run time (no -march flags), with portable fallbacks giving identical
+// values. This file is compiled with -ffp-contract=off (src/CMakeLists.txt): a fused multiply-add
+// would change results, so no path uses one even where the target allows FMA.
 #include "tstar/noise_kernels.h"
 
 // GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+// The lanewise templates below take and return __m256 / __m512 outside any target; being
+// always_inline they are never called across that ABI boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <c10/util/Half.h>
 #include <immintrin.h>
@@ -60,6 +64,30 @@ ApplyStats finish(const double lanes[kLanes], int64_t changed) {
   return stats;
 }
 
+// A vector path's bf16 pass after its whole 16-element steps: elements [done, count) in the
+// portable order, into the lanes and count the vector loop left.
+ApplyStats finish_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t done, int64_t count,
+                       float mult, Mode mode, double lanes[kLanes], int64_t changed) {
+  accumulate_generic(clean, live, z, done, count, mult, mode, bf16_to_float, float_to_bf16, lanes, changed);
+  return finish(lanes, changed);
+}
+
+// Unit noise of blocks b0 .. b0 + kBlocks - 1 into out[0 .. 4 * kBlocks), element order 4 * lane + component.
+using UnitChunk = void (*)(uint64_t seed, uint64_t b0, float* out);
+
+// Elements [first, first + count): `chunk` on each whole run of kBlocks blocks starting at a
+// multiple of kBlocks (65536 % kBlocks == 0, so a run shares its b >> 16), portable at either end.
+template <int kBlocks>
+void generate_chunked(UnitChunk chunk, philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
+  constexpr int64_t kPerChunk = 4 * kBlocks;
+  uint64_t block = first / 4;
+  int64_t i = std::min<int64_t>(count, static_cast<int64_t>((kBlocks - block % kBlocks) % kBlocks) * 4);
+  portable_blocks(kind, seed, first, i, out);
+  block += static_cast<uint64_t>(i / 4);
+  for (; count - i >= kPerChunk; i += kPerChunk, block += kBlocks) chunk(seed, block, out + i);
+  portable_blocks(kind, seed, block * 4, count - i, out + i);
+}
+
 template <typename T, typename ToFloat, typename FromFloat>
 ApplyStats apply_generic(const T* clean, T* live, const float* z, int64_t count, float mult, Mode mode,
                          ToFloat to_float, FromFloat from_float) {
@@ -67,6 +95,45 @@ ApplyStats apply_generic(const T* clean, T* live, const float* z, int64_t count,
   int64_t changed = 0;
   accumulate_generic(clean, live, z, 0, count, mult, mode, to_float, from_float, lanes, changed);
   return finish(lanes, changed);
+}
+
+// ---------------------------------------------------------------- arithmetic of both widths
+// philox.h's float formulas on a GCC vector of floats (__m256 or __m512: operators act per lane and
+// broadcast a float operand), written once for both vector paths. Operand order follows philox.h
+// up to commuting a product; no product is fused into a sum (-ffp-contract=off). always_inline:
+// each is compiled inside its caller's target.
+#define TSTAR_LANEWISE inline __attribute__((always_inline))
+
+// log_poly after the exponent split: m = mantissa - 1 (or 2 * mantissa - 1), fe its exponent.
+template <typename V>
+TSTAR_LANEWISE V log_from_split(const V& m, const V& fe) {
+  V z = m * m;
+  V y = m * philox::kLogP0 + philox::kLogP1;
+  for (float p : {philox::kLogP2, philox::kLogP3, philox::kLogP4, philox::kLogP5, philox::kLogP6, philox::kLogP7,
+                  philox::kLogP8})
+    y = y * m + p;
+  y = (y * m) * z;
+  y = y + fe * philox::kLn2Lo;
+  y = y + z * -0.5f;
+  V r = m + y;
+  return r + fe * philox::kLn2Hi;
+}
+
+// sincos_poly's polynomials of v reduced by its even octant y: sin (ps) and cos (pc) before the
+// octant's swap and signs.
+template <typename V>
+TSTAR_LANEWISE void sincos_polys(const V& v, const V& y, V& ps, V& pc) {
+  V x = ((v - y * philox::kPiOver4A) - y * philox::kPiOver4B) - y * philox::kPiOver4C;
+  V z = x * x;
+  ps = ((z * philox::kSinP0 + philox::kSinP1) * z + philox::kSinP2) * z * x + x;
+  pc = ((z * philox::kCosP0 + philox::kCosP1) * z + philox::kCosP2) * z * z - z * 0.5f + 1.0f;
+}
+
+// box_muller's u (in (0, 1]) and v (in (0, 2pi)) from its uint32 converted to float.
+template <typename V>
+TSTAR_LANEWISE void box_muller_uv(const V& fx, const V& fy, V& u, V& v) {
+  u = fx * philox::kTwoPow32Inv + philox::kTwoPow32Inv / 2;
+  v = fy * philox::kTwoPow32Inv2Pi + philox::kTwoPow32Inv2Pi / 2;
 }
 
 // ---------------------------------------------------------------- AVX-512 paths
@@ -121,34 +188,14 @@ TSTAR_AVX512 inline __m512 log16(__m512 x) {
   __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(philox::kSqrtHalf), _CMP_LT_OQ);
   e = _mm512_mask_sub_epi32(e, small, e, _mm512_set1_epi32(1));
   m = _mm512_mask_blend_ps(small, _mm512_sub_ps(m, one), _mm512_sub_ps(_mm512_add_ps(m, m), one));
-  __m512 fe = _mm512_cvtepi32_ps(e);
-  __m512 z = _mm512_mul_ps(m, m);
-  __m512 y = _mm512_set1_ps(philox::kLogP0);
-  for (float p : {philox::kLogP1, philox::kLogP2, philox::kLogP3, philox::kLogP4, philox::kLogP5, philox::kLogP6,
-                  philox::kLogP7, philox::kLogP8})
-    y = _mm512_add_ps(_mm512_mul_ps(y, m), _mm512_set1_ps(p));
-  y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
-  y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(philox::kLn2Lo), fe));
-  y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(-0.5f), z));
-  __m512 r = _mm512_add_ps(m, y);
-  return _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(philox::kLn2Hi), fe));
+  return log_from_split(m, _mm512_cvtepi32_ps(e));
 }
 
 TSTAR_AVX512 inline void sincos16(__m512 v, __m512& s, __m512& c) {
   __m512i j = _mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(philox::kFourOverPi)));
   j = _mm512_and_si512(_mm512_add_epi32(j, _mm512_set1_epi32(1)), _mm512_set1_epi32(~1));
-  __m512 y = _mm512_cvtepi32_ps(j);
-  __m512 x = _mm512_sub_ps(v, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4A)));
-  x = _mm512_sub_ps(x, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4B)));
-  x = _mm512_sub_ps(x, _mm512_mul_ps(y, _mm512_set1_ps(philox::kPiOver4C)));
-  __m512 z = _mm512_mul_ps(x, x);
-  __m512 ps = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(philox::kSinP0), z), _mm512_set1_ps(philox::kSinP1));
-  ps = _mm512_add_ps(_mm512_mul_ps(ps, z), _mm512_set1_ps(philox::kSinP2));
-  ps = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(ps, z), x), x);
-  __m512 pc = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(philox::kCosP0), z), _mm512_set1_ps(philox::kCosP1));
-  pc = _mm512_add_ps(_mm512_mul_ps(pc, z), _mm512_set1_ps(philox::kCosP2));
-  pc = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(pc, z), z), _mm512_mul_ps(_mm512_set1_ps(0.5f), z));
-  pc = _mm512_add_ps(pc, _mm512_set1_ps(1.0f));
+  __m512 ps, pc;
+  sincos_polys(v, _mm512_cvtepi32_ps(j), ps, pc);
   // Octant j & 7 in {0, 2, 4, 6}: bit 1 swaps sin and cos; sin is negative when bit 2 is set,
   // cos when bit 1 xor bit 2 is.
   __mmask16 swap = _mm512_test_epi32_mask(j, _mm512_set1_epi32(2));
@@ -162,15 +209,13 @@ TSTAR_AVX512 inline void sincos16(__m512 v, __m512& s, __m512& c) {
 }
 
 TSTAR_AVX512 inline void box_muller16(__m512i x, __m512i y, __m512& a, __m512& b) {
-  __m512 u = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepu32_ps(x), _mm512_set1_ps(philox::kTwoPow32Inv)),
-                           _mm512_set1_ps(philox::kTwoPow32Inv / 2));
-  __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepu32_ps(y), _mm512_set1_ps(philox::kTwoPow32Inv2Pi)),
-                           _mm512_set1_ps(philox::kTwoPow32Inv2Pi / 2));
-  __m512 r = _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), log16(u)));
+  __m512 u, v;
+  box_muller_uv(_mm512_cvtepu32_ps(x), _mm512_cvtepu32_ps(y), u, v);
+  __m512 r = _mm512_sqrt_ps(log16(u) * -2.0f);
   __m512 s, c;
   sincos16(v, s, c);
-  a = _mm512_mul_ps(s, r);
-  b = _mm512_mul_ps(c, r);
+  a = s * r;
+  b = c * r;
 }
 
 // 64 normals of blocks b0 .. b0+15 into out[0..64), element order 4 * lane + component.
@@ -199,18 +244,7 @@ TSTAR_AVX512 inline void normals64(uint64_t seed, uint64_t b0, float* out) {
   _mm512_storeu_ps(out + 48, _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1)));  // lanes 12..15
 }
 
-TSTAR_AVX512 void generate_gaussian_simd(uint64_t seed, uint64_t first, int64_t count, float* out) {
-  int64_t i = 0;
-  uint64_t block = first / 4;
-  int64_t lead = std::min<int64_t>(count, static_cast<int64_t>((16 - block % 16) % 16) * 4);
-  portable_blocks(philox::Kind::kGaussian, seed, first, lead, out);
-  i += lead;
-  block += static_cast<uint64_t>(lead / 4);
-  for (; count - i >= 64; i += 64, block += 16) normals64(seed, block, out + i);
-  portable_blocks(philox::Kind::kGaussian, seed, block * 4, count - i, out + i);
-}
-
-TSTAR_AVX512 ApplyStats apply_bf16_simd(const uint16_t* clean, uint16_t* live, const float* z,
+TSTAR_AVX512 ApplyStats apply_bf16_avx512(const uint16_t* clean, uint16_t* live, const float* z,
                                         int64_t count, float mult, Mode mode) {
   __m512d acc_lo = _mm512_setzero_pd(), acc_hi = _mm512_setzero_pd();
   int64_t changed = 0;
@@ -239,14 +273,209 @@ TSTAR_AVX512 ApplyStats apply_bf16_simd(const uint16_t* clean, uint16_t* live, c
   double lanes[kLanes];
   _mm512_storeu_pd(lanes, acc_lo);
   _mm512_storeu_pd(lanes + 8, acc_hi);
-  // Tail: the same lanes and operations as the portable path.
-  accumulate_generic(clean, live, z, i, count, mult, mode, bf16_to_float, float_to_bf16, lanes, changed);
-  return finish(lanes, changed);
+  return finish_bf16(clean, live, z, i, count, mult, mode, lanes, changed);
 }
 
-bool detect_simd() {
+// ---------------------------------------------------------------- AVX2 paths
+// The AVX-512 paths at half width: AVX2 lacks mask registers (compares give all-ones lanes, blends
+// pick by sign bit), unsigned conversions and 16-bit narrowing, each rebuilt from what it has.
+
+#define TSTAR_AVX2 __attribute__((target("avx2,fma")))
+
+TSTAR_AVX2 inline __m256i set8(uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
+
+// No 32x32 -> 64 high multiply: 64-bit products of the even lanes, then of the odd lanes shifted down.
+TSTAR_AVX2 inline void mulhilo8(__m256i a, __m256i m, __m256i& lo, __m256i& hi) {
+  __m256i even = _mm256_mul_epu32(a, m);
+  __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+// Philox4x32-10 of 8 consecutive blocks b0 .. b0+7 (b0 % 8 == 0, so all share b >> 16).
+TSTAR_AVX2 inline void philox8(uint64_t seed, uint64_t b0, __m256i r[4]) {
+  uint64_t hi = b0 >> 16;
+  __m256i c0 = set8(static_cast<uint32_t>(hi));
+  __m256i c1 = set8(static_cast<uint32_t>(hi >> 32));
+  __m256i c2 = _mm256_add_epi32(set8(static_cast<uint32_t>(b0 & 0xFFFFu)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i c3 = _mm256_setzero_si256();
+  const __m256i m0 = set8(philox::kMul0);
+  const __m256i m1 = set8(philox::kMul1);
+  uint32_t k0 = static_cast<uint32_t>(seed);
+  uint32_t k1 = static_cast<uint32_t>(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    __m256i lo0, hi0, lo1, hi1;
+    mulhilo8(c0, m0, lo0, hi0);
+    mulhilo8(c2, m1, lo1, hi1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), set8(k0));
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), set8(k1));
+    c1 = lo1;
+    c3 = lo0;
+    k0 += philox::kWeyl0;
+    k1 += philox::kWeyl1;
+  }
+  r[0] = c0;
+  r[1] = c1;
+  r[2] = c2;
+  r[3] = c3;
+}
+
+// static_cast<float>(uint32) without an unsigned conversion: hi * 2^16 and lo are exact in float,
+// so their sum is rounded once, to the same nearest float.
+TSTAR_AVX2 inline __m256 u32_to_float8(__m256i x) {
+  __m256 hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x, 16)), _mm256_set1_ps(65536.0f));
+  return _mm256_add_ps(hi, _mm256_cvtepi32_ps(_mm256_and_si256(x, set8(0xFFFFu))));
+}
+
+TSTAR_AVX2 inline __m256 log8(__m256 x) {
+  __m256i bits = _mm256_castps_si256(x);
+  __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(bits, 23), set8(0xFFu)), set8(126));
+  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, set8(0x007FFFFFu)), set8(0x3F000000u)));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(philox::kSqrtHalf), _CMP_LT_OQ);
+  e = _mm256_add_epi32(e, _mm256_castps_si256(small));  // all-ones lanes: e - 1
+  m = _mm256_blendv_ps(_mm256_sub_ps(m, one), _mm256_sub_ps(_mm256_add_ps(m, m), one), small);
+  return log_from_split(m, _mm256_cvtepi32_ps(e));
+}
+
+TSTAR_AVX2 inline void sincos8(__m256 v, __m256& s, __m256& c) {
+  __m256i j = _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(philox::kFourOverPi)));
+  j = _mm256_and_si256(_mm256_add_epi32(j, set8(1)), set8(~1u));
+  __m256 ps, pc;
+  sincos_polys(v, _mm256_cvtepi32_ps(j), ps, pc);
+  // As sincos16, with the octant bits moved to the sign bit: bit 1 (swap) by << 30, bit 2 (sin
+  // negative) by << 29; cos is negative when they differ.
+  __m256 swap = _mm256_castsi256_ps(_mm256_slli_epi32(j, 30));
+  __m256 neg_sin = _mm256_castsi256_ps(_mm256_slli_epi32(j, 29));
+  const __m256 sign = _mm256_castsi256_ps(set8(0x80000000u));
+  __m256 sin_v = _mm256_blendv_ps(ps, pc, swap);
+  __m256 cos_v = _mm256_blendv_ps(pc, ps, swap);
+  s = _mm256_xor_ps(sin_v, _mm256_and_ps(neg_sin, sign));
+  c = _mm256_xor_ps(cos_v, _mm256_and_ps(_mm256_xor_ps(swap, neg_sin), sign));
+}
+
+TSTAR_AVX2 inline void box_muller8(__m256i x, __m256i y, __m256& a, __m256& b) {
+  __m256 u, v;
+  box_muller_uv(u32_to_float8(x), u32_to_float8(y), u, v);
+  __m256 r = _mm256_sqrt_ps(log8(u) * -2.0f);
+  __m256 s, c;
+  sincos8(v, s, c);
+  a = s * r;
+  b = c * r;
+}
+
+// open_uniform23: x >> 9 < 2^23 converts exactly through the signed conversion.
+TSTAR_AVX2 inline __m256 open_uniform8(__m256i x) {
+  __m256 half_steps = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x, 9)), _mm256_set1_ps(0.5f));
+  return _mm256_mul_ps(half_steps, _mm256_set1_ps(1.1920928955078125e-7f));
+}
+
+TSTAR_AVX2 inline __m256 uniform8(__m256i x) {
+  __m256 u = open_uniform8(x);
+  return _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), u), _mm256_set1_ps(1.0f)),
+                       _mm256_set1_ps(philox::kSqrt3));
+}
+
+// laplace_unit's two branches as one: the log's argument and factor picked per lane, then one log.
+TSTAR_AVX2 inline __m256 laplace8(__m256i x) {
+  __m256 u = open_uniform8(x);
+  __m256 two_u = _mm256_mul_ps(_mm256_set1_ps(2.0f), u);
+  __m256 lower = _mm256_cmp_ps(u, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+  __m256 arg = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), two_u), two_u, lower);
+  __m256 factor = _mm256_blendv_ps(_mm256_set1_ps(-philox::kLaplaceB), _mm256_set1_ps(philox::kLaplaceB), lower);
+  return _mm256_mul_ps(factor, log8(arg));
+}
+
+// Unit noise (unit_from_block) of blocks b0 .. b0+7 into out[0..32), element order 4 * lane + component.
+template <philox::Kind kKind>
+TSTAR_AVX2 void units32(uint64_t seed, uint64_t b0, float* out) {
+  __m256i r[4];
+  philox8(seed, b0, r);
+  __m256 n[4];
+  if constexpr (kKind == philox::Kind::kGaussian) {
+    box_muller8(r[0], r[1], n[0], n[1]);
+    box_muller8(r[2], r[3], n[2], n[3]);
+  } else {
+    for (int k = 0; k < 4; ++k) n[k] = kKind == philox::Kind::kUniform ? uniform8(r[k]) : laplace8(r[k]);
+  }
+  // 4 x 8 transpose: lX holds lane X in its low half and lane X + 4 in its high half.
+  __m256 lo01 = _mm256_unpacklo_ps(n[0], n[1]), hi01 = _mm256_unpackhi_ps(n[0], n[1]);
+  __m256 lo23 = _mm256_unpacklo_ps(n[2], n[3]), hi23 = _mm256_unpackhi_ps(n[2], n[3]);
+  __m256 l0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(lo01), _mm256_castps_pd(lo23)));
+  __m256 l1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(lo01), _mm256_castps_pd(lo23)));
+  __m256 l2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(hi01), _mm256_castps_pd(hi23)));
+  __m256 l3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(hi01), _mm256_castps_pd(hi23)));
+  _mm256_storeu_ps(out + 0, _mm256_permute2f128_ps(l0, l1, 0x20));   // lanes 0, 1
+  _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(l2, l3, 0x20));   // lanes 2, 3
+  _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(l0, l1, 0x31));  // lanes 4, 5
+  _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(l2, l3, 0x31));  // lanes 6, 7
+}
+
+UnitChunk avx2_chunk(philox::Kind kind) {
+  switch (kind) {
+    case philox::Kind::kGaussian: return units32<philox::Kind::kGaussian>;
+    case philox::Kind::kUniform: return units32<philox::Kind::kUniform>;
+    case philox::Kind::kLaplace: return units32<philox::Kind::kLaplace>;
+  }
+  std::abort();
+}
+
+// float_to_bf16 of 8 floats, one per 32-bit lane.
+TSTAR_AVX2 inline __m256i float_to_bf16x8(__m256 f) {
+  __m256i bits = _mm256_castps_si256(f);
+  __m256i bias = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(bits, 16), set8(1)), set8(0x7FFF));
+  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, bias), 16);
+  __m256 nan = _mm256_cmp_ps(f, f, _CMP_UNORD_Q);
+  return _mm256_blendv_epi8(rounded, set8(0x7FC0), _mm256_castps_si256(nan));
+}
+
+// Elements i .. i+7 of the bf16 pass: their rounded bf16 (one per 32-bit lane) back, the changed
+// count and squares (lanes i % 16 .. i % 16 + 7, as two 4-wide double accumulators) added to.
+TSTAR_AVX2 inline __m256i apply8_bf16(const uint16_t* clean, const float* z, __m256 mult_v, Mode mode,
+                                      int64_t& changed, __m256d acc[2]) {
+  __m256i c16 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(clean)));
+  __m256 c = _mm256_castsi256_ps(_mm256_slli_epi32(c16, 16));
+  __m256 m = mode == Mode::kMultiplicative ? _mm256_mul_ps(mult_v, c) : mult_v;
+  __m256i rounded = float_to_bf16x8(_mm256_add_ps(c, _mm256_mul_ps(m, _mm256_loadu_ps(z))));
+  __m256 r = _mm256_castsi256_ps(_mm256_slli_epi32(rounded, 16));
+  changed += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(r, c, _CMP_NEQ_UQ)));
+  __m256 d = _mm256_sub_ps(r, c);
+  __m256d d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+  __m256d d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+  acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d_lo, d_lo));
+  acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d_hi, d_hi));
+  return rounded;
+}
+
+// 16 elements a step, so the four accumulators are lanes 0-3, 4-7, 8-11 and 12-15 of ApplyStats.
+TSTAR_AVX2 ApplyStats apply_bf16_avx2(const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
+                                      float mult, Mode mode) {
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  int64_t changed = 0;
+  const __m256 mult_v = _mm256_set1_ps(mult);
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    __m256i r0 = apply8_bf16(clean + i, z + i, mult_v, mode, changed, acc);
+    __m256i r1 = apply8_bf16(clean + i + 8, z + i + 8, mult_v, mode, changed, acc + 2);
+    // packus narrows within 128-bit halves (r0.lo r1.lo r0.hi r1.hi); the permute restores order.
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r0, r1), _MM_SHUFFLE(3, 1, 2, 0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(live + i), packed);
+  }
+  double lanes[kLanes];
+  for (int k = 0; k < 4; ++k) _mm256_storeu_pd(lanes + 4 * k, acc[k]);
+  return finish_bf16(clean, live, z, i, count, mult, mode, lanes, changed);
+}
+
+// ---------------------------------------------------------------- dispatch
+
+bool detect_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// The AVX-512 path runs AVX2 kernels too (uniform, laplace), so it needs both.
+bool detect_avx512() {
+  return detect_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512bw");
 }
 
@@ -260,18 +489,26 @@ KernelPath isa_cap() {
   throw Error(std::string(kIsaVariable) + "='" + value + "': expected portable, avx2 or avx512");
 }
 
+// The best path the CPU runs, at most the cap.
 KernelPath detect_path() {
   const KernelPath cap = isa_cap();
-  // No AVX2 kernels yet: an AVX2 cap (the reference profile's) runs the portable path.
-  if (cap == KernelPath::kAvx512 && detect_simd()) return KernelPath::kAvx512;
+  for (KernelPath path : {KernelPath::kAvx512, KernelPath::kAvx2}) {
+    if (path <= cap && cpu_runs(path)) return path;
+  }
   return KernelPath::kPortable;
 }
 
 }  // namespace
 
-bool simd_available() {
-  static const bool available = detect_simd();
-  return available;
+bool cpu_runs(KernelPath path) {
+  static const bool avx2 = detect_avx2();
+  static const bool avx512 = detect_avx512();
+  switch (path) {
+    case KernelPath::kPortable: return true;
+    case KernelPath::kAvx2: return avx2;
+    case KernelPath::kAvx512: return avx512;
+  }
+  std::abort();
 }
 
 KernelPath selected_path() {
@@ -288,33 +525,38 @@ const char* path_name(KernelPath path) {
   std::abort();
 }
 
-namespace {
-bool use_avx512() { return selected_path() == KernelPath::kAvx512; }
-}  // namespace
-
-void generate_portable(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
+void generate_with(KernelPath path, philox::Kind kind, uint64_t seed, uint64_t first, int64_t count,
+                   float* out) {
   TSTAR_CHECK(first % 4 == 0);
-  portable_blocks(kind, seed, first, count, out);
-}
-
-void generate(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
-  TSTAR_CHECK(first % 4 == 0);
-  if (kind == philox::Kind::kGaussian && use_avx512()) {
-    generate_gaussian_simd(seed, first, count, out);
-  } else {
-    portable_blocks(kind, seed, first, count, out);
+  TSTAR_CHECK(cpu_runs(path));
+  // Only gaussian noise has 16-lane kernels; uniform and laplace take the AVX2 ones, which every
+  // AVX-512 CPU runs.
+  if (path == KernelPath::kAvx512 && kind != philox::Kind::kGaussian) path = KernelPath::kAvx2;
+  switch (path) {
+    case KernelPath::kPortable: return portable_blocks(kind, seed, first, count, out);
+    case KernelPath::kAvx2: return generate_chunked<8>(avx2_chunk(kind), kind, seed, first, count, out);
+    case KernelPath::kAvx512: return generate_chunked<16>(normals64, kind, seed, first, count, out);
   }
 }
 
-ApplyStats apply_bf16_portable(const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
-                               float mult, Mode mode) {
-  return apply_generic(clean, live, z, count, mult, mode, bf16_to_float, float_to_bf16);
+void generate(philox::Kind kind, uint64_t seed, uint64_t first, int64_t count, float* out) {
+  generate_with(selected_path(), kind, seed, first, count, out);
+}
+
+ApplyStats apply_bf16_with(KernelPath path, const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
+                           float mult, Mode mode) {
+  TSTAR_CHECK(cpu_runs(path));
+  switch (path) {
+    case KernelPath::kPortable: return apply_generic(clean, live, z, count, mult, mode, bf16_to_float, float_to_bf16);
+    case KernelPath::kAvx2: return apply_bf16_avx2(clean, live, z, count, mult, mode);
+    case KernelPath::kAvx512: return apply_bf16_avx512(clean, live, z, count, mult, mode);
+  }
+  std::abort();
 }
 
 ApplyStats apply_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,
                       Mode mode) {
-  if (use_avx512()) return apply_bf16_simd(clean, live, z, count, mult, mode);
-  return apply_bf16_portable(clean, live, z, count, mult, mode);
+  return apply_bf16_with(selected_path(), clean, live, z, count, mult, mode);
 }
 
 ApplyStats apply_f32(const float* clean, float* live, const float* z, int64_t count, float mult,

@@ -139,14 +139,16 @@ TEST(NativeProfile, OneDnnChangesBf16StatisticsWhereItRuns) {
 
 // tstar's own noise kernels are the one family whose paths agree by construction: forcing each
 // path through TSTAR_CPU_ISA leaves the statistics alone even under native, and provenance names it.
+// A forced path the CPU lacks falls back to the best one below it.
 TEST(NativeProfile, EveryNoiseKernelPathGivesTheSameStatistics) {
+  const bool avx2 = cpu_has("avx2") && cpu_has("fma");
   const BenchRun best = bench_run("env", "--dtype bf16 --compute native --threads 1");
   for (const char* path : {"portable", "avx2"}) {
     const BenchRun forced = bench_run(std::string("env TSTAR_CPU_ISA=") + path, "--dtype bf16 --compute native --threads 1");
     EXPECT_TRUE(forced.results == best.results) << "TSTAR_CPU_ISA=" << path;
-    EXPECT_EQ(forced.provenance.at("noise_kernel_path"), "portable") << "no AVX2 noise kernels yet";
+    EXPECT_EQ(forced.provenance.at("noise_kernel_path"), avx2 ? path : "portable") << "TSTAR_CPU_ISA=" << path;
   }
-  EXPECT_EQ(best.provenance.at("noise_kernel_path"), cpu_has("avx512bw") ? "avx512" : "portable");
+  EXPECT_EQ(best.provenance.at("noise_kernel_path"), cpu_has("avx512bw") ? "avx512" : avx2 ? "avx2" : "portable");
 }
 
 TEST(NativeProfile, BadKernelPathOverrideIsOneError) {

@@ -15,7 +15,6 @@
 #include "tstar/error.h"
 #include "tstar/model.h"
 #include "tstar/noise.h"
-#include "tstar/noise_kernels.h"
 #include "tstar/provenance.h"
 
 namespace tstar {
@@ -91,34 +90,7 @@ TEST(NoiseStream, NormalsMatchLibcurandWithinTheDocumentedBound) {
   }
 }
 
-TEST(NoiseStream, SimdAndPortableGeneratorsAgreeBitForBit) {
-  if (!noise_kernels::simd_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
-  for (auto kind : {philox::Kind::kGaussian, philox::Kind::kUniform, philox::Kind::kLaplace}) {
-    for (uint64_t first : {0ull, 4ull, 60ull, 262136ull}) {
-      const int64_t count = 70001;
-      std::vector<float> fast(count), portable(count);
-      noise_kernels::generate(kind, 99, first, count, fast.data());
-      noise_kernels::generate_portable(kind, 99, first, count, portable.data());
-      ASSERT_EQ(0, std::memcmp(fast.data(), portable.data(), count * sizeof(float))) << first;
-    }
-  }
-}
-
-TEST(NoiseStream, SimdAndPortableApplyAgreeBitForBit) {
-  if (!noise_kernels::simd_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
-  const int64_t count = 10007;
-  torch::Tensor clean = torch::randn({count}).to(torch::kBFloat16);
-  std::vector<float> z = unit_noise(philox::Kind::kGaussian, 5, 0, count);
-  auto* c = reinterpret_cast<const uint16_t*>(clean.data_ptr<at::BFloat16>());
-  for (auto mode : {noise_kernels::Mode::kAdditive, noise_kernels::Mode::kMultiplicative}) {
-    std::vector<uint16_t> fast(count), portable(count);
-    auto a = noise_kernels::apply_bf16(c, fast.data(), z.data(), count, 0.01f, mode);
-    auto b = noise_kernels::apply_bf16_portable(c, portable.data(), z.data(), count, 0.01f, mode);
-    EXPECT_EQ(fast, portable);
-    EXPECT_EQ(a.changed, b.changed);
-    EXPECT_EQ(a.sum_sq, b.sum_sq);
-  }
-}
+// Every kernel path against the portable one: tests/test_noise_kernels.cpp.
 
 TEST(NoiseStream, GeneratorIsIndependentOfThreadCount) {
   const int threads = at::get_num_threads();
