@@ -102,6 +102,7 @@ std::vector<std::pair<std::string, std::string>> pinned_environment(ComputeProfi
       {"ONEDNN_MAX_CPU_ISA", "AVX2"},      // oneDNN is switched off in-process; this caps it anyway
       {"DNNL_MAX_CPU_ISA", "AVX2"},
       {noise_kernels::kIsaVariable, "avx2"},  // tstar's own kernels
+      {kBf16MatmulVariable, "fp32_gemm"},     // bf16 products through fp32 BLAS (Haswell kernels)
       {kComputeProfileVariable, "reference"},
   };
 }
@@ -261,6 +262,34 @@ ComputeProfile active_compute_profile() {
   return ComputeProfile::kReference;
 }
 
+const char* bf16_matmul_name(Bf16Matmul path) {
+  switch (path) {
+    case Bf16Matmul::kOneDnn: return "onednn";
+    case Bf16Matmul::kFp32Gemm: return "fp32_gemm";
+    case Bf16Matmul::kLibtorch: return "libtorch";
+  }
+  TSTAR_CHECK(false);
+  return "";
+}
+
+Bf16Matmul bf16_matmul_path() {
+  const CpuInfo& cpu = read_cpuinfo();
+  // libtorch 1.13 sends bf16 matmul to oneDNN when it is enabled and the CPU has AVX-512 BW/VL/DQ.
+  const bool onednn_bf16 = at::globalContext().userEnabledMkldnn() && cpu.flags.count("avx512bw") &&
+                           cpu.flags.count("avx512vl") && cpu.flags.count("avx512dq");
+  const char* forced = std::getenv(kBf16MatmulVariable);
+  if (!forced || !*forced) return onednn_bf16 ? Bf16Matmul::kOneDnn : Bf16Matmul::kFp32Gemm;
+  for (Bf16Matmul path : {Bf16Matmul::kOneDnn, Bf16Matmul::kFp32Gemm, Bf16Matmul::kLibtorch}) {
+    if (std::strcmp(forced, bf16_matmul_name(path)) != 0) continue;
+    if (path == Bf16Matmul::kOneDnn && !onednn_bf16) {
+      throw Error(fmt::format("{}=onednn: oneDNN's bf16 path is not available here (oneDNN off, as under "
+                              "--compute reference, or a CPU without AVX-512 BW/VL/DQ)", kBf16MatmulVariable));
+    }
+    return path;
+  }
+  throw Error(fmt::format("{}='{}': expected fp32_gemm, onednn or libtorch", kBf16MatmulVariable, forced));
+}
+
 nlohmann::json machine_provenance() {
   const CpuInfo& cpu = read_cpuinfo();
   nlohmann::json isa = nlohmann::json::object();
@@ -269,15 +298,12 @@ nlohmann::json machine_provenance() {
     isa[flag] = cpu.flags.count(flag) != 0;
   }
   const bool onednn = at::globalContext().userEnabledMkldnn();
-  // libtorch 1.13 sends bf16 matmul to oneDNN when it is enabled and the CPU has AVX-512 BW/VL/DQ.
-  const bool onednn_bf16 = onednn && cpu.flags.count("avx512bw") && cpu.flags.count("avx512vl") &&
-                           cpu.flags.count("avx512dq");
   return {
       {"cpu_model", cpu.model},
       {"cpu_isa", isa},
       {"libtorch_cpu_capability", libtorch_cpu_capability()},
       {"onednn_enabled", onednn},
-      {"bf16_matmul_path", onednn_bf16 ? "onednn" : "libtorch"},
+      {"bf16_matmul_path", bf16_matmul_name(bf16_matmul_path())},
       {"fp32_matmul_path", "blas"},
       {"openblas_core", openblas_core()},
       {"openblas_threads", openblas_threads()},

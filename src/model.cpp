@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "embedded_model.h"
+#include "tstar/compute_profile.h"
 #include "tstar/error.h"
 #include "tstar/safetensors.h"
 
@@ -278,15 +279,30 @@ torch::Tensor Model::rms_norm(const torch::Tensor& x, size_t weight) const {
 
 namespace {
 
+// bf16 products through fp32 BLAS (widened operands, one rounding to bf16) where
+// bf16_matmul_path() says so (compute_profile.h); else libtorch's own bf16 kernels.
+bool widen_bf16(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kBFloat16 && bf16_matmul_path() == Bf16Matmul::kFp32Gemm;
+}
+
+torch::Tensor widened(const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; }
+
 // y = x W^T + b. A single fp32 row (one-token decode) goes through matrix-vector BLAS: OpenBLAS's
 // gemm packs the whole weight matrix even for one row, which made fp32 decode ~2x slower than HF.
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
+  if (widen_bf16(x)) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
   if (x.scalar_type() != torch::kFloat || x.numel() != x.size(-1)) return torch::linear(x, weight, bias);
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(0);
   auto y = torch::mv(weight, x.reshape({-1}));
   if (bias.defined()) y = y + bias;
   return y.view(sizes);
+}
+
+// a @ b, bf16 as project() does it.
+torch::Tensor product(const torch::Tensor& a, const torch::Tensor& b) {
+  if (widen_bf16(a)) return torch::matmul(widened(a), widened(b)).to(torch::kBFloat16);
+  return torch::matmul(a, b);
 }
 
 // rotate_half: cat(-x2, x1) over the last dimension (non-interleaved RoPE).
@@ -338,9 +354,9 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
 
   // Eager attention as HF: scores in the activation dtype, additive mask, softmax in fp32.
   const double scaling = 1.0 / std::sqrt(static_cast<double>(D));
-  auto scores = torch::matmul(q, k.transpose(2, 3)) * scaling + mask;  // [B, Hq, T, S]
+  auto scores = product(q, k.transpose(2, 3)) * scaling + mask;  // [B, Hq, T, S]
   auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
-  auto out = torch::matmul(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
+  auto out = product(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
   return project(out, p(layer.o_weight), bias(layer.o_bias));
 }
 

@@ -97,9 +97,9 @@ TEST_P(ReferenceProfile, HostileEnvironmentGivesTheSameBits) {
   EXPECT_EQ(plain.provenance.at("libtorch_cpu_capability"), "avx2");
   EXPECT_EQ(plain.provenance.at("openblas_core"), "Haswell");
   EXPECT_EQ(plain.provenance.at("onednn_enabled"), false);
-  EXPECT_EQ(plain.provenance.at("bf16_matmul_path"), "libtorch");
+  EXPECT_EQ(plain.provenance.at("bf16_matmul_path"), "fp32_gemm");
   EXPECT_EQ(plain.provenance.at("threads"), 1);
-  std::vector<std::string> hostile = {"TSTAR_CPU_ISA=avx512", "TSTAR_CPU_ISA=portable",
+  std::vector<std::string> hostile = {"TSTAR_CPU_ISA=avx512", "TSTAR_CPU_ISA=portable", "TSTAR_BF16_MATMUL=libtorch",
                                       "ONEDNN_MAX_CPU_ISA=AVX512_CORE_AMX", "TSTAR_COMPUTE=native"};
   for (const auto& knob : hostile_knobs()) hostile.push_back(knob.variable_setting);
   for (const auto& setting : hostile) {

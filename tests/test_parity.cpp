@@ -2,12 +2,15 @@
 // tiny random checkpoints made by HF itself (a Qwen2 with untied lm_head, q/k/v bias and GQA; a tied,
 // sharded Llama). See fixtures/README.md for the versions that made them.
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <fstream>
 #include <map>
 
+#include "tstar/compute_profile.h"
 #include "tstar/model.h"
 #include "tstar/safetensors.h"
 
@@ -97,32 +100,45 @@ TEST_P(Parity, Fp32GreedyDecodeWithCache) {
   }
 }
 
-TEST_P(Parity, Bf16LastLogitsAndGreedyTokens) {
+// Every bf16 matmul path this machine can take (compute_profile.h) against HF's bf16 goldens.
+std::vector<std::string> bf16_matmul_paths() {
+  std::vector<std::string> paths = {"fp32_gemm", "libtorch"};
+  unsetenv(kBf16MatmulVariable);
+  if (bf16_matmul_path() == Bf16Matmul::kOneDnn) paths.push_back("onednn");
+  return paths;
+}
+
+TEST_P(Parity, Bf16LastLogitsAndGreedyTokensOnEveryMatmulPath) {
   Golden golden = load_golden(dir());
   LoadOptions bf16;
   bf16.dtype = torch::kBFloat16;
   Model model = Model::load(dir(), bf16);
   torch::Tensor expected = golden.get("last_logits_bf16");
   const float tolerance = bf16_tolerance(expected);
-  torch::Tensor batched = model.last_logits(golden.prompts);
-  for (size_t b = 0; b < golden.prompts.size(); ++b) {
-    EXPECT_LT(max_abs_diff(model.last_logits({golden.prompts[b]})[0], expected[static_cast<int64_t>(b)]),
-              tolerance) << "prompt " << b;
-    EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], expected[static_cast<int64_t>(b)]), tolerance);
-  }
-  // Greedy tokens must agree wherever HF's top-2 margin exceeds what two logits within tolerance can
-  // overturn; after the first such near-tie the trajectories may legitimately part, so comparison
-  // stops there.
   const auto expected_ids = golden.meta.at("greedy_ids_bf16").get<std::vector<std::vector<int64_t>>>();
   const auto margins = golden.meta.at("greedy_top2_margin_bf16").get<std::vector<std::vector<double>>>();
-  const auto generated = model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>());
-  int compared = 0;
-  for (size_t b = 0; b < expected_ids.size(); ++b) {
-    for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * tolerance; ++k, ++compared) {
-      EXPECT_EQ(generated[b][k], expected_ids[b][k]) << "prompt " << b << " step " << k;
+  for (const std::string& path : bf16_matmul_paths()) {
+    setenv(kBf16MatmulVariable, path.c_str(), 1);
+    ASSERT_STREQ(bf16_matmul_name(bf16_matmul_path()), path.c_str());
+    torch::Tensor batched = model.last_logits(golden.prompts);
+    for (size_t b = 0; b < golden.prompts.size(); ++b) {
+      EXPECT_LT(max_abs_diff(model.last_logits({golden.prompts[b]})[0], expected[static_cast<int64_t>(b)]),
+                tolerance) << path << ", prompt " << b;
+      EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], expected[static_cast<int64_t>(b)]), tolerance) << path;
     }
+    // Greedy tokens must agree wherever HF's top-2 margin exceeds what two logits within tolerance
+    // can overturn; after the first such near-tie the trajectories may legitimately part, so
+    // comparison stops there.
+    const auto generated = model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>());
+    int compared = 0;
+    for (size_t b = 0; b < expected_ids.size(); ++b) {
+      for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * tolerance; ++k, ++compared) {
+        EXPECT_EQ(generated[b][k], expected_ids[b][k]) << path << ", prompt " << b << " step " << k;
+      }
+    }
+    EXPECT_GT(compared, 4) << path;  // the check must not pass vacuously
   }
-  EXPECT_GT(compared, 4);  // the check must not pass vacuously
+  unsetenv(kBf16MatmulVariable);
 }
 
 // tstar-counting is the embedded default model that `tstar train` made (fixtures/embedded/make_golden.py).

@@ -6,8 +6,8 @@
 // OpenBLAS kernel set; different vector widths in reductions). Two profiles:
 //
 //   reference  every such choice is pinned to one path that any x86-64-v3 CPU (AVX2 + FMA) runs
-//              identically: libtorch's vectorised kernels at AVX2, oneDNN off (bf16 matmul takes
-//              libtorch's portable loops), OpenBLAS's Haswell kernels, one compute thread, tstar's
+//              identically: libtorch's vectorised kernels at AVX2, oneDNN off (bf16 matrix products
+//              through fp32 BLAS, below), OpenBLAS's Haswell kernels, one compute thread, tstar's
 //              own kernels at most AVX2. Same seed and inputs -> the same bits on every such CPU.
 //   native     the fastest path this machine has; bit-identical on the same machine only.
 //
@@ -64,6 +64,21 @@ nlohmann::json apply_compute_profile(ComputeProfile profile, int threads = 0);
 // The profile in effect now: reference when every pinned knob holds (environment and in-process
 // settings), else native. Recorded in every result, so a run says what it actually used.
 ComputeProfile active_compute_profile();
+
+// How the model's bf16 matrix products run:
+//   onednn     libtorch's bf16 kernels, which go to oneDNN (native profile, oneDNN enabled, a CPU
+//              with AVX-512 BW/VL/DQ; AVX-512-BF16/AMX kernels where the CPU has them);
+//   fp32_gemm  both operands widened to fp32, fp32 BLAS, the result rounded to bf16 once: what HF's
+//              bf16 matmul computes (fp32 accumulation, one rounding) up to summation order, through
+//              BLAS. The reference profile, and any CPU where oneDNN's bf16 path is not taken
+//              (libtorch's own bf16 loops run at ~1.4 GFLOP/s, against ~60 in fp32 BLAS);
+//   libtorch   libtorch's bf16 kernels without oneDNN: only when forced, for comparison.
+// $TSTAR_BF16_MATMUL (fp32_gemm|onednn|libtorch) forces one; onednn is refused where oneDNN's bf16
+// path is not available.
+enum class Bf16Matmul { kOneDnn, kFp32Gemm, kLibtorch };
+inline constexpr const char* kBf16MatmulVariable = "TSTAR_BF16_MATMUL";
+Bf16Matmul bf16_matmul_path();  // from the state now (oneDNN enabled, CPU flags, the variable)
+const char* bf16_matmul_name(Bf16Matmul path);
 
 // The processor: model name, the ISA features that decide kernel paths, and the paths chosen now
 // (libtorch's CPU capability, oneDNN on/off, OpenBLAS core, tstar's noise kernels, threads).
