@@ -24,6 +24,9 @@ struct BenchOptions {
   std::vector<std::string> presets = {"tiny", "qwen2.5-0.5b"};  // shape presets for throughput families
   std::string results_dir = "results/runs";
   bool list_families = false;
+  // What an experiment benchmark times: false, the wall time of its statistics computation (the
+  // protocol cost; nothing runs again); true, cycles of its unit of work.
+  bool time_cycles = false;
 };
 
 class BenchEnv {

@@ -2,6 +2,7 @@
 // (computed once per process by ExperimentSuite, identical across iterations and repetitions);
 // the timed loop is the instance's own unit of work.
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <regex>
@@ -13,13 +14,22 @@ namespace tstar::bench {
 
 namespace {
 
-// Runs the instance's timed unit in the loop and publishes its counters. Library errors become a
-// skipped benchmark with the message (Google Benchmark would otherwise terminate on the exception).
-void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name) {
+// Publishes the instance's counters; the loop either times cycles of its unit of work or reports
+// its statistics computation's wall time. Library errors become a skipped benchmark
+// with the message (Google Benchmark would otherwise terminate on the exception).
+void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles) {
   try {
     const ExperimentResult& stats = suite.result(name);
-    for (auto _ : state) suite.timed_cycle(name);
+    const double statistics_s = suite.statistics_seconds(name);
+    for (auto _ : state) {
+      if (cycles) {
+        suite.timed_cycle(name);
+      } else {
+        state.SetIterationTime(statistics_s);
+      }
+    }
     for (const auto& [key, value] : stats.counters) state.counters[key] = value;
+    state.SetLabel(fmt::format("statistics {:.3g} s", statistics_s));
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
@@ -38,7 +48,9 @@ bool filter_selects(const std::string& filter, const std::string& run_name) {
 void add_provenance_context(BenchEnv& env, const std::string& filter) {
   ExperimentSuite& suite = env.experiments();
   bool selected = false;
-  for (const auto& name : suite.benchmark_names()) selected = selected || filter_selects(filter, name + "/real_time");
+  for (const auto& name : suite.benchmark_names()) {
+    for (const char* suffix : {"/real_time", "/manual_time"}) selected = selected || filter_selects(filter, name + suffix);
+  }
   // The experiments' provenance loads their model and tokenizer: only when one of them will run.
   const nlohmann::json provenance = selected ? suite.provenance() : runtime_provenance();
   for (const auto& [key, value] : provenance.items()) {
@@ -53,11 +65,17 @@ ExperimentSuite& BenchEnv::experiments() {
 
 void register_experiment_benchmarks(BenchEnv& env) {
   ExperimentSuite& suite = env.experiments();
+  const bool cycles = env.options().time_cycles;
   for (const ExperimentInstance& instance : suite.instances()) {
     const std::string name = instance.name;
-    benchmark::RegisterBenchmark(name.c_str(), [&suite, name](benchmark::State& state) { run_experiment(state, suite, name); })
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime();
+    auto* benchmark = benchmark::RegisterBenchmark(
+        name.c_str(), [&suite, name, cycles](benchmark::State& state) { run_experiment(state, suite, name, cycles); });
+    benchmark->Unit(benchmark::kMillisecond);
+    if (cycles) {
+      benchmark->UseRealTime();
+    } else {
+      benchmark->UseManualTime();
+    }
   }
 }
 

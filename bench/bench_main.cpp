@@ -59,9 +59,10 @@ const char* kOtherFamilies = R"(  Synthetic/...                    no model: Gau
 const char* kHelpFooter = R"(
 Statistics depend only on model, prompts, seeds, settings and the compute profile: the same bits
 whatever the filter, repetitions or iteration count, and under --compute reference on any x86-64-v3
-CPU. Each experiment benchmark times its own unit of work (WeightNoise, Layer: one inject ->
-forward -> restore cycle; Evolution: the same with the teacher-forced decode; TempSweep: a cycle
-plus the grid sweep of its pairs).
+CPU. An experiment benchmark's time is its statistics computation's wall time (--timing protocol),
+or its own unit of work (--timing cycles; WeightNoise, Layer: one inject -> forward -> restore cycle;
+Evolution: the same with the teacher-forced decode; TempSweep: a cycle plus the grid sweep of its
+pairs). Either way the label gives the statistics time.
 )";
 
 // bench's own flags beside the experiment settings (one row each: parsing and --help).
@@ -80,6 +81,16 @@ std::vector<BenchFlag> bench_flags() {
        "experiments' curves and provenance, <run id>/benchmark.json Google Benchmark's\n"
        "JSON (unless --benchmark_out is given); ci/report, ci/compare read them",
        true, [](const std::string& v, BenchOptions& o) { o.results_dir = v; }},
+      {"timing", "protocol|cycles",
+       "what experiment benchmarks time: protocol (default), the wall time of each\n"
+       "one's statistics computation (manual time; nothing runs twice); cycles, its\n"
+       "unit of work, as often as --benchmark_min_time asks (real time; ci/smoke.sh)",
+       true, [](const std::string& v, BenchOptions& o) {
+         if (v != "protocol" && v != "cycles") {
+           throw Error(fmt::format("bench: --timing expects protocol or cycles, got '{}'", v));
+         }
+         o.time_cycles = v == "cycles";
+       }},
       {"list-families", "",
        "print the experiment families' names, one per line, and exit (what the CI\n"
        "scripts select with --benchmark_filter)",

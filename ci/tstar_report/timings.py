@@ -51,5 +51,8 @@ def timings_section(runs):
                      "; ".join(sorted(set(run.errors))) or ""))
     lines += table(("benchmark", "repetitions", "median real time", "min – max", "median CPU time",
                     "median rates", "errors"), rows)
-    return lines + ["", "Times are per iteration (Google Benchmark); for the experiment families one "
-                        "iteration is one inject → forward → restore cycle.", ""]
+    return lines + ["", "Times are per iteration (Google Benchmark). For the experiment families, a name "
+                        "ending in `/manual_time` (bench --timing protocol, the default) gives the wall time "
+                        "of the benchmark's statistics computation (its protocol cost), one ending in "
+                        "`/real_time` (--timing cycles) one cycle of its unit of work (inject → forward → "
+                        "restore).", ""]

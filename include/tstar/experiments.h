@@ -140,6 +140,9 @@ class ExperimentSuite {
   const ExperimentResult& result(const std::string& name);
   // One timed unit of an instance's work.
   void timed_cycle(const std::string& name);
+  // Wall time of an instance's statistics computation (its protocol cost, on first request: work
+  // another instance already did, e.g. shared noisy logits, is not counted again); 0 before.
+  double statistics_seconds(const std::string& name) const;
 
   // Everything computed so far plus provenance; the live weights' digest is recomputed here.
   nlohmann::json results_json();
@@ -190,6 +193,7 @@ class ExperimentSuite {
   std::map<std::string, Logits> noisy_logits_;
   std::map<size_t, Trajectory> trajectories_;
   std::map<std::string, ExperimentResult> results_;
+  std::map<std::string, double> statistics_seconds_;
   std::map<std::string, InjectionReport> injection_reports_;  // by noise_key()
 };
 

@@ -791,7 +791,7 @@ class BenchRunTest(ReportTestCase):
         self.assertEqual(bench.returncode, 0, bench.stderr[-2000:])
         (run_id,) = os.listdir(root)
         summary = self.check_full_report(os.path.join(root, run_id), os.path.join(self.tmp.name, "out"))
-        self.assertIn("`Layer/all/scale:0.02/real_time`", section(summary, "## Timings"))
+        self.assertIn("`Layer/all/scale:0.02/manual_time`", section(summary, "## Timings"))  # --timing protocol
         rows = table_rows(section(summary, "## Experiment 3"))
         self.assertEqual(len(rows), 2 * 3)  # 3 prompts at 2 detail scales
 
