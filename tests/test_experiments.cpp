@@ -207,6 +207,18 @@ TEST(Experiments, EvolutionReportsASeriesPerStepAndALabel) {
   }
 }
 
+// One seed: nothing to resample, so beta has no interval (and no time is spent on one).
+TEST(Experiments, EvolutionWithOneSeedHasNoBetaInterval) {
+  auto settings = small_settings();
+  settings.seeds = {0};
+  ExperimentSuite suite(settings);
+  const auto& r = suite.result("Evolution/prompt:0/scale:0.02");
+  if (r.counters.at("steps") < 3) GTEST_SKIP() << "too short a continuation for a schedule";
+  EXPECT_TRUE(std::isnan(r.counters.at("beta_ci95_lo")));
+  EXPECT_TRUE(std::isnan(r.counters.at("beta_ci95_hi")));
+  EXPECT_FALSE(std::isnan(r.counters.at("beta")));
+}
+
 TEST(Experiments, TempSweepCoversTheNotebookGrid) {
   ExperimentSuite suite(small_settings());
   const auto& r = suite.result("TempSweep/scale:0.02");
