@@ -10,6 +10,7 @@ packages=(
   libopenblas0-openmp     # fp32 matmul is ~40x slower with Debian's default reference BLAS
   libbenchmark-dev libgtest-dev googletest
   nlohmann-json3-dev libfmt-dev libpcre2-dev libutf8proc-dev
+  libssl-dev              # libcrypto's SHA-256 for the weight files' provenance digests
   python3                 # ci/ scripts (report, compare, export, dashboard)
   python3-matplotlib      # ci/report's figures
   fonts-dejavu-core       # the figures' font

@@ -251,7 +251,9 @@ torch::Tensor ExperimentSuite::teacher_forced_logits(const Trajectory& clean) {
 
 nlohmann::json ExperimentSuite::provenance() {
   nlohmann::json out = runtime_provenance();
-  out["model"] = model_provenance(model(), settings_.model);
+  // The weight files' digests are read once per process (gigabytes for a real checkpoint).
+  if (!model_provenance_) model_provenance_ = model_provenance(model(), settings_.model);
+  out["model"] = *model_provenance_;
   out["tokenizer_sha256"] = tokenizer().digest();
   std::string prompts = nlohmann::json(settings_.prompts).dump() + nlohmann::json(settings_.evolution_prompts).dump();
   if (!settings_.answers.empty()) prompts += nlohmann::json(settings_.answers).dump();  // answers change statistics

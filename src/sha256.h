@@ -1,4 +1,5 @@
-// SHA-256 (FIPS 180-4) for provenance digests of tokenizer and weight files.
+// SHA-256 (FIPS 180-4) for provenance digests of tokenizer and weight files, through OpenSSL's
+// libcrypto (SHA extensions / AVX2 where the CPU has them: a real checkpoint is gigabytes).
 #pragma once
 
 #include <cstddef>
@@ -6,21 +7,22 @@
 #include <filesystem>
 #include <string>
 
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
+
 namespace tstar {
 
 // Incremental hasher: update() any number of times, then hex_digest() once.
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
   void update(const void* data, size_t size);
   std::string hex_digest();  // lower-case hex, 64 characters; finalises the hasher
 
  private:
-  void compress(const uint8_t* block);
-  uint32_t state_[8];
-  uint8_t buffer_[64];
-  size_t buffered_ = 0;
-  uint64_t total_bytes_ = 0;
+  evp_md_ctx_st* context_;
 };
 
 std::string sha256_hex(const void* data, size_t size);

@@ -187,6 +187,7 @@ class ExperimentSuite {
   std::vector<std::vector<int64_t>> prompt_ids_;
   std::vector<int64_t> answer_ids_;
   std::string clean_digest_;
+  std::optional<nlohmann::json> model_provenance_;
   std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
   std::unique_ptr<NoiseEngine> engine_;
   std::optional<Logits> clean_logits_;
