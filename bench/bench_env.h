@@ -5,7 +5,6 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,8 +39,6 @@ class BenchEnv {
   Model& model(const std::string& dir_or_preset, torch::ScalarType dtype);
   // The experiment suite for --model and the experiment flags (created on first call).
   ExperimentSuite& experiments();
-  // --tokenizer, else the model's (--model or the embedded default model's) tokenizer.json.
-  std::filesystem::path tokenizer_path() const;
   bool has_experiments() const { return suite_ != nullptr; }
 
  private:

@@ -38,14 +38,6 @@ Model& BenchEnv::model(const std::string& dir_or_preset, torch::ScalarType dtype
   return *it->second;
 }
 
-std::filesystem::path BenchEnv::tokenizer_path() const {
-  if (!settings_.tokenizer.empty()) {
-    const std::filesystem::path given(settings_.tokenizer);
-    return std::filesystem::is_directory(given) ? given / "tokenizer.json" : given;
-  }
-  return std::filesystem::path(settings_.model) / "tokenizer.json";
-}
-
 namespace {
 
 const char* kHelpHeader = "tstar bench: weight-noise experiments and throughput as Google Benchmark fixtures\n";

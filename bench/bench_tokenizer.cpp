@@ -29,7 +29,7 @@ void register_tokenizer_benchmarks(BenchEnv& env) {
   benchmark::RegisterBenchmark("Tokenizer/encode", [&env](benchmark::State& state) {
     const std::string text(tstar_bench_text_begin, static_cast<size_t>(tstar_bench_text_end - tstar_bench_text_begin));
     try {
-      const std::filesystem::path path = env.tokenizer_path();
+      const std::filesystem::path path = env.settings().tokenizer_path();
       const Tokenizer tokenizer = Tokenizer::load(path);
       size_t tokens = 0;
       for (auto _ : state) {

@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import tstar_results  # ci/: Google Benchmark JSON as the other tools read it (standard library only)
+
 PYTHON_VARIABLE = "TSTAR_HF_PYTHON"
 BENCH_VARIABLE = "TSTAR_BENCH_PATH"
 SOURCE_DIR = Path(__file__).resolve().parent.parent
@@ -373,11 +375,6 @@ def run_notebook(args, named):
     return result
 
 
-def bench_seconds(run):
-    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[run.get("time_unit", "ns")]
-    return float(run["real_time"]) * scale
-
-
 def run_bench(args):
     with tempfile.TemporaryDirectory(prefix="notebook_speed_") as tmp:
         out = os.path.join(tmp, "benchmark.json")
@@ -393,17 +390,14 @@ def run_bench(args):
             fail(f"bench failed (exit status {done.returncode}): {' '.join(cmd)}")
         if args.verbose:
             sys.stderr.write(done.stdout)
-        data = json.loads(Path(out).read_text())
+        runs = tstar_results.load_benchmarks(out)
     times = {key: 0.0 for key, _, _ in EXPERIMENTS}
     counts = {key: 0 for key, _, _ in EXPERIMENTS}
-    for run in data.get("benchmarks", []):
-        if run.get("run_type", "iteration") != "iteration" or run.get("error_occurred"):
-            continue
-        family = run.get("run_name", run["name"]).split("/")[0]
-        for key, fam, _ in EXPERIMENTS:
-            if family == fam:
-                times[key] += bench_seconds(run)
-                counts[key] += 1
+    for run in runs.values():
+        for key, family, _ in EXPERIMENTS:
+            if run.family == family:
+                times[key] += sum(run.real_time_ns) * 1e-9
+                counts[key] += len(run.real_time_ns)
     if not any(counts.values()):
         fail(f"bench ran no experiment benchmark (filter {BENCH_FILTER})")
     return {"times": times, "benchmarks": counts, "process_wall_s": wall, "command": cmd}

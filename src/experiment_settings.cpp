@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -83,6 +84,14 @@ void ExperimentSettings::validate() const {
   if (!(t_lo > 0 && t_lo < 1 && t_hi > 1)) {
     throw Error(fmt::format("experiments: bad temperature search bounds [{}, {}] (need lo < 1 < hi)", t_lo, t_hi));
   }
+}
+
+std::filesystem::path ExperimentSettings::tokenizer_path() const {
+  if (!tokenizer.empty()) return tokenizer;
+  const std::filesystem::path dir(model);
+  if (std::filesystem::is_directory(dir) && std::filesystem::exists(dir / "tokenizer.json")) return dir / "tokenizer.json";
+  throw Error(fmt::format("model '{}' has no tokenizer.json: pass --tokenizer PATH (a tokenizer.json or its directory)",
+                          model));
 }
 
 std::string ExperimentSettings::reference_name() const {

@@ -25,16 +25,6 @@ std::vector<ExperimentFamily>& family_registry() {
   return families;
 }
 
-Tokenizer tokenizer_of(const ExperimentSettings& settings) {
-  if (!settings.tokenizer.empty()) return Tokenizer::load(settings.tokenizer);
-  const std::filesystem::path dir(settings.model);
-  if (std::filesystem::is_directory(dir) && std::filesystem::exists(dir / "tokenizer.json")) {
-    return Tokenizer::load(dir);
-  }
-  throw Error(fmt::format("model '{}' has no tokenizer.json: pass --tokenizer PATH (a tokenizer.json or its directory)",
-                          settings.model));
-}
-
 }  // namespace
 
 bool register_experiment_family(ExperimentFamily family) {
@@ -98,7 +88,7 @@ void ExperimentSuite::timed_cycle(const std::string& name) { instance(name).time
 
 const Tokenizer& ExperimentSuite::tokenizer() {
   if (!tokenizer_) {
-    Tokenizer loaded = tokenizer_of(settings_);
+    Tokenizer loaded = Tokenizer::load(settings_.tokenizer_path());
     std::vector<std::vector<int64_t>> ids;
     for (const std::string& prompt : settings_.prompts) {
       ids.push_back(loaded.encode(prompt));

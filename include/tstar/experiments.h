@@ -61,7 +61,10 @@ struct ExperimentSettings {
   double t_lo = 0.5, t_hi = 3.0;  // bounds of the best-T search
 
   void validate() const;  // throws tstar::Error on empty seeds/prompts, bad scales, ...
-  std::string reference_name() const;  // the scale reference, or "none ..." where the noise takes none
+  std::string reference_name() const;
+  // --tokenizer as given (a tokenizer.json or its directory), else the model directory's
+  // tokenizer.json; throws tstar::Error naming --tokenizer when there is none.
+  std::filesystem::path tokenizer_path() const;  // the scale reference, or "none ..." where the noise takes none
   nlohmann::json to_json() const;
 };
 

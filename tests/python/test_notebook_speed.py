@@ -13,6 +13,8 @@ import sys
 import tempfile
 import unittest
 
+from one_line_errors import OneLineErrors
+
 SOURCE_DIR = os.environ.get("TSTAR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 SCRIPT = os.path.join(SOURCE_DIR, "ci", "notebook_speed.py")
 HAS_HF = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "numpy"))
@@ -26,15 +28,7 @@ def run(*args, python=None):
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
-class NotebookSpeedArgumentsTest(unittest.TestCase):
-    def assert_one_line(self, done, *words):
-        self.assertEqual(done.returncode, 2, done.stderr)
-        lines = done.stderr.strip().splitlines()
-        self.assertEqual(len(lines), 1, done.stderr)
-        self.assertNotIn("Traceback", done.stderr)
-        for word in words:
-            self.assertIn(word, lines[0])
-
+class NotebookSpeedArgumentsTest(OneLineErrors, unittest.TestCase):
     def test_help_needs_no_torch(self):
         done = run("--help")
         self.assertEqual(done.returncode, 0, done.stderr)
