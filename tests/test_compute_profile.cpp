@@ -44,7 +44,7 @@ struct BenchRun {
 };
 
 // A small bench run (WeightNoise at one scale, one Evolution prompt: noise, prefill, decode).
-BenchRun bench_run(const std::string& environment, const std::string& flags) {
+BenchRun bench_run(const std::string& environment, const std::string& flags, std::string program = "") {
 #ifndef TSTAR_BENCH_PATH
   ADD_FAILURE() << "bench is not built";
   return {};
@@ -55,7 +55,8 @@ BenchRun bench_run(const std::string& environment, const std::string& flags) {
   const std::string args = "--results " + dir.string() +
                            " --seeds 1 --scales 0.02 --detail-scales 0.02 --benchmark_min_time=0.001"
                            " '--benchmark_filter=^(WeightNoise|Evolution/prompt:0)/' " + flags;
-  const auto result = testing::run_binary(environment + " " + TSTAR_BENCH_PATH, args);
+  if (program.empty()) program = TSTAR_BENCH_PATH;
+  const auto result = testing::run_binary(environment + " " + program, args);
   EXPECT_EQ(result.exit_code, 0) << environment << " bench " << args << "\n" << result.output;
   BenchRun run;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -69,6 +70,22 @@ BenchRun bench_run(const std::string& environment, const std::string& flags) {
   EXPECT_FALSE(run.results.is_null()) << "no results.json from: " << environment << " bench " << args << "\n"
                                       << result.output;
   return run;
+#endif
+}
+
+// `bench` is a launcher that pins the environment before the program loads libtorch; the program
+// started directly restarts itself to pin it. Both give the same statistics; only the direct start
+// restarts.
+TEST(Launcher, PinsWithoutARestartAndMatchesADirectStart) {
+#ifdef TSTAR_BENCH_PATH
+  const BenchRun launched = bench_run("env", "--dtype fp32");
+  const std::string program = (fs::path(TSTAR_BENCH_PATH).parent_path() / "bench-torch").string();
+  const BenchRun direct = bench_run("env", "--dtype fp32", program);
+  ASSERT_FALSE(launched.results.is_null());
+  EXPECT_EQ(launched.provenance.at("restarted_to_pin_profile"), false);
+  EXPECT_EQ(direct.provenance.at("restarted_to_pin_profile"), true);
+  EXPECT_EQ(direct.provenance.at("compute_profile"), "reference");
+  EXPECT_TRUE(launched.results == direct.results);
 #endif
 }
 

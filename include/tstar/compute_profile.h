@@ -12,48 +12,17 @@
 //   native     the fastest path this machine has; bit-identical on the same machine only.
 //
 // Some of these knobs are read by the libraries when they are loaded (OpenBLAS's core type,
-// OpenMP's thread count), so a program pins them by re-executing itself with the pinned
-// environment before any library work (reexec_with_pinned_environment, called first in main).
+// OpenMP's thread count): the programs' launchers pin them before libtorch loads, and a program
+// started otherwise re-executes itself (compute_environment.h).
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include "tstar/compute_environment.h"
+
 #include <string>
-#include <utility>
-#include <vector>
 
 namespace tstar {
-
-enum class ComputeProfile { kReference, kNative };
-
-ComputeProfile parse_compute_profile(const std::string& name);  // reference|native, else tstar::Error
-std::string compute_profile_name(ComputeProfile profile);
-
-// Environment variable that selects the profile when no --compute flag is given.
-inline constexpr const char* kComputeProfileVariable = "TSTAR_COMPUTE";
-
-// What a program's --compute and --threads flags ask for.
-struct ComputeOptions {
-  ComputeProfile profile = ComputeProfile::kReference;
-  int threads = 0;  // 0: all cores (native); the reference profile uses one
-};
-
-// Removes `--compute NAME` and, when `take_threads`, `--threads N` (also as --flag=value) from argv
-// and returns them; without --compute, $TSTAR_COMPUTE, else reference. Throws tstar::Error on a bad
-// or missing value. (`tstar train` keeps its own --threads: training sets its thread count itself.)
-ComputeOptions take_compute_flags(int& argc, char** argv, bool take_threads = true);
-
-// The --help text of those two flags (both programs print it).
-extern const char* const kComputeFlagsHelp;
-
-// The environment a profile requires before libraries load: (variable, value) pairs. Empty for
-// native, which leaves the environment (and any override the user set) alone.
-std::vector<std::pair<std::string, std::string>> pinned_environment(ComputeProfile profile);
-
-// When the environment differs from pinned_environment(profile), sets it and replaces the process
-// with a fresh copy of itself (execv of /proc/self/exe with the same argv). Returns only when the
-// environment already matches. Throws tstar::Error when the re-execution fails.
-void reexec_with_pinned_environment(ComputeProfile profile, char* const* argv);
 
 // Applies the in-process knobs (oneDNN use, thread count) and checks that every pinned knob took
 // effect, throwing tstar::Error naming the knob that did not (e.g. a CPU without AVX2, or a
@@ -76,7 +45,6 @@ ComputeProfile active_compute_profile();
 // $TSTAR_BF16_MATMUL (fp32_gemm|onednn|libtorch) forces one; onednn is refused where oneDNN's bf16
 // path is not available.
 enum class Bf16Matmul { kOneDnn, kFp32Gemm, kLibtorch };
-inline constexpr const char* kBf16MatmulVariable = "TSTAR_BF16_MATMUL";
 Bf16Matmul bf16_matmul_path();  // from the state now (oneDNN enabled, CPU flags, the variable)
 const char* bf16_matmul_name(Bf16Matmul path);
 
