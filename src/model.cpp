@@ -3,6 +3,8 @@
 // parameters, loading, RMSNorm, RoPE, attention, MLP, blocks, model entry points.
 #include "tstar/model.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -333,10 +335,10 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
                                const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim;
-  auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : p(slot); };
-  auto q = project(x, p(layer.q_weight), bias(layer.q_bias)).view({B, T, c.num_heads, D}).transpose(1, 2);
-  auto k = project(x, p(layer.k_weight), bias(layer.k_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
-  auto v = project(x, p(layer.v_weight), bias(layer.v_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
+  auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
+  auto q = project(x, operand(x, layer.q_weight), bias(layer.q_bias)).view({B, T, c.num_heads, D}).transpose(1, 2);
+  auto k = project(x, operand(x, layer.k_weight), bias(layer.k_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
+  auto v = project(x, operand(x, layer.v_weight), bias(layer.v_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
 
   auto [cos, sin] = rope_tables(inv_freq_, positions, x.scalar_type());
   q = q * cos + rotate_half(q) * sin;  // [B, Hq, T, D]
@@ -357,12 +359,13 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   auto scores = product(q, k.transpose(2, 3)) * scaling + mask;  // [B, Hq, T, S]
   auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
   auto out = product(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
-  return project(out, p(layer.o_weight), bias(layer.o_bias));
+  return project(out, operand(out, layer.o_weight), bias(layer.o_bias));
 }
 
 // SwiGLU: down(silu(gate(x)) * up(x)); no biases.
 torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const {
-  return project(torch::silu(project(x, p(layer.gate))) * project(x, p(layer.up)), p(layer.down));
+  auto hidden = torch::silu(project(x, operand(x, layer.gate))) * project(x, operand(x, layer.up));
+  return project(hidden, operand(hidden, layer.down));
 }
 
 torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
@@ -381,12 +384,46 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor
 }
 
 torch::Tensor Model::logits(const torch::Tensor& residual, LogitsDtype precision) const {
-  if (precision == LogitsDtype::kModel) return project(rms_norm(residual, final_norm_), p(lm_head_)).to(torch::kFloat);
+  if (precision == LogitsDtype::kModel) {
+    auto normed = rms_norm(residual, final_norm_);
+    return project(normed, operand(normed, lm_head_)).to(torch::kFloat);
+  }
   // The same operations in fp32 end to end (no cast back to the weights' dtype); for an fp32 model
   // this is the model path, bit for bit.
   auto x32 = residual.to(torch::kFloat);
   x32 = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
-  return project(p(final_norm_).to(torch::kFloat) * x32, p(lm_head_).to(torch::kFloat));
+  return project(fp32_parameter(final_norm_) * x32, fp32_parameter(lm_head_));
+}
+
+namespace {
+
+int64_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : 0;
+}
+
+}  // namespace
+
+torch::Tensor Model::fp32_parameter(size_t slot) const {
+  const torch::Tensor& parameter = p(slot);
+  if (parameter.scalar_type() == torch::kFloat) return parameter;
+  if (widened_.size() != params_.size()) widened_.assign(params_.size(), WidenedCopy{});
+  WidenedCopy& copy = widened_[slot];
+  if (copy.fp32.defined() && copy.source.is_same(parameter) && copy.version == parameter._version()) return copy.fp32;
+  const int64_t bytes = parameter.numel() * static_cast<int64_t>(sizeof(float));
+  // lm_head's copy serves every experiment's fp32 logits: the other copies leave room for it.
+  const int64_t reserved = slot == lm_head_ ? 0 : p(lm_head_).numel() * static_cast<int64_t>(sizeof(float));
+  const bool fits = copy.fp32.defined() || widened_bytes_ + bytes + reserved <= physical_memory_bytes() / 4;
+  if (!fits) return parameter.to(torch::kFloat);
+  if (!copy.fp32.defined()) widened_bytes_ += bytes;
+  copy.fp32 = parameter.to(torch::kFloat);
+  copy.source = parameter;
+  copy.version = parameter._version();
+  return copy.fp32;
+}
+
+torch::Tensor Model::operand(const torch::Tensor& x, size_t slot) const {
+  return widen_bf16(x) ? fp32_parameter(slot) : p(slot);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 // Noise specs, targeting, and the CPU noise engine (see noise.h for the design).
 #include "tstar/noise.h"
 
+#include <torch/csrc/autograd/variable.h>
+
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -18,6 +20,15 @@
 #include "tstar/noise_kernels.h"
 
 namespace tstar {
+namespace {
+
+// The engine writes through raw pointers, which libtorch does not see: moving the tensor's version
+// counter tells whoever keeps something derived from it (the model's fp32 copies of bf16 weights)
+// that it changed.
+void mark_written(const torch::Tensor& tensor) { torch::autograd::impl::bump_version(tensor); }
+
+}  // namespace
+
 namespace {
 
 // Elements per work item. Fixed, so the split of work (and of every reduction) is the same for any
@@ -538,6 +549,7 @@ TensorNoiseReport NoiseEngine::inject_one(const Target& t, double scale, uint64_
       }
     }
   });
+  mark_written(t.live);
   TensorNoiseReport report;
   report.name = t.name;
   report.numel = numel;
@@ -590,6 +602,7 @@ void NoiseEngine::restore() {
       int64_t begin = b * chunk_bytes, end = std::min(bytes, e * chunk_bytes);
       std::memcpy(dst + begin, src + begin, end - begin);
     });
+    mark_written(t.live);
   }
   injected_ = false;
 }

@@ -2,9 +2,13 @@
 // with each other. Parity with HF transformers is in test_parity.cpp.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
+#include "tstar/compute_environment.h"
 #include "tstar/config.h"
 #include "tstar/error.h"
 #include "tstar/model.h"
+#include "tstar/noise.h"
 
 namespace tstar {
 namespace {
@@ -66,6 +70,47 @@ TEST(Model, BatchedWithPaddingEqualsOneAtATimeBf16) {
     EXPECT_EQ(batched[static_cast<int64_t>(b)].argmax().item<int64_t>(), single.argmax().item<int64_t>());
     EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], single), 0.05) << "prompt " << b;
   }
+}
+
+// bf16 products through fp32 BLAS and the fp32 logits use cached fp32 copies of the bf16 weights:
+// after the noise engine writes them, after a restore and after a parameter is replaced, the model
+// must compute what a model built from copies of its current weights computes.
+TEST(Model, Fp32CopiesOfBf16WeightsFollowTheWeights) {
+  setenv(kBf16MatmulVariable, "fp32_gemm", 1);
+  LoadOptions options;
+  options.dtype = torch::kBFloat16;
+  options.logits = LogitsDtype::kFloat32;
+  Model model = Model::from_preset("tiny", options);
+  const auto prompts = mixed_length_prompts();
+  auto rebuilt_for = [&](const Model& source) {
+    ParameterMap copies;
+    for (const auto& [name, tensor] : source.parameters().entries()) copies.add(name, tensor.clone());
+    return Model::from_parameters(source.config(), std::move(copies), options).last_logits(prompts);
+  };
+  auto rebuilt_logits = [&] { return rebuilt_for(model); };
+  const torch::Tensor clean = model.last_logits(prompts);  // fills the copies
+  {
+    TargetSpec everything;
+    everything.include = {"."};
+    everything.regex = true;
+    everything.exclude = {};
+    NoiseEngine engine(model, everything);
+    engine.inject(0.05, 3);
+    const torch::Tensor noisy = model.last_logits(prompts);
+    EXPECT_FALSE(torch::equal(noisy, clean));
+    EXPECT_TRUE(torch::equal(noisy, rebuilt_logits()));
+    engine.restore();
+    EXPECT_TRUE(torch::equal(model.last_logits(prompts), clean));
+  }
+  Model replaced = Model::from_preset("tiny", options);
+  const torch::Tensor before = replaced.last_logits(prompts);  // copies at version 0
+  for (size_t i = 0; i < replaced.parameters().size(); ++i) {  // new tensors, also at version 0
+    replaced.parameters().tensor(i) = replaced.parameters().tensor(i).neg();
+  }
+  const torch::Tensor after = replaced.last_logits(prompts);
+  EXPECT_FALSE(torch::equal(after, before));
+  EXPECT_TRUE(torch::equal(after, rebuilt_for(replaced)));
+  unsetenv(kBf16MatmulVariable);
 }
 
 TEST(Model, LastLogitsAreTheLastRowOfFullLogits) {

@@ -124,6 +124,16 @@ class Model {
   Model() = default;
   void bind();     // resolves names into slots; throws on a missing parameter
   const torch::Tensor& p(size_t slot) const { return params_.tensor(slot); }
+  // `slot`'s parameter in fp32, for the products that run in fp32 on bf16 weights (the fp32 logits;
+  // bf16 through fp32 BLAS): the parameter itself when it is fp32, else a widened copy kept while
+  // the copies fit their budget (a quarter of the machine's memory) and refreshed when the
+  // parameter's version counter moves (in-place writes; the noise engine moves it too). Widening
+  // per call allocated and page-faulted up to 545 MB for Qwen2.5-0.5B's lm_head at every step.
+  // Not thread-safe: a Model is used from one thread at a time.
+  torch::Tensor fp32_parameter(size_t slot) const;
+  // The weight a product with activations `x` takes: fp32_parameter() where bf16 products run
+  // through fp32 BLAS (bf16_matmul_path), else the parameter.
+  torch::Tensor operand(const torch::Tensor& x, size_t slot) const;
 
   torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;
   torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
@@ -143,6 +153,13 @@ class Model {
   std::vector<LayerSlots> layers_;
   size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0;
   torch::Tensor inv_freq_;  // [D/2] fp32
+  struct WidenedCopy {
+    torch::Tensor source;  // the parameter copied (a replaced parameter is a different tensor)
+    int64_t version = -1;  // its version counter when copied
+    torch::Tensor fp32;
+  };
+  mutable std::vector<WidenedCopy> widened_;  // by slot
+  mutable int64_t widened_bytes_ = 0;
 };
 
 // The configuration of a directory (its config.json) or preset, without loading weights. Throws
