@@ -38,6 +38,8 @@ std::string_view bytes_between(const char* begin, const char* end) {
   return {begin, static_cast<size_t>(end - begin)};
 }
 
+}  // namespace
+
 std::filesystem::path cache_root() {
   for (const auto& [variable, suffix] : {std::pair{"TSTAR_CACHE_DIR", ""}, std::pair{"XDG_CACHE_HOME", "tstar"}}) {
     const char* value = std::getenv(variable);
@@ -47,6 +49,8 @@ std::filesystem::path cache_root() {
   if (home && *home) return std::filesystem::path(home) / ".cache" / "tstar";
   return std::filesystem::temp_directory_path() / "tstar-cache";
 }
+
+namespace {
 
 bool holds_embedded_files(const std::filesystem::path& dir) {
   std::error_code error;

@@ -20,6 +20,10 @@ std::vector<EmbeddedFile> embedded_model_files();
 // sha256 over the four files' sha256 digests, computed when the binary was configured.
 std::string embedded_model_digest();
 
+// Where tstar keeps files it can recompute: $TSTAR_CACHE_DIR, else $XDG_CACHE_HOME/tstar, else
+// $HOME/.cache/tstar, else <temp dir>/tstar-cache.
+std::filesystem::path cache_root();
+
 // A directory holding the embedded files: <cache root>/tstar-counting-<digest prefix>, written on
 // first use (to a temporary directory, then renamed, so concurrent first uses are safe) and reused
 // while its files have the embedded sizes. The cache root is $TSTAR_CACHE_DIR, else

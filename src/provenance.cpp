@@ -10,6 +10,7 @@
 
 #include "tstar/compute_profile.h"
 #include "tstar/safetensors.h"
+#include "embedded_model.h"
 #include "sha256.h"
 #include "tstar/version.h"
 
@@ -83,7 +84,7 @@ nlohmann::json model_provenance(const Model& model, const std::string& dir_or_pr
   }
   nlohmann::json files = nlohmann::json::object();
   for (const auto& path : Checkpoint::open(model.source_dir()).files()) {
-    files[path.filename().string()] = sha256_hex_file(path);
+    files[path.filename().string()] = remembered_sha256_hex_file(path, cache_root() / "file-digests.json");
   }
   out["weight_files_sha256"] = files;
   out["config_sha256"] = sha256_hex_file(model.source_dir() / "config.json");

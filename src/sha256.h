@@ -29,4 +29,10 @@ std::string sha256_hex(const void* data, size_t size);
 // Streams the file; throws tstar::Error naming the path when it cannot be read.
 std::string sha256_hex_file(const std::filesystem::path& path);
 
+// sha256_hex_file, remembered in `digest_cache` (a JSON file) under the file's absolute path with
+// its device, inode, size and modification and status-change times (ns): a multi-GB checkpoint takes
+// seconds to hash and every run records its digest. Any of those changing (a write always moves the
+// status-change time) hashes the file again. A cache that cannot be read or written is ignored.
+std::string remembered_sha256_hex_file(const std::filesystem::path& path, const std::filesystem::path& digest_cache);
+
 }  // namespace tstar

@@ -422,6 +422,32 @@ TEST(Sha256, IncrementalAndFileAgree) {
   EXPECT_THROW(tstar::sha256_hex_file("/nonexistent/file"), tstar::Error);
 }
 
+// A remembered digest is the file's digest: reused while the file is unchanged, recomputed after a
+// same-size rewrite, and a corrupt cache is ignored.
+TEST(Sha256, RememberedDigestFollowsTheFile) {
+  const fs::path dir = fs::temp_directory_path() / ("tstar_sha_cache_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / "weights.bin", cache = dir / "cache" / "file-digests.json";
+  std::ofstream(file, std::ios::binary) << "first contents";
+  EXPECT_EQ(tstar::remembered_sha256_hex_file(file, cache), tstar::sha256_hex_file(file));
+  ASSERT_TRUE(fs::exists(cache));
+  // A planted entry with the file's identity is what comes back: the cache is really read.
+  auto entries = nlohmann::json::parse(std::ifstream(cache));
+  ASSERT_EQ(entries.size(), 1u);
+  entries.begin()->at("sha256") = std::string(64, 'e');
+  std::ofstream(cache) << entries.dump();
+  EXPECT_EQ(tstar::remembered_sha256_hex_file(file, cache), std::string(64, 'e'));
+  // Rewritten with the same size (and its old modification time put back): hashed again.
+  const auto modified = fs::last_write_time(file);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << "other contents";
+  fs::last_write_time(file, modified);
+  EXPECT_EQ(tstar::remembered_sha256_hex_file(file, cache), tstar::sha256_hex_file(file));
+  std::ofstream(cache) << "{ not json";
+  EXPECT_EQ(tstar::remembered_sha256_hex_file(file, cache), tstar::sha256_hex_file(file));
+  EXPECT_THROW(tstar::remembered_sha256_hex_file(dir / "missing.bin", cache), tstar::Error);
+  fs::remove_all(dir);
+}
+
 // ------------------------------------------------------------------------------------------
 // CLI
 
