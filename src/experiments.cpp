@@ -2,6 +2,8 @@
 // live in src/experiments/, one file each.
 #include "tstar/experiments.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -150,21 +152,54 @@ NoiseEngine& ExperimentSuite::engine(const std::string& group) {
 }
 
 // In batches of settings_.batch_size prompts (the same batches clean and noisy). For an fp32 model the
-// fp32 head is the model's own, bit for bit, so its logits serve as both.
-ExperimentSuite::Logits ExperimentSuite::forward_prompts() {
+// fp32 head is the model's own, bit for bit, so its logits serve as both. The clean pass records each
+// batch's residual stream at every layer (when it fits a budget: an eighth of the machine's memory);
+// a noisy pass whose noised weights all sit in layers >= l starts at layer l from it, with the same
+// bits as a full forward (Model::LayerInputs). Layer's late, middle, lm_head and layer:N groups skip
+// the layers before their first noised one.
+ExperimentSuite::Logits ExperimentSuite::forward_prompts(const NoiseEngine* noised) {
   const auto& ids = prompt_ids();
+  std::optional<int64_t> first_layer;
+  if (noised && !clean_layer_inputs_.empty()) first_layer = model().first_layer_changed_by(noised->target_names());
+  const bool record = !noised && layer_inputs_fit();
+  if (record) clean_layer_inputs_.clear();
   std::vector<torch::Tensor> statistics, model_dtype;
-  for (size_t begin = 0; begin < ids.size(); begin += settings_.batch_size) {
+  for (size_t begin = 0, batch_index = 0; begin < ids.size(); begin += settings_.batch_size, ++batch_index) {
     const size_t end = std::min(ids.size(), begin + settings_.batch_size);
     std::vector<std::vector<int64_t>> batch(ids.begin() + static_cast<std::ptrdiff_t>(begin),
                                             ids.begin() + static_cast<std::ptrdiff_t>(end));
     // A second head only where it differs: fp32 logits of a model whose dtype is not fp32.
     const bool second_head = settings_.logits == LogitsDtype::kFloat32 && settings_.dtype != torch::kFloat;
     torch::Tensor model_logits;
-    statistics.push_back(model().last_logits(batch, nullptr, 0, second_head ? &model_logits : nullptr).to(torch::kCPU));
+    torch::Tensor* second = second_head ? &model_logits : nullptr;
+    torch::Tensor logits;
+    if (record) {
+      clean_layer_inputs_.emplace_back();
+      logits = model().last_logits_layered(batch, &clean_layer_inputs_.back(), nullptr, 0, second);
+    } else if (first_layer) {
+      logits = model().last_logits_layered(batch, nullptr, &clean_layer_inputs_.at(batch_index), *first_layer, second);
+    } else {
+      logits = model().last_logits(batch, nullptr, 0, second);
+    }
+    statistics.push_back(logits.to(torch::kCPU));
     model_dtype.push_back(second_head ? model_logits.to(torch::kCPU) : statistics.back());
   }
   return {torch::cat(statistics), torch::cat(model_dtype)};
+}
+
+bool ExperimentSuite::layer_inputs_fit() {
+  const auto& ids = prompt_ids();
+  const ModelConfig& c = model().config();
+  int64_t bytes = 0;
+  for (size_t begin = 0; begin < ids.size(); begin += settings_.batch_size) {
+    const size_t end = std::min(ids.size(), begin + settings_.batch_size);
+    size_t longest = 0;
+    for (size_t i = begin; i < end; ++i) longest = std::max(longest, ids[i].size());
+    bytes += static_cast<int64_t>((end - begin) * longest) * c.hidden_size * (c.num_layers + 1) *
+             static_cast<int64_t>(torch::elementSize(settings_.dtype));
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 && bytes <= static_cast<int64_t>(pages) * page / 8;
 }
 
 const ExperimentSuite::Logits& ExperimentSuite::clean_logits() {
@@ -182,9 +217,10 @@ const ExperimentSuite::Logits& ExperimentSuite::noisy_logits(const std::string& 
   auto it = noisy_logits_.find(key);
   if (it != noisy_logits_.end()) return it->second;
   clean_logits();
-  NoiseScope scope(engine(group), scale, seed);
+  NoiseEngine& noise = engine(group);
+  NoiseScope scope(noise, scale, seed);
   injection_reports_.emplace(key, scope.report());
-  return noisy_logits_.emplace(key, forward_prompts()).first->second;
+  return noisy_logits_.emplace(key, forward_prompts(&noise)).first->second;
 }
 
 const InjectionReport& ExperimentSuite::injection_report(const std::string& group, double scale, uint64_t seed) {
@@ -193,9 +229,10 @@ const InjectionReport& ExperimentSuite::injection_report(const std::string& grou
 }
 
 void ExperimentSuite::forward_cycle(const std::string& group, double scale, uint64_t seed) {
+  clean_logits();  // the recording a noisy pass may start from, as in the protocol
   NoiseEngine& noise = engine(group);
   NoiseScope scope(noise, scale, seed);
-  const Logits logits = forward_prompts();
+  const Logits logits = forward_prompts(&noise);
   TSTAR_CHECK(logits.statistics.defined());
 }
 

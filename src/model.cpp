@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <map>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -369,17 +371,21 @@ torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const 
 }
 
 torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
-                                   const torch::Tensor& mask, KVCache* cache) const {
+                                   const torch::Tensor& mask, KVCache* cache, LayerInputs* record,
+                                   const LayerInputs* resume, int64_t first_layer) const {
   // fp16 weights can be held (and noised) anywhere, but only CUDA kernels can run them.
   if (options_.dtype == torch::kHalf && options_.device.is_cpu()) {
     throw Error("fp16 runs on CUDA only: this libtorch's CPU kernels have no half-precision matmul; use bf16 or fp32");
   }
-  auto x = torch::embedding(p(embed_), ids);  // [B, T, H]
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  const size_t first = resume ? static_cast<size_t>(first_layer) : 0;
+  auto x = resume ? resume->residual.at(first) : torch::embedding(p(embed_), ids);  // [B, T, H]
+  for (size_t i = first; i < layers_.size(); ++i) {
+    if (record) record->residual.push_back(x);
     const LayerSlots& layer = layers_[i];
     x = x + attention(rms_norm(x, layer.input_norm), layer, static_cast<int64_t>(i), positions, mask, cache);
     x = x + mlp(rms_norm(x, layer.post_norm), layer);
   }
+  if (record) record->residual.push_back(x);
   return x;
 }
 
@@ -463,6 +469,50 @@ void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size) {
 
 torch::Tensor Model::last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache,
                                  int64_t extra_capacity, torch::Tensor* model_dtype_logits) const {
+  return prefill(prompts, cache, extra_capacity, model_dtype_logits, nullptr, nullptr, 0);
+}
+
+torch::Tensor Model::last_logits_layered(const std::vector<std::vector<int64_t>>& prompts, LayerInputs* record,
+                                         const LayerInputs* resume, int64_t first_layer,
+                                         torch::Tensor* model_dtype_logits) const {
+  if (resume) {
+    if (resume->prompts != prompts || resume->residual.size() != layers_.size() + 1) {
+      throw Error("last_logits_layered: the recording is of other prompts or another model");
+    }
+    if (first_layer < 0 || first_layer > static_cast<int64_t>(layers_.size())) {
+      throw Error(fmt::format("last_logits_layered: layer {} outside [0, {}]", first_layer, layers_.size()));
+    }
+  }
+  if (record) {
+    record->prompts = prompts;
+    record->residual.clear();
+  }
+  return prefill(prompts, nullptr, 0, model_dtype_logits, record, resume, first_layer);
+}
+
+int64_t Model::LayerInputs::bytes() const {
+  int64_t total = 0;
+  for (const auto& r : residual) total += static_cast<int64_t>(r.nbytes());
+  return total;
+}
+
+std::optional<int64_t> Model::first_layer_changed_by(const std::vector<std::string>& parameter_names) const {
+  std::map<std::string, const ParameterSpec*> specs;
+  const auto expected = expected_parameters(config_);
+  for (const auto& spec : expected) specs[spec.name] = &spec;
+  int64_t first = static_cast<int64_t>(layers_.size());
+  for (const auto& name : parameter_names) {
+    const auto it = specs.find(name);
+    if (it == specs.end()) throw Error(fmt::format("first_layer_changed_by: '{}' is not a parameter of this model", name));
+    if (it->second->weight == Weight::kEmbedding) return std::nullopt;
+    if (it->second->layer >= 0) first = std::min(first, it->second->layer);
+  }
+  return first;
+}
+
+torch::Tensor Model::prefill(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache, int64_t extra_capacity,
+                             torch::Tensor* model_dtype_logits, LayerInputs* record, const LayerInputs* resume,
+                             int64_t first_layer) const {
   torch::NoGradGuard no_grad;
   if (prompts.empty()) throw Error("last_logits: no prompts");
   const int64_t B = static_cast<int64_t>(prompts.size());
@@ -501,7 +551,7 @@ torch::Tensor Model::last_logits(const std::vector<std::vector<int64_t>>& prompt
     cache->length = 0;
   }
   auto mask = additive_mask(key_mask, 0, T, options_.dtype);
-  auto hidden = hidden_states(ids, positions, mask, cache);  // [B, T, H]
+  auto hidden = hidden_states(ids, positions, mask, cache, record, resume, first_layer);  // [B, T, H]
   if (cache) {
     cache->length = T;
     cache->next_position = positions.select(1, T - 1) + 1;

@@ -113,6 +113,48 @@ TEST(Model, Fp32CopiesOfBf16WeightsFollowTheWeights) {
   unsetenv(kBf16MatmulVariable);
 }
 
+// A forward that starts at the first layer a noise group changes, from the clean pass's recording,
+// gives the full forward's bits, for every group (layer:N, depth thirds, lm_head, all ...).
+TEST(Model, ResumingAtTheFirstNoisedLayerEqualsAFullForward) {
+  for (torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+    LoadOptions options;
+    options.dtype = dtype;
+    Model model = Model::from_preset("tiny", options);
+    const auto prompts = mixed_length_prompts();
+    Model::LayerInputs clean;
+    const torch::Tensor clean_logits = model.last_logits_layered(prompts, &clean, nullptr, 0);
+    ASSERT_EQ(clean.residual.size(), static_cast<size_t>(model.config().num_layers + 1));
+    EXPECT_TRUE(torch::equal(clean_logits, model.last_logits(prompts)));
+    int resumed_groups = 0;
+    for (const std::string& group : group_names(model.config(), DepthGroups::kThirds)) {
+      TargetSpec spec;
+      spec.groups = {group};
+      spec.depth = DepthGroups::kThirds;
+      NoiseEngine engine(model, spec);
+      const auto first = model.first_layer_changed_by(engine.target_names());
+      engine.inject(0.05, 11);
+      const torch::Tensor full = model.last_logits(prompts);
+      EXPECT_FALSE(torch::equal(full, clean_logits)) << group;
+      if (first) {
+        ++resumed_groups;
+        EXPECT_TRUE(torch::equal(model.last_logits_layered(prompts, nullptr, &clean, *first), full)) << group;
+      }
+      engine.restore();
+    }
+    EXPECT_GE(resumed_groups, 3);
+  }
+  Model model = Model::from_preset("tiny", LoadOptions{});
+  const int64_t layers = model.config().num_layers;
+  EXPECT_EQ(model.first_layer_changed_by({hf_parameter_name(Weight::kFinalNorm)}), layers);
+  EXPECT_EQ(model.first_layer_changed_by({hf_parameter_name(Weight::kUp, 1), hf_parameter_name(Weight::kQ, 0, true)}), 0);
+  EXPECT_EQ(model.first_layer_changed_by({hf_parameter_name(Weight::kDown, layers - 1)}), layers - 1);
+  EXPECT_EQ(model.first_layer_changed_by({hf_parameter_name(Weight::kEmbedding)}), std::nullopt);
+  EXPECT_THROW(model.first_layer_changed_by({"model.no_such.weight"}), Error);
+  Model::LayerInputs other;
+  model.last_logits_layered({{1, 2, 3}}, &other, nullptr, 0);
+  EXPECT_THROW(model.last_logits_layered({{1, 2, 4}}, nullptr, &other, 1), Error);
+}
+
 TEST(Model, LastLogitsAreTheLastRowOfFullLogits) {
   Model model = Model::from_preset("tiny", fp32());
   const std::vector<int64_t> ids = {11, 22, 33, 44, 55, 66};

@@ -178,7 +178,9 @@ class ExperimentSuite {
   void forward_cycle(const std::string& group, double scale, uint64_t seed);
 
  private:
-  Logits forward_prompts();
+  // Every prompt's last logits; `noised`: the engine whose noise is live (nullptr: the clean pass).
+  Logits forward_prompts(const NoiseEngine* noised = nullptr);
+  bool layer_inputs_fit();  // whether the clean pass may record every layer's input
   static std::string noise_key(const std::string& group, double scale, uint64_t seed);
   const ExperimentInstance& instance(const std::string& name) const;
 
@@ -194,6 +196,7 @@ class ExperimentSuite {
   std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
   std::unique_ptr<NoiseEngine> engine_;
   std::optional<Logits> clean_logits_;
+  std::vector<Model::LayerInputs> clean_layer_inputs_;  // per batch of the clean pass, when recorded
   std::map<std::string, Logits> noisy_logits_;
   std::map<size_t, Trajectory> trajectories_;
   std::map<std::string, ExperimentResult> results_;

@@ -103,6 +103,23 @@ class Model {
   // With `model_dtype_logits`, also the logits the model-dtype head gives from the same hidden state.
   torch::Tensor last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache = nullptr,
                             int64_t extra_capacity = 0, torch::Tensor* model_dtype_logits = nullptr) const;
+  // The residual stream of one batch of prompts entering each decoder layer (and leaving the last),
+  // recorded by last_logits so that a forward whose changed weights all sit in layers >= l can start
+  // at layer l: the layers below would compute exactly what they computed (same inputs, same
+  // operations), so the logits are bit-identical to a full forward's.
+  struct LayerInputs {
+    std::vector<std::vector<int64_t>> prompts;
+    std::vector<torch::Tensor> residual;  // [num_layers + 1] of [B, T, H]
+    int64_t bytes() const;
+  };
+  // last_logits without a cache that records `record` (when given) or, with `resume`, starts at
+  // layer `first_layer` from a recording of the same prompts (throws tstar::Error otherwise).
+  torch::Tensor last_logits_layered(const std::vector<std::vector<int64_t>>& prompts, LayerInputs* record,
+                                    const LayerInputs* resume, int64_t first_layer,
+                                    torch::Tensor* model_dtype_logits = nullptr) const;
+  // The first layer whose input the named parameters change: num_layers when only the final norm and
+  // lm_head are named, std::nullopt when the embedding is (nothing before it to reuse).
+  std::optional<int64_t> first_layer_changed_by(const std::vector<std::string>& parameter_names) const;
   // One token per sequence appended to the cache; returns [B, V] fp32 logits.
   torch::Tensor decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const;
   // Logits at every position of one unpadded sequence: [T, V] fp32.
@@ -140,8 +157,15 @@ class Model {
                           const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const;
   torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
   // Runs every block; returns the residual stream after the last one [B, T, H] (before the final norm).
+  // last_logits and last_logits_layered: batched, left-padded prefill of every prompt.
+  torch::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache, int64_t extra_capacity,
+                        torch::Tensor* model_dtype_logits, LayerInputs* record, const LayerInputs* resume,
+                        int64_t first_layer) const;
+  // With `record`, the residual entering each layer is appended to it; with `resume`, the blocks
+  // start at `first_layer` from resume->residual[first_layer] (ids then unused).
   torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
-                              const torch::Tensor& mask, KVCache* cache) const;
+                              const torch::Tensor& mask, KVCache* cache, LayerInputs* record = nullptr,
+                              const LayerInputs* resume = nullptr, int64_t first_layer = 0) const;
   // Final norm + lm_head: [..., H] residual -> [..., V] fp32 logits, in the given precision.
   torch::Tensor logits(const torch::Tensor& residual, LogitsDtype precision) const;
   torch::Tensor logits(const torch::Tensor& residual) const { return logits(residual, options_.logits); }
