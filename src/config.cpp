@@ -153,19 +153,38 @@ std::string read_architecture(const ConfigReader& reader) {
 }
 
 // rope_theta at top level (transformers 4.x), or inside rope_parameters (5.x) / rope_scaling
-// (4.x); only the default, unscaled RoPE is implemented.
-double read_rope_theta(const ConfigReader& reader) {
-  double theta = reader.number("rope_theta", 10000.0);
+// (4.x), with the scaling type and its parameters.
+void read_rope(const ConfigReader& reader, ModelConfig& c) {
+  c.rope_theta = reader.number("rope_theta", 10000.0);
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     const json* rope = reader.object(key);
     if (!rope) continue;
     const ConfigReader fields(*rope, fmt::format("{} (in '{}')", reader.origin(), key));
     const std::string type = fields.string("rope_type", fields.string("type", ""));
     if (type.empty()) reader.fail(fmt::format("'{}' names no rope_type", key));
-    if (type != "default") reader.fail(fmt::format("{} type '{}' not supported (only default RoPE)", key, type));
-    theta = fields.number("rope_theta", theta);
+    c.rope_theta = fields.number("rope_theta", c.rope_theta);
+    if (fields.number("partial_rotary_factor", 1.0) != 1.0) fields.fail("partial_rotary_factor other than 1 not supported");
+    RopeScaling& s = c.rope_scaling;
+    if (type == "default") {
+      s = RopeScaling{};
+    } else if (type == "linear") {
+      s.type = RopeScaling::Type::kLinear;
+      s.factor = fields.number("factor");
+    } else if (type == "llama3") {
+      s.type = RopeScaling::Type::kLlama3;
+      s.factor = fields.number("factor");
+      s.low_freq_factor = fields.number("low_freq_factor");
+      s.high_freq_factor = fields.number("high_freq_factor");
+      // HF falls back to max_position_embeddings when the key is absent.
+      s.original_max_positions = fields.integer("original_max_position_embeddings", c.max_position_embeddings);
+      if (!(s.high_freq_factor > s.low_freq_factor) || !(s.low_freq_factor > 0) || s.original_max_positions <= 0) {
+        fields.fail("llama3 RoPE needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0");
+      }
+    } else {
+      reader.fail(fmt::format("{} type '{}' not supported (supported: default, linear, llama3)", key, type));
+    }
+    if (!(s.factor > 0) || !std::isfinite(s.factor)) fields.fail(fmt::format("key 'factor' must be positive, got {}", s.factor));
   }
-  return theta;
 }
 
 const char* read_dtype(const ConfigReader& reader) {
@@ -253,7 +272,6 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
                             c.hidden_size, c.num_heads));
   }
   c.head_dim = reader.integer("head_dim", c.hidden_size / c.num_heads);
-  c.rope_theta = read_rope_theta(reader);
   c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
   // Qwen2 always has q/k/v bias and never o_proj bias; Llama's attention_bias covers q/k/v/o.
   c.attention_bias = llama ? reader.boolean("attention_bias", false) : true;
@@ -263,6 +281,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   c.eos_token_id = reader.token_id("eos_token_id");
   c.max_position_embeddings =
       reader.integer("max_position_embeddings", architecture_info(c.architecture).default_max_positions);
+  read_rope(reader, c);  // after max_position_embeddings, llama3's fallback
   validate(c, reader);
   return c;
 }
@@ -298,7 +317,25 @@ json ModelConfig::to_json() const {
   }
   if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
   if (eos_token_id >= 0) j["eos_token_id"] = eos_token_id;
+  if (rope_scaling.type != RopeScaling::Type::kDefault) {
+    json scaling = {{"rope_type", rope_type_name(rope_scaling.type)}, {"factor", rope_scaling.factor}};
+    if (rope_scaling.type == RopeScaling::Type::kLlama3) {
+      scaling["low_freq_factor"] = rope_scaling.low_freq_factor;
+      scaling["high_freq_factor"] = rope_scaling.high_freq_factor;
+      scaling["original_max_position_embeddings"] = rope_scaling.original_max_positions;
+    }
+    j["rope_scaling"] = scaling;
+  }
   return j;
+}
+
+const char* rope_type_name(RopeScaling::Type type) {
+  switch (type) {
+    case RopeScaling::Type::kDefault: return "default";
+    case RopeScaling::Type::kLinear: return "linear";
+    case RopeScaling::Type::kLlama3: return "llama3";
+  }
+  TSTAR_CHECK(false);
 }
 
 int64_t ModelConfig::num_parameters() const { return count_parameters<int64_t>(*this); }

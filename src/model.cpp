@@ -265,9 +265,31 @@ void Model::bind() {
   embed_ = weight(Weight::kEmbedding, -1);
   final_norm_ = weight(Weight::kFinalNorm, -1);
   lm_head_ = c.tie_word_embeddings ? embed_ : weight(Weight::kLmHead, -1);
-  // HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), computed in fp32.
+  inv_freq_ = rope_inverse_frequencies(c).to(options_.device);
+}
+
+// HF's rope initialisation (modeling_rope_utils.py), op for op in fp32: the default
+// 1 / theta^(arange(0, d, 2) / d), then the scaling type's adjustment.
+torch::Tensor rope_inverse_frequencies(const ModelConfig& c) {
   auto exponents = torch::arange(0, c.head_dim, 2, torch::kLong).to(torch::kFloat) / static_cast<float>(c.head_dim);
-  inv_freq_ = (1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat), exponents)).to(options_.device);
+  auto inv_freq = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat), exponents);  // [D/2]
+  const RopeScaling& s = c.rope_scaling;
+  switch (s.type) {
+    case RopeScaling::Type::kDefault: return inv_freq;
+    case RopeScaling::Type::kLinear: return inv_freq / s.factor;
+    case RopeScaling::Type::kLlama3: {
+      const double old_context = static_cast<double>(s.original_max_positions);
+      const double low_freq_wavelen = old_context / s.low_freq_factor;
+      const double high_freq_wavelen = old_context / s.high_freq_factor;
+      auto wavelen = 2 * M_PI / inv_freq;
+      auto scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+      auto smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      auto smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+      auto medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+      return torch::where(medium, smoothed, scaled);
+    }
+  }
+  TSTAR_CHECK(false);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -51,6 +51,43 @@ ModelConfig qwen2_5_0_5b() {
   return c;
 }
 
+ModelConfig llama3_shape(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads) {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.hidden_size = hidden;
+  c.intermediate_size = intermediate;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = hidden / heads;
+  c.vocab_size = 128256;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 500000.0;
+  c.rope_scaling = {RopeScaling::Type::kLlama3, /*factor=*/8.0, /*low_freq_factor=*/1.0, /*high_freq_factor=*/4.0,
+                    /*original_max_positions=*/8192};
+  c.max_position_embeddings = 131072;
+  c.torch_dtype = "bfloat16";
+  c.bos_token_id = 128000;
+  return c;
+}
+
+// meta-llama/Llama-3.2-1B: config.json (tied embeddings, llama3 RoPE with factor 32).
+ModelConfig llama_3_2_1b() {
+  ModelConfig c = llama3_shape(2048, 8192, 16, 32, 8);
+  c.rope_scaling.factor = 32.0;
+  c.tie_word_embeddings = true;
+  c.eos_token_id = 128001;
+  return c;
+}
+
+// deepseek-ai/DeepSeek-R1-Distill-Llama-8B: config.json (Llama-3.1-8B's shape).
+ModelConfig deepseek_r1_distill_llama_8b() {
+  ModelConfig c = llama3_shape(4096, 14336, 32, 32, 8);
+  c.tie_word_embeddings = false;
+  c.eos_token_id = 128001;
+  return c;
+}
+
 // A Qwen2-shaped toy for fast tests: every code path (GQA, biases, untied head) at small size.
 ModelConfig tiny() {
   ModelConfig c = qwen2_shape(64, 160, 2, 4, 2, 512);
@@ -63,6 +100,8 @@ ModelConfig tiny() {
 
 std::vector<std::pair<std::string, ModelConfig (*)()>> presets() {
   return {{"deepseek-r1-distill-qwen-1.5b", deepseek_r1_distill_qwen_1_5b},
+          {"deepseek-r1-distill-llama-8b", deepseek_r1_distill_llama_8b},
+          {"llama-3.2-1b", llama_3_2_1b},
           {"qwen2.5-0.5b", qwen2_5_0_5b},
           {"tiny", tiny}};
 }

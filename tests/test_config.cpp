@@ -174,17 +174,6 @@ TEST(ConfigErrors, ModelTypeMustMatchArchitecture) {
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, "model_type", "'llama'"}));
 }
 
-TEST(ConfigErrors, RopeScalingRefused) {
-  json j = minimal_llama();
-  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); },
-                                {kOrigin, "rope_scaling type 'linear' not supported"}));
-  j.erase("rope_scaling");
-  j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}};
-  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); },
-                                {kOrigin, "rope_parameters type 'llama3' not supported"}));
-}
-
 TEST(ConfigErrors, UnsupportedFeatures) {
   json llama = minimal_llama();
   llama["mlp_bias"] = true;
@@ -272,7 +261,8 @@ TEST(ConfigJson, RoundTripsEveryPresetAndLlama) {
 
 TEST(Presets, NamesAndLookup) {
   const auto names = preset_names();
-  EXPECT_EQ(names, (std::vector<std::string>{"deepseek-r1-distill-qwen-1.5b", "qwen2.5-0.5b", "tiny"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-llama-8b",
+                                             "llama-3.2-1b", "qwen2.5-0.5b", "tiny"}));
   for (const auto& name : names) EXPECT_TRUE(is_preset(name));
   EXPECT_FALSE(is_preset("qwen2.5-7b"));
   EXPECT_TRUE(throws_mentioning([] { preset_config("qwen2.5-7b"); },
@@ -305,6 +295,69 @@ TEST(Presets, ShapesOfTheRealModels) {
   EXPECT_EQ(tiny.num_kv_heads, 2);
   EXPECT_EQ(tiny.torch_dtype, "float32");
   EXPECT_FALSE(tiny.tie_word_embeddings);
+}
+
+// The published config.json of meta-llama/Llama-3.2-1B (transformers 4 form: rope_scaling).
+nlohmann::json llama_3_2_1b_config() {
+  return nlohmann::json::parse(R"({"architectures": ["LlamaForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "bos_token_id": 128000, "eos_token_id": 128001, "head_dim": 64,
+    "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 8192,
+    "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama", "num_attention_heads": 32,
+    "num_hidden_layers": 16, "num_key_value_heads": 8, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+    "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": 128256})");
+}
+
+TEST(Presets, LlamaThreeShapesAndParameterCounts) {
+  const ModelConfig from_file = ModelConfig::from_json(llama_3_2_1b_config(), kOrigin);
+  const ModelConfig preset = preset_config("llama-3.2-1b");
+  expect_same(preset, from_file);
+  EXPECT_EQ(preset.rope_scaling.type, RopeScaling::Type::kLlama3);
+  EXPECT_EQ(preset.rope_scaling.factor, 32.0);
+  EXPECT_EQ(preset.rope_scaling.original_max_positions, 8192);
+  EXPECT_EQ(preset.num_parameters(), 1235814400);  // Llama-3.2-1B: 1.24 B
+  // DeepSeek-R1-Distill-Llama-8B has Llama-3.1-8B's shape: 8 030 261 248 parameters, untied.
+  const ModelConfig distill = preset_config("deepseek-r1-distill-llama-8b");
+  EXPECT_EQ(distill.num_parameters(), 8030261248);
+  EXPECT_FALSE(distill.tie_word_embeddings);
+  EXPECT_EQ(distill.rope_scaling.factor, 8.0);
+  // The transformers 5 form (rope_parameters, rope_theta inside) parses to the same config.
+  nlohmann::json v5 = llama_3_2_1b_config();
+  v5["rope_parameters"] = v5["rope_scaling"];
+  v5["rope_parameters"]["rope_theta"] = v5["rope_theta"];
+  v5.erase("rope_scaling");
+  v5.erase("rope_theta");
+  expect_same(ModelConfig::from_json(v5, kOrigin), from_file);
+  // to_json round-trips the scaling.
+  expect_same(ModelConfig::from_json(preset.to_json(), kOrigin), preset);
+}
+
+TEST(ConfigErrors, RopeScalingNamesTheKey) {
+  auto expect_error = [](const nlohmann::json& j, const std::string& message) {
+    EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, message})) << message;
+  };
+  auto with_rope = [](nlohmann::json rope) {
+    nlohmann::json j = llama_3_2_1b_config();
+    j["rope_scaling"] = std::move(rope);
+    return j;
+  };
+  expect_error(with_rope({{"rope_type", "yarn"}, {"factor", 4.0}}), "'yarn' not supported");
+  expect_error(with_rope({{"rope_type", "dynamic"}, {"factor", 2.0}}), "'dynamic' not supported");
+  expect_error(with_rope({{"rope_type", "llama3"}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}}),
+               "missing required key 'factor'");
+  // An unknown type is refused in either form of the key.
+  nlohmann::json v5 = llama_3_2_1b_config();
+  v5.erase("rope_scaling");
+  v5["rope_parameters"] = {{"rope_type", "longrope"}, {"rope_theta", 500000.0}};
+  expect_error(v5, "rope_parameters type 'longrope' not supported");
+  expect_error(with_rope({{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0}, {"high_freq_factor", 1.0}}),
+               "low_freq_factor < high_freq_factor");
+  expect_error(with_rope({{"rope_type", "linear"}, {"factor", -2.0}}), "key 'factor' must be positive");
+  expect_error(with_rope({{"rope_type", "default"}, {"partial_rotary_factor", 0.5}}), "partial_rotary_factor");
+  const ModelConfig linear = ModelConfig::from_json(with_rope({{"type", "linear"}, {"factor", 2.0}}), kOrigin);
+  EXPECT_EQ(linear.rope_scaling.type, RopeScaling::Type::kLinear);
 }
 
 }  // namespace

@@ -144,11 +144,13 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokensOnEveryMatmulPath) {
 // tstar-counting is the embedded default model that `tstar train` made (fixtures/embedded/make_golden.py).
 std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
   const std::map<std::string, std::string> names = {
-      {"qwen2-tiny", "Qwen2"}, {"llama-tiny", "LlamaTiedSharded"}, {"tstar-counting", "EmbeddedCounting"}};
+      {"qwen2-tiny", "Qwen2"}, {"llama-tiny", "LlamaTiedSharded"}, {"llama3-rope-tiny", "Llama3Rope"},
+      {"tstar-counting", "EmbeddedCounting"}};
   return names.at(info.param);
 }
 
-INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity, ::testing::Values("qwen2-tiny", "llama-tiny", "tstar-counting"),
+INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity,
+                         ::testing::Values("qwen2-tiny", "llama-tiny", "llama3-rope-tiny", "tstar-counting"),
                          fixture_test_name);
 
 }  // namespace

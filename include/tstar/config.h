@@ -11,6 +11,20 @@
 
 namespace tstar {
 
+// RoPE's frequency scaling (HF's rope_type): default (none), linear (every inverse frequency divided
+// by `factor`) or llama3 (Llama 3.1+: wavelengths beyond original_max_positions / low_freq_factor
+// divided by `factor`, those below original_max_positions / high_freq_factor kept, a smooth blend
+// between).
+struct RopeScaling {
+  enum class Type { kDefault, kLinear, kLlama3 };
+  Type type = Type::kDefault;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;   // llama3
+  double high_freq_factor = 4.0;  // llama3
+  int64_t original_max_positions = 0;  // llama3: original_max_position_embeddings
+};
+const char* rope_type_name(RopeScaling::Type type);
+
 struct ModelConfig {
   std::string architecture;      // "Qwen2ForCausalLM" or "LlamaForCausalLM"
   int64_t hidden_size = 0;
@@ -21,6 +35,7 @@ struct ModelConfig {
   int64_t head_dim = 0;          // head_dim when present, else hidden_size / num_heads
   int64_t vocab_size = 0;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool attention_bias = false;   // q/k/v bias (Qwen2: always; Llama: attention_bias key)

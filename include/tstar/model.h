@@ -81,6 +81,9 @@ struct ParameterSpec {
 };
 std::vector<ParameterSpec> expected_parameters(const ModelConfig& config);
 
+// RoPE's inverse frequencies [head_dim / 2] in fp32, with the config's scaling (as HF computes them).
+torch::Tensor rope_inverse_frequencies(const ModelConfig& config);
+
 class Model {
  public:
   // Loads config.json + safetensors from `dir` strictly (every tensor checked and used).
