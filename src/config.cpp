@@ -18,13 +18,15 @@ using json = nlohmann::json;
 
 constexpr const char* kQwen2 = "Qwen2ForCausalLM";
 constexpr const char* kLlama = "LlamaForCausalLM";
+constexpr const char* kQwen3 = "Qwen3ForCausalLM";
 
 struct ArchitectureInfo {
   const char* architecture;
   const char* model_type;
   int64_t default_max_positions;  // transformers' default max_position_embeddings
 };
-constexpr ArchitectureInfo kArchitectures[] = {{kQwen2, "qwen2", 32768}, {kLlama, "llama", 2048}};
+constexpr ArchitectureInfo kArchitectures[] = {
+    {kQwen2, "qwen2", 32768}, {kQwen3, "qwen3", 32768}, {kLlama, "llama", 2048}};
 
 // Any single dimension above this is a corrupt config, and the bound keeps num_parameters()
 // far from int64 overflow.
@@ -52,6 +54,7 @@ Int count_parameters(const ModelConfig& c) {
   Int attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden;  // q, k, v, o
   if (c.attention_bias) attention += q_width + 2 * kv_width;
   if (c.o_proj_bias) attention += hidden;
+  if (c.qk_norm) attention += 2 * Int{c.head_dim};
   const Int mlp = 3 * hidden * c.intermediate_size;  // gate, up, down
   const Int norms = 2 * hidden;                      // input and post-attention RMSNorm
   const Int embedding = Int{c.vocab_size} * hidden;
@@ -143,7 +146,9 @@ std::string read_architecture(const ConfigReader& reader) {
   }
   const std::string architecture = list[0].get<std::string>();
   const ArchitectureInfo* info = find_architecture(architecture);
-  if (!info) reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {})", architecture, kQwen2, kLlama));
+  if (!info) {
+    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {})", architecture, kQwen2, kQwen3, kLlama));
+  }
   const std::string model_type = reader.string("model_type", info->model_type);
   if (model_type != info->model_type) {
     reader.fail(fmt::format("model_type '{}' does not match architecture '{}' (expected '{}')", model_type,
@@ -257,6 +262,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   ModelConfig c;
   c.architecture = read_architecture(reader);
   const bool llama = c.architecture == kLlama;
+  const bool qwen3 = c.architecture == kQwen3;
   reject_unsupported_features(reader, llama);
 
   c.hidden_size = reader.integer("hidden_size");
@@ -273,9 +279,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   }
   c.head_dim = reader.integer("head_dim", c.hidden_size / c.num_heads);
   c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
-  // Qwen2 always has q/k/v bias and never o_proj bias; Llama's attention_bias covers q/k/v/o.
-  c.attention_bias = llama ? reader.boolean("attention_bias", false) : true;
-  c.o_proj_bias = llama && c.attention_bias;
+  // Qwen2 always has q/k/v bias and never o_proj bias; Llama's and Qwen3's attention_bias covers q/k/v/o.
+  c.attention_bias = llama || qwen3 ? reader.boolean("attention_bias", false) : true;
+  c.o_proj_bias = (llama || qwen3) && c.attention_bias;
+  c.qk_norm = qwen3;
   c.torch_dtype = read_dtype(reader);
   c.bos_token_id = reader.token_id("bos_token_id");
   c.eos_token_id = reader.token_id("eos_token_id");
@@ -312,6 +319,9 @@ json ModelConfig::to_json() const {
   if (architecture == kLlama) {
     j["attention_bias"] = attention_bias;
     j["mlp_bias"] = false;
+  } else if (architecture == kQwen3) {
+    j["attention_bias"] = attention_bias;
+    j["use_sliding_window"] = false;
   } else {
     j["use_sliding_window"] = false;
   }

@@ -87,7 +87,11 @@ Component component_of(Weight weight) {
     case Weight::kQ:
     case Weight::kK:
     case Weight::kV:
-    case Weight::kO: return Component::kAttention;
+    case Weight::kO:
+    // Qwen3's per-head q/k norms sit inside self_attn: what the notebook's substring filter on
+    // attention selects (and its exclusion rule, on layernorm/ln, does not exclude).
+    case Weight::kQNorm:
+    case Weight::kKNorm: return Component::kAttention;
     case Weight::kGate:
     case Weight::kUp:
     case Weight::kDown: return Component::kMlp;
@@ -110,6 +114,8 @@ std::string hf_parameter_name(Weight weight, int64_t layer, bool bias) {
     case Weight::kK: stem = in_layer("self_attn.k_proj"); break;
     case Weight::kV: stem = in_layer("self_attn.v_proj"); break;
     case Weight::kO: stem = in_layer("self_attn.o_proj"); break;
+    case Weight::kQNorm: stem = in_layer("self_attn.q_norm"); break;
+    case Weight::kKNorm: stem = in_layer("self_attn.k_norm"); break;
     case Weight::kPostAttentionNorm: stem = in_layer("post_attention_layernorm"); break;
     case Weight::kGate: stem = in_layer("mlp.gate_proj"); break;
     case Weight::kUp: stem = in_layer("mlp.up_proj"); break;
@@ -136,6 +142,9 @@ std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
     projection(Weight::kK, kv_dim, c.hidden_size, c.attention_bias);
     projection(Weight::kV, kv_dim, c.hidden_size, c.attention_bias);
     projection(Weight::kO, c.hidden_size, q_dim, c.o_proj_bias);
+    if (c.qk_norm) {
+      for (Weight w : {Weight::kQNorm, Weight::kKNorm}) out.push_back({hf_parameter_name(w, i), {c.head_dim}, Role::kNorm, w, i});
+    }
     norm(Weight::kPostAttentionNorm);
     projection(Weight::kGate, c.intermediate_size, c.hidden_size, false);
     projection(Weight::kUp, c.intermediate_size, c.hidden_size, false);
@@ -259,6 +268,8 @@ void Model::bind() {
                                  weight(Weight::kK, i), bias(Weight::kK, i, c.attention_bias),
                                  weight(Weight::kV, i), bias(Weight::kV, i, c.attention_bias),
                                  weight(Weight::kO, i), bias(Weight::kO, i, c.o_proj_bias),
+                                 c.qk_norm ? weight(Weight::kQNorm, i) : kNoSlot,
+                                 c.qk_norm ? weight(Weight::kKNorm, i) : kNoSlot,
                                  weight(Weight::kPostAttentionNorm, i), weight(Weight::kGate, i),
                                  weight(Weight::kUp, i), weight(Weight::kDown, i)});
   }
@@ -360,8 +371,14 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   const ModelConfig& c = config_;
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim;
   auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
-  auto q = project(x, operand(x, layer.q_weight), bias(layer.q_bias)).view({B, T, c.num_heads, D}).transpose(1, 2);
-  auto k = project(x, operand(x, layer.k_weight), bias(layer.k_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
+  auto q = project(x, operand(x, layer.q_weight), bias(layer.q_bias)).view({B, T, c.num_heads, D});
+  auto k = project(x, operand(x, layer.k_weight), bias(layer.k_bias)).view({B, T, c.num_kv_heads, D});
+  if (layer.q_norm != kNoSlot) {  // Qwen3: RMSNorm of each head's q and k, before RoPE
+    q = rms_norm(q, layer.q_norm);
+    k = rms_norm(k, layer.k_norm);
+  }
+  q = q.transpose(1, 2);  // [B, Hq, T, D]
+  k = k.transpose(1, 2);  // [B, Hkv, T, D]
   auto v = project(x, operand(x, layer.v_weight), bias(layer.v_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
 
   auto [cos, sin] = rope_tables(inv_freq_, positions, x.scalar_type());

@@ -88,6 +88,25 @@ ModelConfig deepseek_r1_distill_llama_8b() {
   return c;
 }
 
+// Qwen/Qwen3-0.6B and Qwen/Qwen3-1.7B: config.json (q/k norms, no biases, head_dim 128 whatever the
+// width, tied embeddings).
+ModelConfig qwen3_shape(int64_t hidden, int64_t intermediate) {
+  ModelConfig c = qwen2_shape(hidden, intermediate, 28, 16, 8, 151936);
+  c.architecture = "Qwen3ForCausalLM";
+  c.head_dim = 128;
+  c.attention_bias = false;
+  c.qk_norm = true;
+  c.rope_theta = 1000000.0;
+  c.tie_word_embeddings = true;
+  c.torch_dtype = "bfloat16";
+  c.bos_token_id = 151643;
+  c.eos_token_id = 151645;
+  c.max_position_embeddings = 40960;
+  return c;
+}
+ModelConfig qwen3_0_6b() { return qwen3_shape(1024, 3072); }
+ModelConfig qwen3_1_7b() { return qwen3_shape(2048, 6144); }
+
 // A Qwen2-shaped toy for fast tests: every code path (GQA, biases, untied head) at small size.
 ModelConfig tiny() {
   ModelConfig c = qwen2_shape(64, 160, 2, 4, 2, 512);
@@ -103,6 +122,8 @@ std::vector<std::pair<std::string, ModelConfig (*)()>> presets() {
           {"deepseek-r1-distill-llama-8b", deepseek_r1_distill_llama_8b},
           {"llama-3.2-1b", llama_3_2_1b},
           {"qwen2.5-0.5b", qwen2_5_0_5b},
+          {"qwen3-0.6b", qwen3_0_6b},
+          {"qwen3-1.7b", qwen3_1_7b},
           {"tiny", tiny}};
 }
 

@@ -262,7 +262,7 @@ TEST(ConfigJson, RoundTripsEveryPresetAndLlama) {
 TEST(Presets, NamesAndLookup) {
   const auto names = preset_names();
   EXPECT_EQ(names, (std::vector<std::string>{"deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-llama-8b",
-                                             "llama-3.2-1b", "qwen2.5-0.5b", "tiny"}));
+                                             "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "qwen3-1.7b", "tiny"}));
   for (const auto& name : names) EXPECT_TRUE(is_preset(name));
   EXPECT_FALSE(is_preset("qwen2.5-7b"));
   EXPECT_TRUE(throws_mentioning([] { preset_config("qwen2.5-7b"); },
@@ -358,6 +358,31 @@ TEST(ConfigErrors, RopeScalingNamesTheKey) {
   expect_error(with_rope({{"rope_type", "default"}, {"partial_rotary_factor", 0.5}}), "partial_rotary_factor");
   const ModelConfig linear = ModelConfig::from_json(with_rope({{"type", "linear"}, {"factor", 2.0}}), kOrigin);
   EXPECT_EQ(linear.rope_scaling.type, RopeScaling::Type::kLinear);
+}
+
+// The published config.json of Qwen/Qwen3-0.6B.
+nlohmann::json qwen3_0_6b_config() {
+  return nlohmann::json::parse(R"({"architectures": ["Qwen3ForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128,
+    "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 3072,
+    "max_position_embeddings": 40960, "max_window_layers": 28, "model_type": "qwen3",
+    "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+    "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true,
+    "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true,
+    "use_sliding_window": false, "vocab_size": 151936})");
+}
+
+TEST(Presets, QwenThreeShapesAndParameterCounts) {
+  const ModelConfig from_file = ModelConfig::from_json(qwen3_0_6b_config(), kOrigin);
+  const ModelConfig preset = preset_config("qwen3-0.6b");
+  expect_same(preset, from_file);
+  EXPECT_TRUE(preset.qk_norm);
+  EXPECT_FALSE(preset.attention_bias);
+  EXPECT_EQ(preset.num_heads * preset.head_dim, 2048);  // != hidden_size
+  EXPECT_EQ(preset.num_parameters(), 596049920);         // Qwen3-0.6B: 0.6 B
+  EXPECT_EQ(preset_config("qwen3-1.7b").num_parameters(), 1720574976);  // Qwen3-1.7B: 1.7 B
+  expect_same(ModelConfig::from_json(preset.to_json(), kOrigin), preset);
+  EXPECT_TRUE(ModelConfig::from_json(preset.to_json(), kOrigin).qk_norm);
 }
 
 }  // namespace

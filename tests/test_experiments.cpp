@@ -328,12 +328,12 @@ nlohmann::json parse_benchmark_json(const fs::path& path) {
   return nlohmann::json::parse(text);
 }
 
-BenchRun run_bench(const std::string& args) {
+BenchRun run_bench(const std::string& args, const std::string& model = kModel) {
   const fs::path dir = fs::temp_directory_path() / ("tstar_bench_" + std::to_string(getpid()) + "_" +
                                                     std::to_string(std::hash<std::string>{}(args)));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string common = " --model " + kModel + " --seeds 2 --scales 0,0.01 --detail-scales 0.02 --results " +
+  const std::string common = " --model " + model + " --seeds 2 --scales 0,0.01 --detail-scales 0.02 --results " +
                              (dir / "runs").string() + " --benchmark_out_format=json --benchmark_out=" +
                              (dir / "bench.json").string() + " ";
   auto result = testing::run_binary(TSTAR_BENCH_PATH, common + args);
@@ -362,6 +362,21 @@ TEST(ExperimentBench, SmokeEveryFamilyOnTheTinyModel) {
     EXPECT_TRUE(context.contains(key)) << key;
   }
   EXPECT_NE(context.at("tstar_model").get<std::string>().find("weight_files_sha256"), std::string::npos);
+}
+
+// Every family on a tiny fixture of each architecture (Llama tied and sharded, Llama 3 RoPE scaling,
+// Qwen3's q/k norms), leaving the weights as they were.
+TEST(ExperimentBench, EveryFamilyOnEachArchitecture) {
+  for (const char* model : {"fixtures/models/llama-tiny", "fixtures/models/llama3-rope-tiny", "fixtures/models/qwen3-tiny"}) {
+    BenchRun run = run_bench("--benchmark_min_time=0.001 --benchmark_filter='WeightNoise|Layer|Evolution|TempSweep'", model);
+    const auto& results = run.results.at("results");
+    for (const char* name : {"WeightNoise/scale:0.01", "Layer/attention/scale:0.02", "Layer/layer:1/scale:0.02",
+                             "Evolution/prompt:0/scale:0.02", "TempSweep/scale:0.02"}) {
+      ASSERT_TRUE(results.contains(name)) << model << " " << name;
+    }
+    EXPECT_GT(results.at("WeightNoise/scale:0.01").at("counters").at("alpha").get<double>(), 0) << model;
+    EXPECT_EQ(run.results.at("weights_digest_before"), run.results.at("weights_digest_after")) << model;
+  }
 }
 
 TEST(ExperimentBench, CountersIgnoreFilterRepetitionsAndIterations) {

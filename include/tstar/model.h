@@ -62,7 +62,7 @@ struct KVCache {
 // Where a parameter sits in the architecture. hf_parameter_name() is the one map from these to
 // HF's checkpoint names: the loader, the forward's bindings and the noise groups all go through it.
 enum class Weight {
-  kEmbedding, kInputNorm, kQ, kK, kV, kO, kPostAttentionNorm, kGate, kUp, kDown, kFinalNorm, kLmHead
+  kEmbedding, kInputNorm, kQ, kK, kV, kO, kQNorm, kKNorm, kPostAttentionNorm, kGate, kUp, kDown, kFinalNorm, kLmHead
 };
 enum class Component { kEmbedding, kAttention, kMlp, kNorm, kLmHead };
 Component component_of(Weight weight);
@@ -138,6 +138,7 @@ class Model {
   // Positions of one block's tensors in params_ (bias slots are npos when the config has none).
   struct LayerSlots {
     size_t input_norm, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight, o_bias;
+    size_t q_norm, k_norm;  // per-head RMSNorm of q and k (Qwen3); npos without
     size_t post_norm, gate, up, down;
   };
   struct Rope;     // cos/sin for a batch of positions
@@ -155,7 +156,7 @@ class Model {
   // through fp32 BLAS (bf16_matmul_path), else the parameter.
   torch::Tensor operand(const torch::Tensor& x, size_t slot) const;
 
-  torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;
+  torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;  // over the last dimension
   torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
                           const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const;
   torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
