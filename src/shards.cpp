@@ -127,7 +127,9 @@ StoredUnit read_unit(const std::filesystem::path& file) {
     unit.result.seconds = parse_double(metadata.at("tstar_unit_seconds")).value_or(0.0);
     const auto doubles = nlohmann::json::parse(metadata.at("tstar_unit_doubles")).get<std::set<std::string>>();
     for (const auto& info : stored->tensors()) {
-      torch::Tensor tensor = stored->load(info.name);
+      // Logits stay in the read-only mapping (a merge of a large study holds every unit at once);
+      // the small rest is copied.
+      torch::Tensor tensor = info.dtype == torch::kFloat ? stored->view(info) : stored->load(info.name);
       unit.result.tensors[info.name] = doubles.count(info.name) ? tensor.view(torch::kDouble) : tensor;
     }
     return unit;
