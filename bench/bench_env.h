@@ -80,23 +80,12 @@ bool filter_selects(const std::string& filter, const std::string& run_name);
 bool filter_selects_benchmark(const std::string& filter, const std::string& name);
 // The experiment instances `filter` selects, in listing order.
 std::vector<std::string> selected_instances(BenchEnv& env, const std::string& filter);
-// bench_shard.cpp: this process as one shard of a run (--shard K/N, or a Slurm array task).
-struct ShardState {
-  shards::ShardSpec spec;
-  std::filesystem::path run_dir;
-  int repetitions = 1;                      // --benchmark_repetitions
-  std::vector<std::string> instances;       // the experiment instances the filter selects
-  std::vector<std::string> units;           // every unit they read, in order (all shards)
-  std::vector<std::string> selected;        // every benchmark the filter selects, in registration order
-  std::vector<std::string> benchmarks;      // those Google Benchmark runs in some shard
-  std::vector<std::string> owned_benchmarks;
-  size_t reused_units = 0;
-};
-// Computes the shard's units into <run_dir>/units (reusing those already there) and returns Google
-// Benchmark's filter narrowed to the benchmarks this shard owns ("" when it owns none).
-std::string run_shard_units(BenchEnv& env, ShardState& shard, const std::string& filter);
-// <run_dir>/shard.json, once the shard's benchmarks ran: what tstar merge reads.
-void write_shard_manifest(BenchEnv& env, const ShardState& shard, bool wrote_benchmark_json);
+// bench_shard.cpp: this process as shard `shard` of a run (--shard K/N, or a Slurm array task):
+// computes its block of the units into <run_dir>/units (reusing those already there), runs the
+// benchmarks it owns (Google Benchmark's JSON to `partial_json`, renamed to benchmark.json when
+// complete), then writes <run_dir>/shard.json, what tstar merge reads. Returns the exit status.
+int run_shard(BenchEnv& env, const shards::ShardSpec& shard, const std::filesystem::path& run_dir, int repetitions,
+              const std::string& filter, const std::filesystem::path& partial_json);
 // Progress of a one-process run over the units of the instances `filter` selects (stderr).
 void show_unit_progress(BenchEnv& env, const std::string& filter);
 

@@ -275,26 +275,8 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
     const std::string filter = benchmark::GetBenchmarkFilter();
     if (shard) {
-      tstar::bench::ShardState state;
-      state.spec = *shard;
-      state.run_dir = run_dir;
-      state.repetitions = tstar::bench::repetitions_flag(argc, argv);
-      std::cerr << "tstar: shard " << shard->label() << " (" << shard->source << ") in " << run_dir.string() << "\n";
-      const std::string owned = tstar::bench::run_shard_units(env, state, filter);
-      if (!owned.empty()) {
-        benchmark::SetBenchmarkFilter(owned);
-        benchmark::AddCustomContext("tstar_shard", fmt::format("{} ({})", shard->label(), shard->source));
-        tstar::bench::add_provenance_context(env, filter);
-        benchmark::RunSpecifiedBenchmarks();
-        std::filesystem::rename(benchmark_json_partial, benchmark_json);
-      } else {
-        std::filesystem::remove(benchmark_json_partial);
-      }
-      benchmark::Shutdown();
-      tstar::bench::write_shard_manifest(env, state, !owned.empty());
-      std::cerr << "tstar: shard " << shard->label() << " done: " << tstar::shards::manifest_file(run_dir).string()
-                << " (join the shards with tstar merge)\n";
-      return 0;
+      return tstar::bench::run_shard(env, *shard, run_dir, tstar::bench::repetitions_flag(argc, argv), filter,
+                                     benchmark_json_partial);
     }
     tstar::bench::show_unit_progress(env, filter);
     tstar::bench::add_provenance_context(env, filter);

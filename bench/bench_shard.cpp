@@ -7,6 +7,8 @@
 #include <iostream>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "bench_env.h"
 #include "tstar/provenance.h"
 
@@ -27,8 +29,20 @@ std::ostream* progress_stream(const BenchEnv& env) { return env.options().quiet 
 
 bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
 
-}  // namespace
+struct ShardState {
+  shards::ShardSpec spec;
+  std::filesystem::path run_dir;
+  int repetitions = 1;                      // --benchmark_repetitions
+  std::vector<std::string> instances;       // the experiment instances the filter selects
+  std::vector<std::string> units;           // every unit they read, in order (all shards)
+  std::vector<std::string> selected;        // every benchmark the filter selects, in registration order
+  std::vector<std::string> benchmarks;      // those Google Benchmark runs in some shard
+  std::vector<std::string> owned_benchmarks;
+  size_t reused_units = 0;
+};
 
+// Computes the shard's units and returns Google Benchmark's filter narrowed to the benchmarks this
+// shard owns ("" when it owns none).
 std::string run_shard_units(BenchEnv& env, ShardState& shard, const std::string& filter) {
   env.set_sharded();
   ExperimentSuite& suite = env.experiments();
@@ -88,6 +102,32 @@ void write_shard_manifest(BenchEnv& env, const ShardState& shard, bool wrote_ben
     manifest["provenance"] = runtime_provenance();
   }
   shards::write_json_atomically(shards::manifest_file(shard.run_dir), manifest.dump(1));
+}
+
+}  // namespace
+
+int run_shard(BenchEnv& env, const shards::ShardSpec& shard, const std::filesystem::path& run_dir, int repetitions,
+              const std::string& filter, const std::filesystem::path& partial_json) {
+  ShardState state;
+  state.spec = shard;
+  state.run_dir = run_dir;
+  state.repetitions = repetitions;
+  std::cerr << "tstar: shard " << shard.label() << " (" << shard.source << ") in " << run_dir.string() << "\n";
+  const std::string owned = run_shard_units(env, state, filter);
+  if (!owned.empty()) {
+    benchmark::SetBenchmarkFilter(owned);
+    benchmark::AddCustomContext("tstar_shard", fmt::format("{} ({})", shard.label(), shard.source));
+    add_provenance_context(env, filter);
+    benchmark::RunSpecifiedBenchmarks();
+    std::filesystem::rename(partial_json, run_dir / "benchmark.json");
+  } else {
+    std::filesystem::remove(partial_json);
+  }
+  benchmark::Shutdown();
+  write_shard_manifest(env, state, !owned.empty());
+  std::cerr << "tstar: shard " << shard.label() << " done: " << shards::manifest_file(run_dir).string()
+            << " (join the shards with tstar merge)\n";
+  return 0;
 }
 
 void show_unit_progress(BenchEnv& env, const std::string& filter) {

@@ -118,7 +118,11 @@ merged="$work/run/merged"
 "$python" "$source_dir/ci/compare" "$source_dir/results/baseline/embedded-smoke" "$merged" --no-time-gate
 "$python" - "$source_dir/results/baseline/embedded-smoke/results.json" "$merged/results.json" <<'PY'
 import json, sys
-base, merged = (json.load(open(path))["results"] for path in sys.argv[1:])
+base, merged_run = (json.load(open(path)) for path in sys.argv[1:])
+sources = {shard["source"] for shard in merged_run["provenance"]["shards"]}
+if sources != {"SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"}:
+    sys.exit(f"the shards were not chosen by the Slurm array: {sources}")
+base, merged = base["results"], merged_run["results"]
 if json.dumps(base, sort_keys=True) != json.dumps(merged, sort_keys=True):
     differing = [k for k in sorted(set(base) | set(merged)) if base.get(k) != merged.get(k)]
     sys.exit(f"results.json statistics differ from the baseline: {differing}")
