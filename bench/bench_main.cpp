@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
         format_flag = "--benchmark_out_format=json";
         args.push_back(format_flag.data());
       }
-    } else if (shard) {
+    } else if (shard && tstar::bench::has_flag(argc, argv, "--benchmark_out")) {
       throw tstar::Error("bench: a shard writes its own benchmark.json; drop --benchmark_out");
     }
     int args_count = static_cast<int>(args.size());

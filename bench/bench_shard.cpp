@@ -119,12 +119,15 @@ int run_shard(BenchEnv& env, const shards::ShardSpec& shard, const std::filesyst
     benchmark::AddCustomContext("tstar_shard", fmt::format("{} ({})", shard.label(), shard.source));
     add_provenance_context(env, filter);
     benchmark::RunSpecifiedBenchmarks();
+  }
+  const bool wrote_benchmark_json = !owned.empty() && std::filesystem::exists(partial_json);
+  if (wrote_benchmark_json) {
     std::filesystem::rename(partial_json, run_dir / "benchmark.json");
   } else {
     std::filesystem::remove(partial_json);
   }
   benchmark::Shutdown();
-  write_shard_manifest(env, state, !owned.empty());
+  write_shard_manifest(env, state, wrote_benchmark_json);
   std::cerr << "tstar: shard " << shard.label() << " done: " << shards::manifest_file(run_dir).string()
             << " (join the shards with tstar merge)\n";
   return 0;

@@ -86,11 +86,12 @@ class ShardedRuns(unittest.TestCase):
             dirs.append(run_dir)
         return dirs
 
-    def assert_same_as_single(self, merged):
-        single_results = load(os.path.join(self.single, "results.json"))["results"]
+    def assert_same_as_single(self, merged, single=None):
+        single = single or self.single
+        single_results = load(os.path.join(single, "results.json"))["results"]
         merged_results = load(os.path.join(merged, "results.json"))["results"]
         self.assertEqual(json.dumps(single_results, sort_keys=True), json.dumps(merged_results, sort_keys=True))
-        single_rows = statistics_rows(os.path.join(self.single, "benchmark.json"))
+        single_rows = statistics_rows(os.path.join(single, "benchmark.json"))
         merged_rows = statistics_rows(os.path.join(merged, "benchmark.json"))
         self.assertEqual(sorted(single_rows), sorted(merged_rows))
         for key, counters in single_rows.items():
@@ -179,6 +180,19 @@ class ShardedRuns(unittest.TestCase):
         edit(manifest)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(manifest, f)
+
+    def test_protocol_timing_merges_too(self):
+        """Under --timing protocol no shard runs the experiment benchmarks: the merge writes their rows."""
+        single = os.path.join(self.work, "small-single")
+        done = bench(single, *self.SMALL)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        merged = os.path.join(self.work, "small-merged")
+        done = merge(merged, *self.small_shards())
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assert_same_as_single(merged, single)
+        rows = load(os.path.join(merged, "benchmark.json"))["benchmarks"]
+        self.assertEqual([row["run_name"] for row in rows], ["Layer/lm_head/scale:0.02/manual_time"])
+        self.assertGreater(rows[0]["real_time"], 0)
 
     def test_refuses_different_settings(self):
         other = self.small_shard("seeds", "1/2", "--seeds", "3")
