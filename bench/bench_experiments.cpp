@@ -17,7 +17,16 @@ namespace {
 // Publishes the instance's counters; the loop either times cycles of its unit of work or reports
 // its statistics computation's wall time. Library errors become a skipped benchmark
 // with the message (Google Benchmark would otherwise terminate on the exception).
-void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles) {
+void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles,
+                    bool sharded) {
+  if (sharded) {  // a shard times the cycles; tstar merge adds the statistics from every shard's units
+    try {
+      for (auto _ : state) suite.timed_cycle(name);
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+    }
+    return;
+  }
   try {
     const ExperimentResult& stats = suite.result(name);
     const double statistics_s = suite.statistics_seconds(name);
@@ -35,22 +44,24 @@ void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::
   }
 }
 
-// Google Benchmark's filter semantics: "", "all" or "." select everything; a leading '-' negates;
-// otherwise a regular-expression search in the run name.
+}  // namespace
+
 bool filter_selects(const std::string& filter, const std::string& run_name) {
   if (filter.empty() || filter == "all" || filter == ".") return true;
   if (filter[0] == '-') return !std::regex_search(run_name, std::regex(filter.substr(1), std::regex::extended));
   return std::regex_search(run_name, std::regex(filter, std::regex::extended));
 }
 
-}  // namespace
+bool filter_selects_benchmark(const std::string& filter, const std::string& name) {
+  bool selected = false;
+  for (const char* suffix : {"", "/real_time", "/manual_time"}) selected = selected || filter_selects(filter, name + suffix);
+  return selected;
+}
 
 void add_provenance_context(BenchEnv& env, const std::string& filter) {
   ExperimentSuite& suite = env.experiments();
   bool selected = false;
-  for (const auto& name : suite.benchmark_names()) {
-    for (const char* suffix : {"/real_time", "/manual_time"}) selected = selected || filter_selects(filter, name + suffix);
-  }
+  for (const auto& name : suite.benchmark_names()) selected = selected || filter_selects_benchmark(filter, name);
   // The experiments' provenance loads their model and tokenizer: only when one of them will run.
   const nlohmann::json provenance = selected ? suite.provenance() : runtime_provenance();
   for (const auto& [key, value] : provenance.items()) {
@@ -63,13 +74,28 @@ ExperimentSuite& BenchEnv::experiments() {
   return *suite_;
 }
 
+benchmark::internal::Benchmark* BenchEnv::add_benchmark(const std::string& name,
+                                                        std::function<void(benchmark::State&)> run) {
+  benchmark_names_.push_back(name);
+  return benchmark::RegisterBenchmark(name.c_str(), std::move(run));
+}
+
+std::vector<std::string> selected_instances(BenchEnv& env, const std::string& filter) {
+  std::vector<std::string> names;
+  for (const auto& name : env.experiments().benchmark_names()) {
+    if (filter_selects_benchmark(filter, name)) names.push_back(name);
+  }
+  return names;
+}
+
 void register_experiment_benchmarks(BenchEnv& env) {
   ExperimentSuite& suite = env.experiments();
   const bool cycles = env.options().time_cycles;
   for (const ExperimentInstance& instance : suite.instances()) {
     const std::string name = instance.name;
-    auto* benchmark = benchmark::RegisterBenchmark(
-        name.c_str(), [&suite, name, cycles](benchmark::State& state) { run_experiment(state, suite, name, cycles); });
+    auto* benchmark = env.add_benchmark(name, [&env, &suite, name, cycles](benchmark::State& state) {
+      run_experiment(state, suite, name, cycles, env.sharded());
+    });
     benchmark->Unit(benchmark::kMillisecond);
     if (cycles) {
       benchmark->UseRealTime();

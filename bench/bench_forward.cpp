@@ -58,7 +58,7 @@ void register_forward_benchmarks(BenchEnv& env) {
     for (const char* dtype_label : {"fp32", "bf16"}) {
       const torch::ScalarType dtype = parse_dtype(dtype_label);
       for (int64_t length : {32, 128}) {
-        benchmark::RegisterBenchmark(
+        env.add_benchmark(
             fmt::format("Forward/{}/{}/prefill:{}", preset, dtype_label, length).c_str(),
             [&env, preset, dtype, length](benchmark::State& state) {
               prefill_benchmark(state, env, preset, dtype, length);
@@ -66,7 +66,7 @@ void register_forward_benchmarks(BenchEnv& env) {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
       }
-      benchmark::RegisterBenchmark(fmt::format("Decode/{}/{}", preset, dtype_label).c_str(),
+      env.add_benchmark(fmt::format("Decode/{}/{}", preset, dtype_label).c_str(),
                                    [&env, preset, dtype](benchmark::State& state) {
                                      decode_benchmark(state, env, preset, dtype);
                                    })
