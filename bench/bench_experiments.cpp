@@ -5,9 +5,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <regex>
 
 #include "bench_env.h"
+#include "tstar/device_timer.h"
 #include "tstar/provenance.h"
 
 namespace tstar::bench {
@@ -17,13 +19,19 @@ namespace {
 // Publishes the instance's counters; the loop either times cycles of its unit of work or reports
 // its statistics computation's wall time. Library errors become a skipped benchmark
 // with the message (Google Benchmark would otherwise terminate on the exception).
-void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles) {
+// On a CUDA device a cycle is timed by CUDA events (its restore is still queued when it returns).
+void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles,
+                    torch::Device device) {
   try {
     const ExperimentResult& stats = suite.result(name);
     const double statistics_s = suite.statistics_seconds(name);
+    std::unique_ptr<DeviceTimer> timer;
+    if (cycles && device.is_cuda()) timer = std::make_unique<DeviceTimer>(device);
     for (auto _ : state) {
       if (cycles) {
+        if (timer) timer->start();
         suite.timed_cycle(name);
+        if (timer) state.SetIterationTime(timer->stop());
       } else {
         state.SetIterationTime(statistics_s);
       }
@@ -66,12 +74,14 @@ ExperimentSuite& BenchEnv::experiments() {
 void register_experiment_benchmarks(BenchEnv& env) {
   ExperimentSuite& suite = env.experiments();
   const bool cycles = env.options().time_cycles;
+  const torch::Device device = env.settings().device;
   for (const ExperimentInstance& instance : suite.instances()) {
     const std::string name = instance.name;
-    auto* benchmark = benchmark::RegisterBenchmark(
-        name.c_str(), [&suite, name, cycles](benchmark::State& state) { run_experiment(state, suite, name, cycles); });
+    auto* benchmark = benchmark::RegisterBenchmark(name.c_str(), [&suite, name, cycles, device](benchmark::State& state) {
+      run_experiment(state, suite, name, cycles, device);
+    });
     benchmark->Unit(benchmark::kMillisecond);
-    if (cycles) {
+    if (cycles && !device.is_cuda()) {
       benchmark->UseRealTime();
     } else {
       benchmark->UseManualTime();
