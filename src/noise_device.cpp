@@ -88,7 +88,9 @@ void DeviceTallies::launch(const std::string& name, const torch::Tensor& clean, 
   a.block_changed = reinterpret_cast<unsigned long long*>(block_changed_.data_ptr<int64_t>());
   a.block_sum_sq = block_sum_sq_.data_ptr<double>();
   check_cuda(noise_cuda::launch_fused_noise(a, stream), fmt::format("noise kernel for {}", name));
-  check_cuda(noise_cuda::reduce_partials(a.block_changed, a.block_sum_sq, noise_cuda::fused_grid(a.numel),
+  // An empty tensor launches no kernel: its tallies are a sum over no blocks.
+  const int blocks = a.numel > 0 ? noise_cuda::fused_grid(a.numel) : 0;
+  check_cuda(noise_cuda::reduce_partials(a.block_changed, a.block_sum_sq, blocks,
                                          reinterpret_cast<unsigned long long*>(changed_.data_ptr<int64_t>()) + slot,
                                          sum_sq_.data_ptr<double>() + slot, stream),
              fmt::format("noise tallies of {}", name));

@@ -10,11 +10,16 @@
 #include <stdexcept>
 
 #include "noise_device.h"
+#include "tstar/device_timer.h"
 #include "tstar/error.h"
 #include "tstar/model.h"
 #include "tstar/noise.h"
 #include "tstar/noise_kernels.h"
 #include "tstar/provenance.h"
+
+#if TSTAR_WITH_CUDA_ENGINE
+#include "noise_cuda.h"
+#endif
 
 namespace tstar {
 namespace {
@@ -143,6 +148,43 @@ TEST(NoiseDeviceMath, Fp16UpdateWithTheDeviceConversionsIsTheCpuEngines) {
     }
   }
 }
+
+// ---------------------------------------------------------------- host-side CUDA code
+
+TEST(DeviceTimer, TimesCpuWorkAndNeedsTheCudaEngineForAGpu) {
+  DeviceTimer timer(torch::kCPU);
+  timer.start();
+  torch::Tensor x = torch::ones({256, 256}).matmul(torch::ones({256, 256}));
+  const double seconds = timer.stop();
+  EXPECT_GT(seconds, 0.0);
+  EXPECT_LT(seconds, 60.0);
+  EXPECT_NO_THROW(synchronize(torch::kCPU));
+  if (!noise_device::cuda_engine_built()) {
+    EXPECT_THROW(DeviceTimer(torch::Device(torch::kCUDA, 0)), Error);
+    EXPECT_THROW(synchronize(torch::Device(torch::kCUDA, 0)), Error);
+  }
+}
+
+#if TSTAR_WITH_CUDA_ENGINE
+// The launch's decisions that need no device: the grid (a function of the size alone, which fixes the
+// order of the tallies' reduction) and the refusals that return before any launch.
+TEST(NoiseCudaLaunch, GridDependsOnTheSizeAloneAndBadArgumentsAreRefusedBeforeLaunching) {
+  EXPECT_EQ(noise_cuda::fused_grid(0), 1);
+  EXPECT_EQ(noise_cuda::fused_grid(1), 1);
+  EXPECT_EQ(noise_cuda::fused_grid(4 * 512), 1);      // 512 Philox blocks: two per thread of one CUDA block
+  EXPECT_EQ(noise_cuda::fused_grid(4 * 512 + 1), 2);
+  EXPECT_EQ(noise_cuda::fused_grid(int64_t{1} << 40), 2048);
+  for (int64_t n = 1; n < (int64_t{1} << 34); n = n * 3 + 1)
+    EXPECT_LE(noise_cuda::fused_grid(n), noise_cuda::fused_grid(n * 3 + 1));
+  noise_cuda::FusedArgs empty;
+  EXPECT_EQ(noise_cuda::launch_fused_noise(empty), cudaSuccess);  // nothing to do: no launch
+  noise_cuda::FusedArgs bad_rows;
+  bad_rows.numel = 8;
+  bad_rows.row_mult = reinterpret_cast<const float*>(16);
+  bad_rows.row_length = 0;
+  EXPECT_EQ(noise_cuda::launch_fused_noise(bad_rows), cudaErrorInvalidValue);
+}
+#endif
 
 // ---------------------------------------------------------------- on a GPU
 
