@@ -6,7 +6,7 @@
 #   bash ci/gpu/check.sh                  the GPU check (device cuda, the 1.5B preset), ~8 min
 #   bash ci/gpu/check.sh --dry-run        the same steps on the CPU at small sizes (device cpu, the
 #                                         embedded model, 2 seeds, the tiny preset): checks the script
-#   options: --device cpu|cuda  --build-dir DIR (default build-gpu; reused when configured)
+#   options: --device cpu|cuda  --build-dir DIR (default build-gpu; reused when configured; TSTAR_BUILD_JOBS=N)
 #            --python PY (the interpreter with torch, default python3)  --model DIR (a real
 #            checkpoint for the protocol; default: the preset's random weights)  --budget SECONDS (520)
 #
@@ -56,6 +56,8 @@ else
   ctest_filter=()
 fi
 
+settings=(root device dry_run build_dir python model preset seeds min_time protocol_model tokenizer_args
+          notebook_model_args ctest_filter work prefix bench)
 mkdir -p results/gpu results/runs
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 log=results/gpu/check-$stamp-$device.log
@@ -75,7 +77,9 @@ step() {
     return 1
   fi
   echo "=== $name ($(date -u +%T), $left s left)"
-  timeout "$left" "$@"
+  # timeout runs programs, not functions: the step runs in a bash that gets this script's settings
+  # and functions, in timeout's own process group (killed whole when the budget ends).
+  timeout "$left" bash -c "$(declare -p "${settings[@]}"; declare -f); \"\$@\"" step "$@"
   status=$?
   echo "--- $name: exit $status, $((SECONDS - start)) s"
   summary+=("$name: exit $status, $((SECONDS - start)) s")
@@ -117,7 +121,7 @@ configure_and_build() {
     local cuda_root=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
     cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCUDAToolkit_ROOT="$cuda_root" "${args[@]}" || return 1
   fi
-  cmake --build "$build_dir" -j "$(nproc)"
+  cmake --build "$build_dir" -j "${TSTAR_BUILD_JOBS:-$(nproc)}"
 }
 
 export PKG_CONFIG_PATH=$prefix/usr/lib/x86_64-linux-gnu/pkgconfig:$prefix/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
