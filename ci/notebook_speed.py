@@ -521,7 +521,7 @@ def main():
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if sum(bool(x) for x in (args.make_qwen2_05b, args.make_deepseek_15b, args.model)) > 1:
-        parser.error("give one of --model, --make-qwen2-0.5b and --make-deepseek-1.5b")
+        parser.error("give --model, --make-qwen2-0.5b or --make-deepseek-1.5b, not both")
     named = bool(args.python)
     args.python = args.python or sys.executable
     args.python = check_python(args.python)

@@ -73,7 +73,8 @@ TSTAR_HD float fp16_to_float(uint16_t h) {
     const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
     return philox::bits_float(philox::float_bits(magnitude) | sign);
   }
-  if (exponent == 31) return philox::bits_float(sign | 0x7F800000u | (mantissa << 13));
+  if (exponent == 31)  // infinity, or a NaN made quiet (c10 converts by a float multiply, which quiets it)
+    return philox::bits_float(sign | 0x7F800000u | (mantissa ? 0x400000u | (mantissa << 13) : 0u));
   return philox::bits_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 TSTAR_HD uint16_t float_to_fp16(float f) {
