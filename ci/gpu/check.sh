@@ -7,6 +7,7 @@
 #   bash ci/gpu/check.sh --dry-run        the same steps on the CPU at small sizes (device cpu, the
 #                                         embedded model, 2 seeds, the tiny preset): checks the script
 #   options: --device cpu|cuda  --build-dir DIR (default build-gpu; reused when configured; TSTAR_BUILD_JOBS=N)
+#            --no-build (use the build dir as it is)
 #            --python PY (the interpreter with torch, default python3)  --model DIR (a real
 #            checkpoint for the protocol; default: the preset's random weights)  --budget SECONDS (520)
 #
@@ -28,7 +29,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 
-device=cuda dry_run=0 build_dir=build-gpu python=python3 model="" budget=520
+device=cuda dry_run=0 build_dir=build-gpu python=python3 model="" budget=520 build=1
 while (($#)); do
   case "$1" in
     --dry-run) dry_run=1; device=cpu ;;
@@ -37,6 +38,7 @@ while (($#)); do
     --python) python=$2; shift ;;
     --model) model=$2; shift ;;
     --budget) budget=$2; shift ;;
+    --no-build) build=0 ;;
     *) echo "ci/gpu/check.sh: unknown argument '$1' (see the header of this script)" >&2; exit 2 ;;
   esac
   shift
@@ -154,7 +156,7 @@ throughput() {
 }
 
 hf_eager() {
-  python3 ci/hf_speed.py --python "$python" --compare "$work/throughput.json" --device "$device" --threads 1 \
+  "$python" ci/hf_speed.py --compare "$work/throughput.json" --device "$device" --threads 1 \
     --prefill 128 --decode-steps 32 --repeats 3
 }
 
@@ -170,7 +172,7 @@ whole_ctest() {
 echo "ci/gpu/check.sh: device $device, dry run $dry_run, preset $preset, $seeds seeds, log $log"
 step "machine" machine
 step "dependencies" dependencies
-if step "configure and build" configure_and_build; then
+if ((!build)) && [[ -x $bench ]] || step "configure and build" configure_and_build; then
   if [[ $device == cuda ]]; then
     step "noise_cuda_check" "$build_dir/src/noise_cuda_check"
   fi
