@@ -103,13 +103,15 @@ dependencies() {
     echo "no .gpu-deps/debs (run ci/gpu/prepare.sh where there is network, carry .gpu-deps): using the system's"
     return 0
   fi
-  if [[ ! -f $prefix/.unpacked ]]; then
+  # The .pc files name the prefix's absolute path: unpack again when the tree has moved.
+  if [[ $(cat "$prefix/.unpacked" 2>/dev/null) != "$prefix" ]]; then
+    rm -rf "$prefix"
     mkdir -p "$prefix"
     for deb in .gpu-deps/debs/*.deb; do dpkg -x "$deb" "$prefix" || return 1; done
     # pkg-config files name /usr: point them at the prefix (CMake's package files are relocatable).
     sed -i -E "s#^(prefix|exec_prefix|libdir|includedir)=/usr#\\1=$prefix/usr#" \
       "$prefix"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
-    touch "$prefix/.unpacked"
+    echo "$prefix" >"$prefix/.unpacked"
   fi
   ls .gpu-deps/debs
 }
