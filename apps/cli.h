@@ -40,5 +40,6 @@ int cmd_tokenize(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_noise(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_train(const std::vector<std::string>& argv, std::ostream& out);
 int cmd_corpus(const std::vector<std::string>& argv, std::ostream& out);
+int cmd_merge(const std::vector<std::string>& argv, std::ostream& out);  // cli_merge.cpp
 
 }  // namespace tstar::cli

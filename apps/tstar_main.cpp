@@ -28,6 +28,7 @@ commands:
   tokenize   token ids of a text with a tokenizer.json (JSON), optionally decoded back
   train      train the embedded counting model (fixtures/models/tstar-counting)
   corpus     write the embedded model's training corpus as text
+  merge      join the run directories of a sharded bench run (bench --shard K/N, Slurm arrays)
 
 options of every command:
 )";
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
       {"tokenize", tstar::cli::cmd_tokenize},
       {"train", tstar::cli::cmd_train},
       {"corpus", tstar::cli::cmd_corpus},
+      {"merge", tstar::cli::cmd_merge},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage << tstar::kComputeFlagsHelp;

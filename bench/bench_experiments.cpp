@@ -20,13 +20,22 @@ namespace {
 // its statistics computation's wall time. Library errors become a skipped benchmark
 // with the message (Google Benchmark would otherwise terminate on the exception).
 // On a CUDA device a cycle is timed by CUDA events (its restore is still queued when it returns).
+// A shard only times cycles: tstar merge computes the statistics from every shard's units.
 void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles,
-                    torch::Device device) {
+                    bool sharded, torch::Device device) {
   try {
+    std::unique_ptr<DeviceTimer> timer;
+    if ((cycles || sharded) && device.is_cuda()) timer = std::make_unique<DeviceTimer>(device);
+    if (sharded) {
+      for (auto _ : state) {
+        if (timer) timer->start();
+        suite.timed_cycle(name);
+        if (timer) state.SetIterationTime(timer->stop());
+      }
+      return;
+    }
     const ExperimentResult& stats = suite.result(name);
     const double statistics_s = suite.statistics_seconds(name);
-    std::unique_ptr<DeviceTimer> timer;
-    if (cycles && device.is_cuda()) timer = std::make_unique<DeviceTimer>(device);
     for (auto _ : state) {
       if (cycles) {
         if (timer) timer->start();
@@ -43,22 +52,24 @@ void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::
   }
 }
 
-// Google Benchmark's filter semantics: "", "all" or "." select everything; a leading '-' negates;
-// otherwise a regular-expression search in the run name.
+}  // namespace
+
 bool filter_selects(const std::string& filter, const std::string& run_name) {
   if (filter.empty() || filter == "all" || filter == ".") return true;
   if (filter[0] == '-') return !std::regex_search(run_name, std::regex(filter.substr(1), std::regex::extended));
   return std::regex_search(run_name, std::regex(filter, std::regex::extended));
 }
 
-}  // namespace
+bool filter_selects_benchmark(const std::string& filter, const std::string& name) {
+  bool selected = false;
+  for (const char* suffix : {"", "/real_time", "/manual_time"}) selected = selected || filter_selects(filter, name + suffix);
+  return selected;
+}
 
 void add_provenance_context(BenchEnv& env, const std::string& filter) {
   ExperimentSuite& suite = env.experiments();
   bool selected = false;
-  for (const auto& name : suite.benchmark_names()) {
-    for (const char* suffix : {"/real_time", "/manual_time"}) selected = selected || filter_selects(filter, name + suffix);
-  }
+  for (const auto& name : suite.benchmark_names()) selected = selected || filter_selects_benchmark(filter, name);
   // The experiments' provenance loads their model and tokenizer: only when one of them will run.
   const nlohmann::json provenance = selected ? suite.provenance() : runtime_provenance();
   for (const auto& [key, value] : provenance.items()) {
@@ -71,14 +82,28 @@ ExperimentSuite& BenchEnv::experiments() {
   return *suite_;
 }
 
+benchmark::internal::Benchmark* BenchEnv::add_benchmark(const std::string& name,
+                                                        std::function<void(benchmark::State&)> run) {
+  benchmark_names_.push_back(name);
+  return benchmark::RegisterBenchmark(name.c_str(), std::move(run));
+}
+
+std::vector<std::string> selected_instances(BenchEnv& env, const std::string& filter) {
+  std::vector<std::string> names;
+  for (const auto& name : env.experiments().benchmark_names()) {
+    if (filter_selects_benchmark(filter, name)) names.push_back(name);
+  }
+  return names;
+}
+
 void register_experiment_benchmarks(BenchEnv& env) {
   ExperimentSuite& suite = env.experiments();
   const bool cycles = env.options().time_cycles;
   const torch::Device device = env.settings().device;
   for (const ExperimentInstance& instance : suite.instances()) {
     const std::string name = instance.name;
-    auto* benchmark = benchmark::RegisterBenchmark(name.c_str(), [&suite, name, cycles, device](benchmark::State& state) {
-      run_experiment(state, suite, name, cycles, device);
+    auto* benchmark = env.add_benchmark(name, [&env, &suite, name, cycles, device](benchmark::State& state) {
+      run_experiment(state, suite, name, cycles, env.sharded(), device);
     });
     benchmark->Unit(benchmark::kMillisecond);
     if (cycles && !device.is_cuda()) {

@@ -82,7 +82,7 @@ void register_forward_benchmarks(BenchEnv& env) {
     for (const char* dtype_label : dtypes) {
       const torch::ScalarType dtype = parse_dtype(dtype_label);
       for (int64_t length : {32, 128}) {
-        auto* prefill = benchmark::RegisterBenchmark(
+        auto* prefill = env.add_benchmark(
             fmt::format("Forward/{}/{}/prefill:{}", preset, dtype_label, length).c_str(),
             [&env, preset, dtype, length](benchmark::State& state) {
               prefill_benchmark(state, env, preset, dtype, length);
@@ -90,10 +90,10 @@ void register_forward_benchmarks(BenchEnv& env) {
             ->Unit(benchmark::kMillisecond);
         timed(prefill);
       }
-      auto* decode = benchmark::RegisterBenchmark(fmt::format("Decode/{}/{}", preset, dtype_label).c_str(),
-                                                  [&env, preset, dtype](benchmark::State& state) {
-                                                    decode_benchmark(state, env, preset, dtype);
-                                                  })
+      auto* decode = env.add_benchmark(fmt::format("Decode/{}/{}", preset, dtype_label).c_str(),
+                                       [&env, preset, dtype](benchmark::State& state) {
+                                         decode_benchmark(state, env, preset, dtype);
+                                       })
                          ->Unit(benchmark::kMillisecond);
       timed(decode);
     }

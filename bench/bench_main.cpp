@@ -4,7 +4,10 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -83,6 +86,18 @@ std::vector<BenchFlag> bench_flags() {
          }
          o.time_cycles = v == "cycles";
        }},
+      {"shard", "K/N",
+       "compute only shard K of N (0 <= K < N) of the experiments' units and benchmarks;\n"
+       "inside a Slurm job array SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT choose it\n"
+       "when this flag is absent. `tstar merge` joins the shards' run directories",
+       true, [](const std::string& v, BenchOptions& o) { o.shard = v; }},
+      {"run-dir", "DIR",
+       "this run's directory exactly (default: a new <results>/<run id>, or in a Slurm\n"
+       "array <results>/slurm-<array job id>/shard-<K>); a shard rerun with the same\n"
+       "directory reuses the units it already finished",
+       true, [](const std::string& v, BenchOptions& o) { o.run_dir = v; }},
+      {"quiet", "", "no progress line (units done/total, current unit, ETA) on stderr", false,
+       [](const std::string&, BenchOptions& o) { o.quiet = true; }},
       {"list-families", "",
        "print the experiment families' names, one per line, and exit (what the CI\n"
        "scripts select with --benchmark_filter)",
@@ -177,16 +192,31 @@ std::string run_id() {
   return fmt::format("{}-{}", stamp, getpid());
 }
 
-// Temporary file + rename: a reader never sees a half-written results.json.
-void write_atomically(const std::filesystem::path& path, const std::string& text) {
-  std::filesystem::create_directories(path.parent_path());
-  const auto temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error(fmt::format("cannot write {}", temporary));
+// --benchmark_repetitions=N as given to Google Benchmark (1 when absent).
+int repetitions_flag(int argc, char** argv) {
+  const std::string prefix = "--benchmark_repetitions=";
+  int repetitions = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind(prefix, 0) == 0) repetitions = std::max(1, std::atoi(arg.c_str() + prefix.size()));
   }
-  std::filesystem::rename(temporary, path);
+  return repetitions;
+}
+
+// The shard this process is: --shard, else a Slurm array task's, else none.
+std::optional<shards::ShardSpec> shard_of(const BenchOptions& options) {
+  if (!options.shard.empty()) return shards::parse_shard(options.shard);
+  return shards::slurm_shard([](const char* name) { return std::getenv(name); });
+}
+
+std::filesystem::path run_dir_of(const BenchOptions& options, const std::optional<shards::ShardSpec>& shard) {
+  if (!options.run_dir.empty()) return options.run_dir;
+  const char* array_job = std::getenv("SLURM_ARRAY_JOB_ID");
+  if (shard && shard->source != "--shard" && array_job != nullptr) {  // a requeued task finds its units again
+    return std::filesystem::path(options.results_dir) / fmt::format("slurm-{}", array_job) /
+           fmt::format("shard-{}", shard->index);
+  }
+  return std::filesystem::path(options.results_dir) / run_id();
 }
 
 }  // namespace
@@ -211,20 +241,26 @@ int main(int argc, char** argv) {
       for (const tstar::ExperimentFamily* family : tstar::experiment_families()) std::cout << family->name << "\n";
       return 0;
     }
-    const auto run_dir = std::filesystem::path(env.options().results_dir) / tstar::bench::run_id();
+    const auto shard = tstar::bench::shard_of(env.options());
+    const auto run_dir = tstar::bench::run_dir_of(env.options(), shard);
     // Google Benchmark's own JSON (timings of every repetition, all counters) lands beside
-    // results.json unless the user chose a file; the console output is unchanged.
+    // results.json unless the user chose a file; the console output is unchanged. It is written to a
+    // temporary name and renamed when complete: a killed run leaves nothing that looks finished.
     std::vector<char*> args(argv, argv + argc);
     std::string out_flag, format_flag;
+    const auto benchmark_json = run_dir / "benchmark.json";
+    const auto benchmark_json_partial = run_dir / "benchmark.json.tmp";
     if (!tstar::bench::has_flag(argc, argv, "--benchmark_out") && !tstar::bench::has_flag(argc, argv, "--help") &&
         !tstar::bench::has_flag(argc, argv, "--benchmark_list_tests")) {
       std::filesystem::create_directories(run_dir);
-      out_flag = "--benchmark_out=" + (run_dir / "benchmark.json").string();
+      out_flag = "--benchmark_out=" + benchmark_json_partial.string();
       args.push_back(out_flag.data());
       if (!tstar::bench::has_flag(argc, argv, "--benchmark_out_format")) {
         format_flag = "--benchmark_out_format=json";
         args.push_back(format_flag.data());
       }
+    } else if (shard && tstar::bench::has_flag(argc, argv, "--benchmark_out")) {
+      throw tstar::Error("bench: a shard writes its own benchmark.json; drop --benchmark_out");
     }
     int args_count = static_cast<int>(args.size());
     args.push_back(nullptr);
@@ -237,16 +273,24 @@ int main(int argc, char** argv) {
     tstar::bench::register_tokenizer_benchmarks(env);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-    tstar::bench::add_provenance_context(env, benchmark::GetBenchmarkFilter());
+    const std::string filter = benchmark::GetBenchmarkFilter();
+    if (shard) {
+      return tstar::bench::run_shard(env, *shard, run_dir, tstar::bench::repetitions_flag(argc, argv), filter,
+                                     benchmark_json_partial);
+    }
+    tstar::bench::show_unit_progress(env, filter);
+    tstar::bench::add_provenance_context(env, filter);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     if (env.has_experiments() && env.experiments().has_results()) {
       const auto path = run_dir / "results.json";
-      tstar::bench::write_atomically(path, env.experiments().results_json().dump(1));
+      tstar::shards::write_json_atomically(path, env.experiments().results_json().dump(1));
       std::cerr << "tstar: results written to " << path.string() << "\n";
     }
-    if (!out_flag.empty()) std::cerr << "tstar: Google Benchmark JSON written to " << (run_dir / "benchmark.json").string() << "\n";
+    if (!out_flag.empty()) {
+      std::filesystem::rename(benchmark_json_partial, benchmark_json);
+      std::cerr << "tstar: Google Benchmark JSON written to " << benchmark_json.string() << "\n";
+    }
     return 0;
   });
 }
-

@@ -207,24 +207,24 @@ void bandwidth_benchmark(benchmark::State& state, Injectors& injectors, Phase ph
 }  // namespace
 
 void register_noise_benchmarks(BenchEnv& env) {
-  benchmark::RegisterBenchmark("NoiseGen/curand_host", noise_gen_curand_host)
+  env.add_benchmark("NoiseGen/curand_host", noise_gen_curand_host)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("NoiseGen/tstar_cpu", [](benchmark::State& s) { noise_gen_tstar(s, 0); })
+  env.add_benchmark("NoiseGen/tstar_cpu", [](benchmark::State& s) { noise_gen_tstar(s, 0); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("NoiseGen/tstar_cpu_1thread", [](benchmark::State& s) { noise_gen_tstar(s, 1); })
+  env.add_benchmark("NoiseGen/tstar_cpu_1thread", [](benchmark::State& s) { noise_gen_tstar(s, 1); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   using noise_kernels::KernelPath;
   for (KernelPath path : {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512}) {
     if (!noise_kernels::cpu_runs(path)) continue;  // a path the CPU lacks has nothing to measure
-    benchmark::RegisterBenchmark(fmt::format("NoiseGen/tstar_{}_1thread", noise_kernels::path_name(path)).c_str(),
+    env.add_benchmark(fmt::format("NoiseGen/tstar_{}_1thread", noise_kernels::path_name(path)).c_str(),
                                  [path](benchmark::State& s) { noise_gen_tstar_path(s, path); })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
-  benchmark::RegisterBenchmark("NoiseGen/torch_randn", noise_gen_torch)->Unit(benchmark::kMillisecond)->UseRealTime();
+  env.add_benchmark("NoiseGen/torch_randn", noise_gen_torch)->Unit(benchmark::kMillisecond)->UseRealTime();
 
   auto cache = std::make_shared<InjectorCache>();
   const torch::ScalarType dtype = env.settings().dtype;
@@ -234,7 +234,7 @@ void register_noise_benchmarks(BenchEnv& env) {
       const bool tstar = std::string(method) == "tstar";
       for (const char* phase : {"Inject", "Restore"}) {
         const bool timed_inject = std::string(phase) == "Inject";
-        benchmark::RegisterBenchmark(
+        env.add_benchmark(
             fmt::format("{}/{}/{}/{}", phase, preset, dtype_label, method).c_str(),
             [&env, cache, preset, dtype, tstar, timed_inject](benchmark::State& state) {
               inject_restore_benchmark(state, injectors_for(*cache, env, preset, dtype), tstar, timed_inject);

@@ -71,12 +71,12 @@ void run_synthetic(benchmark::State& state, const SyntheticCase& c,
 
 }  // namespace
 
-void register_synthetic_benchmarks(BenchEnv& /*env*/) {
+void register_synthetic_benchmarks(BenchEnv& env) {
   for (const SyntheticCase& c : synthetic_cases()) {
     const std::string name =
         fmt::format("Synthetic/V:{}/logit_std:{}/noise_std:{}", c.vocab, c.logit_std, c.noise_std);
     auto cache = std::make_shared<std::optional<SyntheticResult>>();
-    benchmark::RegisterBenchmark(name.c_str(), [c, cache](benchmark::State& state) {
+    env.add_benchmark(name.c_str(), [c, cache](benchmark::State& state) {
       run_synthetic(state, c, cache);
     })->Unit(benchmark::kMillisecond);
   }

@@ -26,7 +26,7 @@ extern "C" const char tstar_bench_text_end[];
 namespace tstar::bench {
 
 void register_tokenizer_benchmarks(BenchEnv& env) {
-  benchmark::RegisterBenchmark("Tokenizer/encode", [&env](benchmark::State& state) {
+  env.add_benchmark("Tokenizer/encode", [&env](benchmark::State& state) {
     const std::string text(tstar_bench_text_begin, static_cast<size_t>(tstar_bench_text_end - tstar_bench_text_begin));
     try {
       const std::filesystem::path path = env.settings().tokenizer_path();

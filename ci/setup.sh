@@ -29,6 +29,7 @@ packages=(
   python3-matplotlib      # ci/report's figures
   fonts-dejavu-core       # the figures' font
   chromium                # headless screenshot test of ci/dashboard's page
+  slurmctld slurmd slurm-client munge   # the Slurm test: a single-node cluster on localhost
 )
 [[ $torch_source == pypi && -z ${TSTAR_TORCH_PYTHON:-} ]] && packages+=(python3-venv python3-pip)
 missing=()

@@ -15,17 +15,9 @@ build_dir=${TSTAR_BUILD_DIR:-build}
 python=${TSTAR_PYTHON:-/usr/bin/python3}  # Debian's, which has python3-matplotlib
 baseline=results/baseline/embedded-smoke
 
-# The suite: every experiment family (bench --list-families) plus the model-free Synthetic check;
-# 2 seeds x 3 scales, one detail scale, 5 repetitions of every timing, each timing a real cycle of
-# the benchmark's unit of work (--timing cycles: the dashboard's throughput series). Changing these
-# arguments changes the statistics: update the baseline in the same commit.
-families=$("$build_dir/bench/bench" --list-families | paste -sd'|')
-smoke_args=(
-  --compute reference --timing cycles
-  --seeds 2 --scales 0,0.005,0.02 --detail-scales 0.02
-  "--benchmark_filter=^($families|Synthetic/V:2000)/"
-  --benchmark_repetitions=5 --benchmark_min_time=0.01
-)
+source ci/smoke_args.sh
+smoke_args=()
+set_smoke_args "$build_dir/bench/bench"
 
 mkdir -p results/runs
 run_root=$(mktemp -d results/runs/smoke.XXXXXX)

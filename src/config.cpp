@@ -19,6 +19,8 @@ using json = nlohmann::json;
 constexpr const char* kQwen2 = "Qwen2ForCausalLM";
 constexpr const char* kLlama = "LlamaForCausalLM";
 constexpr const char* kQwen3 = "Qwen3ForCausalLM";
+constexpr const char* kMistral = "MistralForCausalLM";
+constexpr int64_t kMistralDefaultWindow = 4096;  // MistralConfig's sliding_window default
 
 struct ArchitectureInfo {
   const char* architecture;
@@ -26,7 +28,7 @@ struct ArchitectureInfo {
   int64_t default_max_positions;  // transformers' default max_position_embeddings
 };
 constexpr ArchitectureInfo kArchitectures[] = {
-    {kQwen2, "qwen2", 32768}, {kQwen3, "qwen3", 32768}, {kLlama, "llama", 2048}};
+    {kQwen2, "qwen2", 32768}, {kQwen3, "qwen3", 32768}, {kLlama, "llama", 2048}, {kMistral, "mistral", 131072}};
 
 // Any single dimension above this is a corrupt config, and the bound keeps num_parameters()
 // far from int64 overflow.
@@ -147,7 +149,8 @@ std::string read_architecture(const ConfigReader& reader) {
   const std::string architecture = list[0].get<std::string>();
   const ArchitectureInfo* info = find_architecture(architecture);
   if (!info) {
-    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {})", architecture, kQwen2, kQwen3, kLlama));
+    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {}, {})", architecture, kQwen2, kQwen3,
+                            kLlama, kMistral));
   }
   const std::string model_type = reader.string("model_type", info->model_type);
   if (model_type != info->model_type) {
@@ -261,7 +264,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   if (!j.is_object()) reader.fail("config is not a JSON object");
   ModelConfig c;
   c.architecture = read_architecture(reader);
-  const bool llama = c.architecture == kLlama;
+  const bool mistral = c.architecture == kMistral;
+  const bool llama = c.architecture == kLlama || mistral;  // Mistral: Llama's weights plus a window
   const bool qwen3 = c.architecture == kQwen3;
   reject_unsupported_features(reader, llama);
 
@@ -283,6 +287,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   c.attention_bias = llama || qwen3 ? reader.boolean("attention_bias", false) : true;
   c.o_proj_bias = (llama || qwen3) && c.attention_bias;
   c.qk_norm = qwen3;
+  if (mistral) {
+    // Absent: MistralConfig's default; null: full attention (transformers' None).
+    const bool present = j.contains("sliding_window");
+    c.sliding_window = !present ? kMistralDefaultWindow : reader.integer("sliding_window", 0);
+    if (present && !j["sliding_window"].is_null()) check_positive(reader, "sliding_window", c.sliding_window);
+  }
   c.torch_dtype = read_dtype(reader);
   c.bos_token_id = reader.token_id("bos_token_id");
   c.eos_token_id = reader.token_id("eos_token_id");
@@ -319,6 +329,8 @@ json ModelConfig::to_json() const {
   if (architecture == kLlama) {
     j["attention_bias"] = attention_bias;
     j["mlp_bias"] = false;
+  } else if (architecture == kMistral) {
+    j["sliding_window"] = sliding_window > 0 ? json(sliding_window) : json(nullptr);
   } else if (architecture == kQwen3) {
     j["attention_bias"] = attention_bias;
     j["use_sliding_window"] = false;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 
 #include "tstar/error.h"
 #include "tstar/provenance.h"
@@ -51,8 +52,8 @@ std::string format_scale(double scale) { return fmt::format("{:g}", scale); }
 // Set-up: config, tokenizer and instances now (names and prompts must be known to register
 // benchmarks); weights on first use.
 
-ExperimentSuite::ExperimentSuite(ExperimentSettings settings)
-    : settings_(std::move(settings)), config_(config_of(settings_.model)) {
+ExperimentSuite::ExperimentSuite(ExperimentSettings settings, bool compute_units)
+    : settings_(std::move(settings)), config_(config_of(settings_.model)), compute_units_(compute_units) {
   settings_.validate();
   for (const ExperimentFamily* family : experiment_families()) {
     for (auto& instance : family->instances(*this)) instances_.push_back(std::move(instance));
@@ -74,9 +75,20 @@ std::vector<std::string> ExperimentSuite::benchmark_names() const {
 
 const ExperimentResult& ExperimentSuite::result(const std::string& name) {
   if (auto it = results_.find(name); it != results_.end()) return it->second;
+  const ExperimentInstance& computing = instance(name);
+  // Units computed elsewhere count toward the first instance that reads them, as they would have
+  // had this process computed them.
+  double loaded_seconds = 0;
+  for (const WorkUnit& needed : computing.units) {
+    if (auto it = loaded_unit_seconds_.find(needed.id); it != loaded_unit_seconds_.end()) {
+      loaded_seconds += it->second;
+      loaded_unit_seconds_.erase(it);
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
-  ExperimentResult computed = instance(name).compute(*this);
-  statistics_seconds_[name] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ExperimentResult computed = computing.compute(*this);
+  statistics_seconds_[name] =
+      loaded_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   computed.name = name;
   return results_.emplace(name, std::move(computed)).first->second;
 }
@@ -87,6 +99,107 @@ double ExperimentSuite::statistics_seconds(const std::string& name) const {
 }
 
 void ExperimentSuite::timed_cycle(const std::string& name) { instance(name).timed_cycle(*this); }
+
+// ---------------------------------------------------------------------------------------------
+// Work units
+
+std::vector<WorkUnit> ExperimentSuite::units_of(const std::vector<std::string>& instance_names) const {
+  std::vector<WorkUnit> units;
+  std::set<std::string> seen;
+  for (const std::string& name : instance_names) {
+    for (const WorkUnit& needed : instance(name).units) {
+      if (seen.insert(needed.id).second) units.push_back(needed);
+    }
+  }
+  return units;
+}
+
+UnitResult ExperimentSuite::compute_unit(const WorkUnit& unit) {
+  if (!compute_units_) throw Error(fmt::format("unit '{}' was not given to this merge", unit.id));
+  if (unit_observer_) unit_observer_(unit.id, 0.0, false);
+  const auto start = std::chrono::steady_clock::now();
+  UnitResult computed = unit.compute(*this);
+  computed.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (unit_observer_) unit_observer_(unit.id, computed.seconds, true);
+  return computed;
+}
+
+const UnitResult& ExperimentSuite::unit(const WorkUnit& unit) {
+  if (auto it = units_.find(unit.id); it != units_.end()) return it->second;
+  return units_.emplace(unit.id, compute_unit(unit)).first->second;
+}
+
+void ExperimentSuite::add_unit(const std::string& id, UnitResult result) {
+  loaded_unit_seconds_[id] = result.seconds;
+  units_[id] = std::move(result);
+}
+
+namespace {
+
+torch::Tensor doubles_tensor(const std::vector<double>& values) {
+  return torch::tensor(values, torch::TensorOptions().dtype(torch::kDouble));
+}
+
+torch::Tensor ids_tensor(const std::vector<int64_t>& values) {
+  return torch::tensor(values, torch::TensorOptions().dtype(torch::kLong));
+}
+
+// Exact: a scale's shortest round-trip spelling, so two scales never share an id.
+std::string unit_scale(double scale) { return fmt::format("{}", scale); }
+
+}  // namespace
+
+// Statistics-precision logits of every prompt (the model-dtype ones only feed the noisy units'
+// model-dtype alpha) and each prompt's answer token.
+WorkUnit ExperimentSuite::clean_unit() const {
+  return {"clean", [](ExperimentSuite& suite) {
+            UnitResult out;
+            out.tensors["statistics"] = suite.clean_logits().statistics;
+            out.tensors["answer_ids"] = ids_tensor(suite.answer_ids());
+            return out;
+          }};
+}
+
+// Every prompt with `group` noised at (scale, seed), batched exactly as the clean logits (so the two
+// differ by the noise only, not by a batch shape's summation order), and the injection's report.
+WorkUnit ExperimentSuite::noisy_unit(const std::string& group, double scale, uint64_t seed) const {
+  return {fmt::format("noisy/{}/scale:{}/seed:{}", group, unit_scale(scale), seed),
+          [group, scale, seed](ExperimentSuite& suite) {
+            validate_scale(scale);
+            const Logits& clean = suite.clean_logits();
+            NoiseEngine& engine = suite.engine(group);
+            UnitResult out;
+            Logits noisy;
+            {
+              NoiseScope scope(engine, scale, seed);
+              const InjectionReport& report = scope.report();
+              out.tensors["injection"] = doubles_tensor({report.changed_fraction, report.realized_ratio});
+              out.tensors["injection_counts"] =
+                  ids_tensor({static_cast<int64_t>(report.tensors.size()), report.numel});
+              noisy = suite.forward_prompts(&engine);
+            }
+            std::vector<double> model_dtype_alpha;
+            for (int64_t p = 0; p < noisy.statistics.size(0); ++p) {
+              model_dtype_alpha.push_back(stats::measure(clean.model_dtype[p], noisy.model_dtype[p]).alpha);
+            }
+            out.tensors["statistics"] = noisy.statistics;
+            out.tensors["model_dtype_alpha"] = doubles_tensor(model_dtype_alpha);
+            out.meta["targets"] = engine.target_names();
+            return out;
+          }};
+}
+
+WorkUnit ExperimentSuite::trajectory_unit(size_t prompt) const {
+  return {fmt::format("trajectory/prompt:{}", prompt), [prompt](ExperimentSuite& suite) {
+            const Trajectory& clean = suite.clean_trajectory(prompt);
+            UnitResult out;
+            out.tensors["prompt_ids"] = ids_tensor(clean.prompt_ids);
+            out.tensors["tokens"] = ids_tensor(clean.tokens);
+            out.tensors["logits"] = clean.logits;
+            out.meta["text"] = suite.tokenizer().decode(clean.tokens);
+            return out;
+          }};
+}
 
 const Tokenizer& ExperimentSuite::tokenizer() {
   if (!tokenizer_) {
@@ -207,27 +320,6 @@ const ExperimentSuite::Logits& ExperimentSuite::clean_logits() {
   return *clean_logits_;
 }
 
-std::string ExperimentSuite::noise_key(const std::string& group, double scale, uint64_t seed) {
-  return fmt::format("{}/{}/{}", group, format_scale(scale), seed);
-}
-
-const ExperimentSuite::Logits& ExperimentSuite::noisy_logits(const std::string& group, double scale, uint64_t seed) {
-  validate_scale(scale);
-  const std::string key = noise_key(group, scale, seed);
-  auto it = noisy_logits_.find(key);
-  if (it != noisy_logits_.end()) return it->second;
-  clean_logits();
-  NoiseEngine& noise = engine(group);
-  NoiseScope scope(noise, scale, seed);
-  injection_reports_.emplace(key, scope.report());
-  return noisy_logits_.emplace(key, forward_prompts(&noise)).first->second;
-}
-
-const InjectionReport& ExperimentSuite::injection_report(const std::string& group, double scale, uint64_t seed) {
-  noisy_logits(group, scale, seed);
-  return injection_reports_.at(noise_key(group, scale, seed));
-}
-
 void ExperimentSuite::forward_cycle(const std::string& group, double scale, uint64_t seed) {
   clean_logits();  // the recording a noisy pass may start from, as in the protocol
   NoiseEngine& noise = engine(group);
@@ -294,6 +386,12 @@ nlohmann::json ExperimentSuite::provenance() {
 }
 
 nlohmann::json ExperimentSuite::results_json() {
+  nlohmann::json recorded = provenance();
+  return results_json(std::move(recorded), clean_digest_, parameters_digest(model().parameters()));
+}
+
+nlohmann::json ExperimentSuite::results_json(nlohmann::json provenance, const std::string& digest_before,
+                                             const std::string& digest_after) const {
   nlohmann::json families = nlohmann::json::array();
   for (const ExperimentFamily* family : experiment_families()) {
     families.push_back({{"name", family->name}, {"pattern", family->pattern}, {"description", family->description},
@@ -308,11 +406,23 @@ nlohmann::json ExperimentSuite::results_json() {
   // Wall times stay out of "results": those are the same bits on every run, these are not.
   nlohmann::json timings = nlohmann::json::object();
   for (const auto& [name, seconds] : statistics_seconds_) timings[name] = {{"statistics_s", seconds}};
-  nlohmann::json out = {{"settings", settings_.to_json()}, {"provenance", provenance()}, {"families", families},
-                        {"results", results}, {"timings", timings}};
-  out["weights_digest_before"] = clean_digest_;
-  out["weights_digest_after"] = parameters_digest(model().parameters());
+  nlohmann::json out = {{"settings", settings_.to_json()}, {"provenance", std::move(provenance)},
+                        {"families", families}, {"results", results}, {"timings", timings}};
+  out["weights_digest_before"] = digest_before;
+  out["weights_digest_after"] = digest_after;
   return out;
+}
+
+nlohmann::json ExperimentSuite::unit_identity() {
+  const nlohmann::json recorded = provenance();
+  model();  // the clean weights' digest
+  return {{"settings", settings_.to_json()},
+          {"model", recorded.at("model")},
+          {"weights_sha256", clean_digest_},
+          {"tokenizer_sha256", recorded.at("tokenizer_sha256")},
+          {"prompts_sha256", recorded.at("prompts_sha256")},
+          {"tstar_commit", recorded.at("tstar_commit")},
+          {"compute_profile", recorded.at("compute_profile")}};
 }
 
 }  // namespace tstar

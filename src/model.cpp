@@ -486,12 +486,16 @@ double lowest_value(torch::ScalarType dtype) {
 }
 
 // Additive mask [B, 1, T, S] in `dtype`: 0 where query t (at absolute column offset + t) may see key s
-// (causal and key_mask[s]), the dtype's lowest value elsewhere (HF's convention: no -inf, no NaN rows).
-torch::Tensor additive_mask(const torch::Tensor& key_mask, int64_t offset, int64_t T, torch::ScalarType dtype) {
+// (causal, key_mask[s], and with a sliding window s > column - window, columns as HF's cache
+// positions), the dtype's lowest value elsewhere (HF's convention: no -inf, no NaN rows).
+torch::Tensor additive_mask(const torch::Tensor& key_mask, int64_t offset, int64_t T, torch::ScalarType dtype,
+                            int64_t sliding_window) {
   const int64_t S = key_mask.size(1);
   auto query_columns = torch::arange(offset, offset + T, key_mask.options().dtype(torch::kLong)).unsqueeze(1);
   auto key_columns = torch::arange(S, key_mask.options().dtype(torch::kLong)).unsqueeze(0);
-  auto allowed = (key_columns <= query_columns).unsqueeze(0) & key_mask.unsqueeze(1);  // [B, T, S]
+  auto visible = key_columns <= query_columns;  // [T, S]
+  if (sliding_window > 0) visible = visible & (key_columns > query_columns - sliding_window);
+  auto allowed = visible.unsqueeze(0) & key_mask.unsqueeze(1);  // [B, T, S]
   auto zero = torch::zeros({}, key_mask.options().dtype(dtype));
   auto lowest = zero.clone().fill_(lowest_value(dtype));
   return torch::where(allowed, zero, lowest).unsqueeze(1);
@@ -590,7 +594,7 @@ torch::Tensor Model::prefill(const std::vector<std::vector<int64_t>>& prompts, K
     cache->key_mask.narrow(1, 0, T).copy_(key_mask);
     cache->length = 0;
   }
-  auto mask = additive_mask(key_mask, 0, T, options_.dtype);
+  auto mask = additive_mask(key_mask, 0, T, options_.dtype, config_.sliding_window);
   auto hidden = hidden_states(ids, positions, mask, cache, record, resume, first_layer);  // [B, T, H]
   if (cache) {
     cache->length = T;
@@ -616,7 +620,7 @@ torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& ca
   auto positions = cache.next_position.view({B, 1});
   cache.key_mask.select(1, cache.length).fill_(true);
   auto visible = cache.key_mask.narrow(1, 0, cache.length + 1);
-  auto mask = additive_mask(visible, cache.length, 1, options_.dtype);
+  auto mask = additive_mask(visible, cache.length, 1, options_.dtype, config_.sliding_window);
   auto hidden = hidden_states(ids, positions, mask, &cache);  // [B, 1, H]
   cache.length += 1;
   cache.next_position = cache.next_position + 1;
@@ -637,7 +641,7 @@ torch::Tensor Model::sequence_logits(const torch::Tensor& ids) const {
   auto input = ids.to(options_.device);
   auto positions = torch::arange(T, input.options()).view({1, T}).expand({B, T});
   auto key_mask = torch::ones({B, T}, input.options().dtype(torch::kBool));
-  auto hidden = hidden_states(input, positions, additive_mask(key_mask, 0, T, options_.dtype), nullptr);
+  auto hidden = hidden_states(input, positions, additive_mask(key_mask, 0, T, options_.dtype, config_.sliding_window), nullptr);
   return logits(hidden);  // [B, T, V]
 }
 

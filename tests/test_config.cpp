@@ -385,5 +385,20 @@ TEST(Presets, QwenThreeShapesAndParameterCounts) {
   EXPECT_TRUE(ModelConfig::from_json(preset.to_json(), kOrigin).qk_norm);
 }
 
+// Mistral's sliding_window: an integer, null (full attention) or absent (MistralConfig's 4096).
+TEST(ConfigParse, MistralSlidingWindow) {
+  nlohmann::json j = minimal_llama();
+  j["architectures"] = {"MistralForCausalLM"};
+  EXPECT_EQ(ModelConfig::from_json(j, kOrigin).sliding_window, 4096);
+  j["sliding_window"] = nullptr;
+  EXPECT_EQ(ModelConfig::from_json(j, kOrigin).sliding_window, 0);
+  j["sliding_window"] = 5;
+  const ModelConfig c = ModelConfig::from_json(j, kOrigin);
+  EXPECT_EQ(c.sliding_window, 5);
+  EXPECT_EQ(ModelConfig::from_json(c.to_json(), kOrigin).sliding_window, 5);
+  j["sliding_window"] = -3;
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, "sliding_window"}));
+}
+
 }  // namespace
 }  // namespace tstar

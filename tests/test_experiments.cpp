@@ -365,9 +365,10 @@ TEST(ExperimentBench, SmokeEveryFamilyOnTheTinyModel) {
 }
 
 // Every family on a tiny fixture of each architecture (Llama tied and sharded, Llama 3 RoPE scaling,
-// Qwen3's q/k norms), leaving the weights as they were.
+// Qwen3's q/k norms, Mistral's sliding window), leaving the weights as they were.
 TEST(ExperimentBench, EveryFamilyOnEachArchitecture) {
-  for (const char* model : {"fixtures/models/llama-tiny", "fixtures/models/llama3-rope-tiny", "fixtures/models/qwen3-tiny"}) {
+  for (const char* model : {"fixtures/models/llama-tiny", "fixtures/models/llama3-rope-tiny", "fixtures/models/qwen3-tiny",
+                            "fixtures/models/mistral-tiny"}) {
     BenchRun run = run_bench("--benchmark_min_time=0.001 --benchmark_filter='WeightNoise|Layer|Evolution|TempSweep'", model);
     const auto& results = run.results.at("results");
     for (const char* name : {"WeightNoise/scale:0.01", "Layer/attention/scale:0.02", "Layer/layer:1/scale:0.02",

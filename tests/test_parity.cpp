@@ -176,13 +176,14 @@ TEST_P(Parity, CudaFp32AndBf16LastLogitsAndGreedyTokens) {
 std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
   const std::map<std::string, std::string> names = {
       {"qwen2-tiny", "Qwen2"}, {"llama-tiny", "LlamaTiedSharded"}, {"llama3-rope-tiny", "Llama3Rope"},
-      {"qwen3-tiny", "Qwen3"},
+      {"qwen3-tiny", "Qwen3"}, {"mistral-tiny", "MistralSlidingWindow"},
       {"tstar-counting", "EmbeddedCounting"}};
   return names.at(info.param);
 }
 
 INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity,
-                         ::testing::Values("qwen2-tiny", "llama-tiny", "llama3-rope-tiny", "qwen3-tiny", "tstar-counting"),
+                         ::testing::Values("qwen2-tiny", "llama-tiny", "llama3-rope-tiny", "qwen3-tiny", "mistral-tiny",
+                                           "tstar-counting"),
                          fixture_test_name);
 
 }  // namespace

@@ -26,7 +26,7 @@ struct RopeScaling {
 const char* rope_type_name(RopeScaling::Type type);
 
 struct ModelConfig {
-  std::string architecture;      // "Qwen2ForCausalLM", "Qwen3ForCausalLM" or "LlamaForCausalLM"
+  std::string architecture;      // "Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_layers = 0;        // num_hidden_layers
@@ -41,6 +41,7 @@ struct ModelConfig {
   bool attention_bias = false;   // q/k/v bias (Qwen2: always; Llama: attention_bias key)
   bool o_proj_bias = false;      // o_proj bias (Qwen2: never; Llama, Qwen3: attention_bias key, as in HF)
   bool qk_norm = false;          // per-head RMSNorm of q and k before RoPE (Qwen3)
+  int64_t sliding_window = 0;    // Mistral: a query sees the last `sliding_window` keys (itself included); 0: all
   int64_t max_position_embeddings = 0;  // informational (default RoPE ignores it); HF default when absent
   std::string torch_dtype = "float32";
   int64_t bos_token_id = -1;     // -1 when absent

@@ -91,6 +91,25 @@ struct ExperimentResult {
 
 class ExperimentSuite;
 
+// The raw result of one unit of the experiments' work (docs/design.md, "Work units"): exactly the
+// numbers the aggregates read (tensors, bit for bit: fp32 logits, double scalars, token ids) plus
+// names and text in `meta`. A unit's result depends on nothing but the settings, the model and its
+// id, so any process computes the same bits, and aggregates over units (means over seeds,
+// intervals, pooled predictors, bootstrap) read them the same way whether they were computed in
+// this process or loaded from a shard's unit file.
+struct UnitResult {
+  std::map<std::string, torch::Tensor> tensors;
+  nlohmann::json meta = nlohmann::json::object();
+  double seconds = 0;  // wall time of its computation (timing only, never a statistic)
+};
+
+// One unit of work with a stable id ("noisy/all/scale:0.02/seed:1"): the same id always names the
+// same computation, so a family's instances may share units (deduplicated by id).
+struct WorkUnit {
+  std::string id;
+  std::function<UnitResult(ExperimentSuite&)> compute;
+};
+
 // One benchmark of a family: its name as --benchmark_filter sees it (without Google Benchmark's
 // /real_time suffix), its parameters, its statistics and its timed unit of work.
 struct ExperimentInstance {
@@ -99,6 +118,7 @@ struct ExperimentInstance {
   nlohmann::json parameters;      // e.g. {"group": "mlp", "scale": 0.02}: results.json's "instance"
   std::function<ExperimentResult(ExperimentSuite&)> compute;
   std::function<void(ExperimentSuite&)> timed_cycle;
+  std::vector<WorkUnit> units;    // what `compute` reads through ExperimentSuite::unit()
 };
 
 // An experiment family. Each registers itself (TSTAR_REGISTER_EXPERIMENT in its own file); the
@@ -130,7 +150,9 @@ std::string format_scale(double scale);
 
 class ExperimentSuite {
  public:
-  explicit ExperimentSuite(ExperimentSettings settings);
+  // `compute_units` false: a suite that aggregates units loaded with add_unit() (tstar merge) and
+  // never opens the model; asking it for a unit it was not given throws.
+  explicit ExperimentSuite(ExperimentSettings settings, bool compute_units = true);
   const ExperimentSettings& settings() const { return settings_; }
   const ModelConfig& config() const { return config_; }
   std::vector<std::string> groups() const;  // the noise engine's groups for this model
@@ -143,16 +165,44 @@ class ExperimentSuite {
   const ExperimentResult& result(const std::string& name);
   // One timed unit of an instance's work.
   void timed_cycle(const std::string& name);
+
+  // ---- Work units ----
+  // The units the named instances read, each once, in instance order then declaration order: the
+  // stable list that shards split.
+  std::vector<WorkUnit> units_of(const std::vector<std::string>& instance_names) const;
+  // A unit's result: the stored one, else computed now and stored (throws tstar::Error in a suite
+  // that does not compute units).
+  const UnitResult& unit(const WorkUnit& unit);
+  // Computes a unit without storing it (a shard writes it to its file and moves on).
+  UnitResult compute_unit(const WorkUnit& unit);
+  // A result computed elsewhere (a unit file); its `seconds` count toward the statistics time of
+  // the first instance that reads it.
+  void add_unit(const std::string& id, UnitResult result);
+  // Called before (finished false) and after (true, with its wall time) each unit this suite
+  // computes: progress.
+  void on_unit_computed(std::function<void(const std::string& id, double seconds, bool finished)> observer) {
+    unit_observer_ = std::move(observer);
+  }
+  // The shared units the families declare.
+  WorkUnit clean_unit() const;                                          // every prompt, clean
+  WorkUnit noisy_unit(const std::string& group, double scale, uint64_t seed) const;  // noised
+  WorkUnit trajectory_unit(size_t prompt) const;                        // a clean greedy run
   // Wall time of an instance's statistics computation (its protocol cost, on first request: work
   // another instance already did, e.g. shared noisy logits, is not counted again); 0 before.
   double statistics_seconds(const std::string& name) const;
 
   // Everything computed so far plus provenance; the live weights' digest is recomputed here.
   nlohmann::json results_json();
+  // The same from given provenance and weight digests (tstar merge: the shards' own).
+  nlohmann::json results_json(nlohmann::json provenance, const std::string& digest_before,
+                              const std::string& digest_after) const;
+  // What every process that computes units of these settings must share, compared by tstar merge
+  // (settings, model and its weights' digest, tokenizer, prompts, tstar commit, compute profile).
+  nlohmann::json unit_identity();
   bool has_results() const { return !results_.empty(); }
   nlohmann::json provenance();
 
-  // ---- Shared computations the families read (each cached) ----
+  // ---- What the units are computed from (each cached; a merge suite never opens the model) ----
   struct Logits {
     torch::Tensor statistics;   // [P, V] fp32, in settings().logits precision
     torch::Tensor model_dtype;  // [P, V] fp32, what the model-dtype head gives (HF's logits)
@@ -168,10 +218,6 @@ class ExperimentSuite {
   const std::vector<int64_t>& answer_ids();  // first token of " " + answer per prompt, -1 where none
   NoiseEngine& engine(const std::string& group);
   const Logits& clean_logits();
-  // Every prompt, with `group` noised at (scale, seed); batched exactly as the clean logits, so the
-  // two differ by the noise only and not by a batch shape's summation order.
-  const Logits& noisy_logits(const std::string& group, double scale, uint64_t seed);
-  const InjectionReport& injection_report(const std::string& group, double scale, uint64_t seed);
   const Trajectory& clean_trajectory(size_t prompt);
   torch::Tensor teacher_forced_logits(const Trajectory& clean);  // [steps, V], the live weights
   // inject -> batched forward of every prompt -> restore (the scope restores also on a throw).
@@ -181,7 +227,6 @@ class ExperimentSuite {
   // Every prompt's last logits; `noised`: the engine whose noise is live (nullptr: the clean pass).
   Logits forward_prompts(const NoiseEngine* noised = nullptr);
   bool layer_inputs_fit();  // whether the clean pass may record every layer's input
-  static std::string noise_key(const std::string& group, double scale, uint64_t seed);
   const ExperimentInstance& instance(const std::string& name) const;
 
   ExperimentSettings settings_;
@@ -197,11 +242,13 @@ class ExperimentSuite {
   std::unique_ptr<NoiseEngine> engine_;
   std::optional<Logits> clean_logits_;
   std::vector<Model::LayerInputs> clean_layer_inputs_;  // per batch of the clean pass, when recorded
-  std::map<std::string, Logits> noisy_logits_;
   std::map<size_t, Trajectory> trajectories_;
   std::map<std::string, ExperimentResult> results_;
   std::map<std::string, double> statistics_seconds_;
-  std::map<std::string, InjectionReport> injection_reports_;  // by noise_key()
+  bool compute_units_ = true;
+  std::map<std::string, UnitResult> units_;
+  std::map<std::string, double> loaded_unit_seconds_;  // added units whose time is not yet attributed
+  std::function<void(const std::string&, double, bool)> unit_observer_;
 };
 
 }  // namespace tstar

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 namespace tstar::experiments {
 
 double half_width(const stats::Interval& interval) {
@@ -32,7 +34,8 @@ double top1_rate(const std::vector<stats::LogitNoise>& noise) {
 void add_prompt_statistics(ExperimentSuite& suite, const stats::TemperatureObjective& objective,
                            const stats::TemperatureReport& report, ExperimentResult& result) {
   const auto& settings = suite.settings();
-  const size_t S = settings.seeds.size(), P = suite.prompt_ids().size();
+  const size_t S = settings.seeds.size(), P = settings.prompts.size();
+  const UnitResult& clean = suite.unit(suite.clean_unit());
   const auto boot = stats::cluster_bootstrap(objective, S, P, report.best);
   result.counters["best_T_boot_lo"] = boot.best_T.lo;
   result.counters["best_T_boot_hi"] = boot.best_T.hi;
@@ -71,7 +74,7 @@ void add_prompt_statistics(ExperimentSuite& suite, const stats::TemperatureObjec
   double answered = 0, p_answer_1 = 0, p_answer_best = 0, clean_right = 0, noisy_right = 0;
   for (size_t s = 0; s < S; ++s) {
     for (size_t p = 0; p < P; ++p) {
-      const int64_t answer = suite.answer_ids().at(p);
+      const int64_t answer = unit_int(clean, "answer_ids", static_cast<int64_t>(p));
       if (answer < 0) continue;
       const size_t k = s * P + p;
       answered += 1;
@@ -91,14 +94,46 @@ void add_prompt_statistics(ExperimentSuite& suite, const stats::TemperatureObjec
 }
 
 stats::TemperatureObjective all_pairs_objective(ExperimentSuite& suite, double scale) {
-  const auto& clean = suite.clean_logits();
-  const size_t P = suite.prompt_ids().size();
+  const torch::Tensor& clean = clean_statistics(suite);
+  const size_t P = suite.settings().prompts.size();
   stats::TemperatureObjective objective;
   for (uint64_t seed : suite.settings().seeds) {
-    const auto& noisy = suite.noisy_logits("all", scale, seed);
-    for (size_t p = 0; p < P; ++p) objective.add(clean.statistics[static_cast<int64_t>(p)], noisy.statistics[static_cast<int64_t>(p)]);
+    const torch::Tensor& noisy = unit_tensor(suite.unit(suite.noisy_unit("all", scale, seed)), "statistics");
+    for (size_t p = 0; p < P; ++p) objective.add(clean[static_cast<int64_t>(p)], noisy[static_cast<int64_t>(p)]);
   }
   return objective;
+}
+
+const torch::Tensor& unit_tensor(const UnitResult& unit, const std::string& name) {
+  const auto it = unit.tensors.find(name);
+  if (it == unit.tensors.end()) throw Error(fmt::format("a unit has no tensor '{}'", name));
+  return it->second;
+}
+
+double unit_double(const UnitResult& unit, const std::string& name, int64_t index) {
+  const torch::Tensor& values = unit_tensor(unit, name);
+  if (values.scalar_type() != torch::kDouble || index >= values.numel()) {
+    throw Error(fmt::format("a unit's '{}' holds no double at {}", name, index));
+  }
+  return values.data_ptr<double>()[index];
+}
+
+int64_t unit_int(const UnitResult& unit, const std::string& name, int64_t index) {
+  const torch::Tensor& values = unit_tensor(unit, name);
+  if (values.scalar_type() != torch::kLong || index >= values.numel()) {
+    throw Error(fmt::format("a unit's '{}' holds no integer at {}", name, index));
+  }
+  return values.data_ptr<int64_t>()[index];
+}
+
+std::vector<WorkUnit> seed_units(const ExperimentSuite& suite, const std::string& group, double scale) {
+  std::vector<WorkUnit> units = {suite.clean_unit()};
+  for (uint64_t seed : suite.settings().seeds) units.push_back(suite.noisy_unit(group, scale, seed));
+  return units;
+}
+
+const torch::Tensor& clean_statistics(ExperimentSuite& suite) {
+  return unit_tensor(suite.unit(suite.clean_unit()), "statistics");
 }
 
 }  // namespace tstar::experiments

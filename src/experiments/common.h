@@ -2,6 +2,7 @@
 // statistics and bootstrap of the seeds x prompts grid, and that grid's objective.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "tstar/error.h"
@@ -20,5 +21,14 @@ void add_prompt_statistics(ExperimentSuite& suite, const stats::TemperatureObjec
                            const stats::TemperatureReport& report, ExperimentResult& result);
 // Every (seed, prompt) pair with the whole model noised at `scale`, seed-major: index = s * P + p.
 stats::TemperatureObjective all_pairs_objective(ExperimentSuite& suite, double scale);
+
+// ---- Reading units ----
+// A unit's tensor (throws tstar::Error naming the unit and tensor when absent).
+const torch::Tensor& unit_tensor(const UnitResult& unit, const std::string& name);
+double unit_double(const UnitResult& unit, const std::string& name, int64_t index);
+int64_t unit_int(const UnitResult& unit, const std::string& name, int64_t index);
+// The clean unit and one noisy unit per seed of `group` at `scale`: what an instance over seeds reads.
+std::vector<WorkUnit> seed_units(const ExperimentSuite& suite, const std::string& group, double scale);
+const torch::Tensor& clean_statistics(ExperimentSuite& suite);  // [P, V]
 
 }  // namespace tstar::experiments

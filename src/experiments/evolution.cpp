@@ -43,19 +43,36 @@ std::pair<double, double> beta_interval(const std::vector<stats::TemperatureObje
   return {betas[static_cast<size_t>(0.025 * (kBootstrap - 1))], betas[static_cast<size_t>(0.975 * (kBootstrap - 1) + 0.5)]};
 }
 
+// The noisy model teacher-forced on the clean trajectory of `prompt`: one seed's logits, [steps, V].
+WorkUnit teacher_forced_unit(size_t prompt, double scale, uint64_t seed) {
+  return {fmt::format("evolution/prompt:{}/scale:{}/seed:{}", prompt, scale, seed),
+          [prompt, scale, seed](ExperimentSuite& suite) {
+            const auto& clean = suite.clean_trajectory(prompt);
+            NoiseScope scope(suite.engine("all"), scale, seed);
+            UnitResult out;
+            out.tensors["logits"] = suite.teacher_forced_logits(clean);
+            return out;
+          }};
+}
+
+std::vector<WorkUnit> evolution_units(const ExperimentSuite& suite, size_t prompt, double scale) {
+  std::vector<WorkUnit> units = {suite.trajectory_unit(prompt)};
+  for (uint64_t seed : suite.settings().seeds) units.push_back(teacher_forced_unit(prompt, scale, seed));
+  return units;
+}
+
 ExperimentResult evolution(ExperimentSuite& suite, size_t prompt, double scale) {
   const auto& settings = suite.settings();
-  const auto& clean = suite.clean_trajectory(prompt);
-  const size_t steps = clean.tokens.size();
+  const UnitResult& trajectory = suite.unit(suite.trajectory_unit(prompt));
+  const torch::Tensor& clean_logits = unit_tensor(trajectory, "logits");
+  const torch::Tensor& token_tensor = unit_tensor(trajectory, "tokens");
+  const std::vector<int64_t> tokens(token_tensor.data_ptr<int64_t>(), token_tensor.data_ptr<int64_t>() + token_tensor.numel());
+  const size_t steps = tokens.size();
   std::vector<stats::TemperatureObjective> per_step(steps);  // pairs: one per seed
   for (uint64_t seed : settings.seeds) {
-    torch::Tensor noisy;
-    {
-      NoiseScope scope(suite.engine("all"), scale, seed);
-      noisy = suite.teacher_forced_logits(clean);
-    }
+    const torch::Tensor& noisy = unit_tensor(suite.unit(teacher_forced_unit(prompt, scale, seed)), "logits");
     for (size_t t = 0; t < steps; ++t) {
-      per_step[t].add(clean.logits[static_cast<int64_t>(t)], noisy[static_cast<int64_t>(t)]);
+      per_step[t].add(clean_logits[static_cast<int64_t>(t)], noisy[static_cast<int64_t>(t)]);
     }
   }
   const size_t S = settings.seeds.size();
@@ -81,8 +98,8 @@ ExperimentResult evolution(ExperimentSuite& suite, size_t prompt, double scale) 
   result.counters["alpha_last"] = alpha_t.back();
   result.counters["scale"] = scale;
   result.details = {{"prompt", settings.evolution_prompts[prompt]},
-                    {"tokens", clean.tokens},
-                    {"text", suite.tokenizer().decode(clean.tokens)},
+                    {"tokens", tokens},
+                    {"text", trajectory.meta.at("text")},
                     {"stopped_at_eos", static_cast<int64_t>(steps) < settings.evolution_steps},
                     {"alpha_t", alpha_t},
                     {"best_T_t", best_T_t},
@@ -153,7 +170,8 @@ ExperimentFamily evolution_family() {
         instances.push_back({fmt::format("Evolution/prompt:{}/scale:{}", prompt, format_scale(scale)), "Evolution",
                              {{"prompt", prompt}, {"scale", scale}},
                              [prompt, scale](ExperimentSuite& s) { return evolution(s, prompt, scale); },
-                             [prompt, scale, timing_seed](ExperimentSuite& s) { evolution_cycle(s, prompt, scale, timing_seed); }});
+                             [prompt, scale, timing_seed](ExperimentSuite& s) { evolution_cycle(s, prompt, scale, timing_seed); },
+                             evolution_units(suite, prompt, scale)});
       }
     }
     return instances;

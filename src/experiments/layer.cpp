@@ -8,31 +8,31 @@ namespace {
 ExperimentResult layer(ExperimentSuite& suite, const std::string& group, double scale) {
   const auto& settings = suite.settings();
   const auto p = static_cast<int64_t>(settings.layer_prompt);
-  const auto& clean = suite.clean_logits();
+  const torch::Tensor& clean = clean_statistics(suite);
   stats::TemperatureObjective objective;
   std::vector<double> seed_alpha;
   std::vector<double> model_dtype_alpha;
   for (uint64_t seed : settings.seeds) {
-    const auto& noisy = suite.noisy_logits(group, scale, seed);
-    objective.add(clean.statistics[p], noisy.statistics[p]);
+    const UnitResult& noisy = suite.unit(suite.noisy_unit(group, scale, seed));
+    objective.add(clean[p], unit_tensor(noisy, "statistics")[p]);
     seed_alpha.push_back(objective.noise().back().alpha);
-    model_dtype_alpha.push_back(stats::measure(clean.model_dtype[p], noisy.model_dtype[p]).alpha);
+    model_dtype_alpha.push_back(unit_double(noisy, "model_dtype_alpha", p));
   }
   const auto report = stats::report_temperature(objective, settings.t_lo, settings.t_hi);
-  const auto& injection = suite.injection_report(group, scale, settings.seeds[0]);
+  const UnitResult& injection = suite.unit(suite.noisy_unit(group, scale, settings.seeds[0]));
 
   ExperimentResult result;
   add_temperature_counters(report, result);
   result.counters["alpha_ci95"] = half_width(stats::t_interval(seed_alpha));
   result.counters["alpha_model_logits"] = stats::spread(model_dtype_alpha).mean;
   result.counters["top1_match"] = top1_rate(objective.noise());
-  result.counters["tensors"] = static_cast<double>(injection.tensors.size());
-  result.counters["params"] = static_cast<double>(injection.numel);
-  result.counters["changed_fraction"] = injection.changed_fraction;
-  result.counters["realized_ratio"] = injection.realized_ratio;
+  result.counters["tensors"] = static_cast<double>(unit_int(injection, "injection_counts", 0));
+  result.counters["params"] = static_cast<double>(unit_int(injection, "injection_counts", 1));
+  result.counters["changed_fraction"] = unit_double(injection, "injection", 0);
+  result.counters["realized_ratio"] = unit_double(injection, "injection", 1);
   result.counters["scale"] = scale;
   result.details["seed_alpha"] = seed_alpha;
-  result.details["tensors"] = suite.engine(group).target_names();
+  result.details["tensors"] = injection.meta.at("targets");
   return result;
 }
 
@@ -51,7 +51,8 @@ ExperimentFamily layer_family() {
         instances.push_back({"Layer/" + group + "/scale:" + format_scale(scale), "Layer",
                              {{"group", group}, {"scale", scale}},
                              [group, scale](ExperimentSuite& s) { return layer(s, group, scale); },
-                             [group, scale, timing_seed](ExperimentSuite& s) { s.forward_cycle(group, scale, timing_seed); }});
+                             [group, scale, timing_seed](ExperimentSuite& s) { s.forward_cycle(group, scale, timing_seed); },
+                             seed_units(suite, group, scale)});
       }
     }
     return instances;

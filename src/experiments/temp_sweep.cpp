@@ -31,10 +31,10 @@ ExperimentResult temp_sweep(ExperimentSuite& suite, double scale) {
 // seed's pairs.
 void sweep_cycle(ExperimentSuite& suite, double scale, uint64_t seed) {
   suite.forward_cycle("all", scale, seed);
-  const auto& clean = suite.clean_logits();
-  const auto& noisy = suite.noisy_logits("all", scale, seed);
+  const torch::Tensor& clean = clean_statistics(suite);
+  const torch::Tensor& noisy = unit_tensor(suite.unit(suite.noisy_unit("all", scale, seed)), "statistics");
   stats::TemperatureObjective objective;
-  for (int64_t p = 0; p < clean.statistics.size(0); ++p) objective.add(clean.statistics[p], noisy.statistics[p]);
+  for (int64_t p = 0; p < clean.size(0); ++p) objective.add(clean[p], noisy[p]);
   double total = 0;
   for (double T : stats::notebook_temperature_grid()) total += objective.mean_kl(T) + objective.mean_p_correct(T);
   TSTAR_CHECK(!std::isnan(total));
@@ -53,7 +53,8 @@ ExperimentFamily temp_sweep_family() {
     for (double scale : suite.settings().detail_scales) {
       instances.push_back({"TempSweep/scale:" + format_scale(scale), "TempSweep", {{"scale", scale}},
                            [scale](ExperimentSuite& s) { return temp_sweep(s, scale); },
-                           [scale, timing_seed](ExperimentSuite& s) { sweep_cycle(s, scale, timing_seed); }});
+                           [scale, timing_seed](ExperimentSuite& s) { sweep_cycle(s, scale, timing_seed); },
+                           seed_units(suite, "all", scale)});
     }
     return instances;
   };

@@ -11,20 +11,15 @@ namespace {
 
 ExperimentResult weight_noise(ExperimentSuite& suite, double scale) {
   const auto& settings = suite.settings();
-  const auto& clean = suite.clean_logits();
-  const size_t P = suite.prompt_ids().size(), S = settings.seeds.size();
+  const size_t P = settings.prompts.size(), S = settings.seeds.size();
   const stats::TemperatureObjective objective = all_pairs_objective(suite, scale);  // index = s * P + p
   double changed = 0, realized = 0;
   std::vector<double> model_dtype_alpha;  // alpha on the model-dtype logits, pair by pair
   for (uint64_t seed : settings.seeds) {
-    const auto& noisy = suite.noisy_logits("all", scale, seed);
-    for (size_t p = 0; p < P; ++p) {
-      model_dtype_alpha.push_back(stats::measure(clean.model_dtype[static_cast<int64_t>(p)],
-                                                 noisy.model_dtype[static_cast<int64_t>(p)]).alpha);
-    }
-    const auto& injection = suite.injection_report("all", scale, seed);
-    changed += injection.changed_fraction / static_cast<double>(S);
-    realized += injection.realized_ratio / static_cast<double>(S);
+    const UnitResult& noisy = suite.unit(suite.noisy_unit("all", scale, seed));
+    for (size_t p = 0; p < P; ++p) model_dtype_alpha.push_back(unit_double(noisy, "model_dtype_alpha", static_cast<int64_t>(p)));
+    changed += unit_double(noisy, "injection", 0) / static_cast<double>(S);
+    realized += unit_double(noisy, "injection", 1) / static_cast<double>(S);
   }
   const auto report = stats::report_temperature(objective, settings.t_lo, settings.t_hi);
 
@@ -79,7 +74,8 @@ ExperimentFamily weight_noise_family() {
     for (double scale : suite.settings().scales) {
       instances.push_back({"WeightNoise/scale:" + format_scale(scale), "WeightNoise", {{"scale", scale}},
                            [scale](ExperimentSuite& s) { return weight_noise(s, scale); },
-                           [scale, timing_seed](ExperimentSuite& s) { s.forward_cycle("all", scale, timing_seed); }});
+                           [scale, timing_seed](ExperimentSuite& s) { s.forward_cycle("all", scale, timing_seed); },
+                           seed_units(suite, "all", scale)});
     }
     return instances;
   };
