@@ -5,9 +5,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <regex>
 
 #include "bench_env.h"
+#include "tstar/device_timer.h"
 #include "tstar/provenance.h"
 
 namespace tstar::bench {
@@ -17,22 +19,28 @@ namespace {
 // Publishes the instance's counters; the loop either times cycles of its unit of work or reports
 // its statistics computation's wall time. Library errors become a skipped benchmark
 // with the message (Google Benchmark would otherwise terminate on the exception).
+// On a CUDA device a cycle is timed by CUDA events (its restore is still queued when it returns).
+// A shard only times cycles: tstar merge computes the statistics from every shard's units.
 void run_experiment(benchmark::State& state, ExperimentSuite& suite, const std::string& name, bool cycles,
-                    bool sharded) {
-  if (sharded) {  // a shard times the cycles; tstar merge adds the statistics from every shard's units
-    try {
-      for (auto _ : state) suite.timed_cycle(name);
-    } catch (const std::exception& e) {
-      state.SkipWithError(e.what());
-    }
-    return;
-  }
+                    bool sharded, torch::Device device) {
   try {
+    std::unique_ptr<DeviceTimer> timer;
+    if ((cycles || sharded) && device.is_cuda()) timer = std::make_unique<DeviceTimer>(device);
+    if (sharded) {
+      for (auto _ : state) {
+        if (timer) timer->start();
+        suite.timed_cycle(name);
+        if (timer) state.SetIterationTime(timer->stop());
+      }
+      return;
+    }
     const ExperimentResult& stats = suite.result(name);
     const double statistics_s = suite.statistics_seconds(name);
     for (auto _ : state) {
       if (cycles) {
+        if (timer) timer->start();
         suite.timed_cycle(name);
+        if (timer) state.SetIterationTime(timer->stop());
       } else {
         state.SetIterationTime(statistics_s);
       }
@@ -91,13 +99,14 @@ std::vector<std::string> selected_instances(BenchEnv& env, const std::string& fi
 void register_experiment_benchmarks(BenchEnv& env) {
   ExperimentSuite& suite = env.experiments();
   const bool cycles = env.options().time_cycles;
+  const torch::Device device = env.settings().device;
   for (const ExperimentInstance& instance : suite.instances()) {
     const std::string name = instance.name;
-    auto* benchmark = env.add_benchmark(name, [&env, &suite, name, cycles](benchmark::State& state) {
-      run_experiment(state, suite, name, cycles, env.sharded());
+    auto* benchmark = env.add_benchmark(name, [&env, &suite, name, cycles, device](benchmark::State& state) {
+      run_experiment(state, suite, name, cycles, env.sharded(), device);
     });
     benchmark->Unit(benchmark::kMillisecond);
-    if (cycles) {
+    if (cycles && !device.is_cuda()) {
       benchmark->UseRealTime();
     } else {
       benchmark->UseManualTime();

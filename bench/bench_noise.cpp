@@ -3,16 +3,20 @@
 // runs: tstar_<path>_1thread), and torch's normal_.
 // Inject/<model>/<dtype>/<method> and Restore/<model>/<dtype>/<method>: one noise injection or one
 // restore over the default targets, tstar's engine against the notebook's algorithm ("seed-style").
+// NoiseBandwidth/<model>/<dtype>/<phase>: the engine's inject, restore and inject + restore against a
+// plain copy of the same bytes in the same run, as bytes read + written per second (inject reads the
+// clean copy and writes the live weights; restore copies them back), the ratio that says how close
+// the fused kernel is to the memory's roofline. On a CUDA device all of them are timed by CUDA events.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
-#include <chrono>
 #include <map>
 #include <memory>
 #include <unordered_map>
 
 #include "bench_env.h"
 #include "tstar/curand_host.h"
+#include "tstar/device_timer.h"
 #include "tstar/error.h"
 #include "tstar/noise.h"
 #include "tstar/noise_kernels.h"
@@ -111,6 +115,7 @@ class SeedStyleInjector {
 
 // One engine and one seed-style injector per (model, dtype), built on first use.
 struct Injectors {
+  torch::Device device = torch::kCPU;
   std::unique_ptr<NoiseEngine> engine;
   std::unique_ptr<SeedStyleInjector> seed_style;
   int64_t numel = 0;
@@ -126,6 +131,7 @@ Injectors& injectors_for(InjectorCache& cache, BenchEnv& env, const std::string&
   Model& model = env.model(preset, dtype);
   std::vector<size_t> targets = select_targets(model.parameters(), model.config(), TargetSpec{});
   Injectors injectors;
+  injectors.device = model.device();
   injectors.engine = std::make_unique<NoiseEngine>(model.parameters(), targets, NoiseType{},
                                                    ScaleReference::kTensorStd);
   injectors.seed_style = std::make_unique<SeedStyleInjector>(model.parameters(), targets);
@@ -134,33 +140,67 @@ Injectors& injectors_for(InjectorCache& cache, BenchEnv& env, const std::string&
   return cache.emplace(key, std::move(injectors)).first->second;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // Times inject (timed_inject) or restore (!timed_inject) of one method; the other half runs untimed.
 void inject_restore_benchmark(benchmark::State& state, Injectors& injectors, bool tstar, bool timed_inject) {
   constexpr double kScale = 0.01;
+  DeviceTimer timer(injectors.device);
   uint64_t seed = 0;
   for (auto _ : state) {
     ++seed;
-    auto start = std::chrono::steady_clock::now();
+    timer.start();
     if (tstar) {
       injectors.engine->inject(kScale, seed);
     } else {
       injectors.seed_style->inject(kScale);
     }
-    double inject_s = seconds_since(start);
-    start = std::chrono::steady_clock::now();
+    double inject_s = timer.stop();
+    timer.start();
     if (tstar) {
       injectors.engine->restore();
     } else {
       injectors.seed_style->restore();
     }
-    double restore_s = seconds_since(start);
+    double restore_s = timer.stop();
     state.SetIterationTime(timed_inject ? inject_s : restore_s);
   }
   set_rate_counters(state, "bytes_per_s", static_cast<double>(injectors.bytes));
+  set_rate_counters(state, "params_per_s", static_cast<double>(injectors.numel));
+}
+
+enum class Phase { kInject, kRestore, kInjectRestore, kCopy };
+constexpr std::pair<Phase, const char*> kPhases[] = {
+    {Phase::kInject, "inject"}, {Phase::kRestore, "restore"}, {Phase::kInjectRestore, "inject_restore"}, {Phase::kCopy, "copy"}};
+
+// Bytes read + written by one phase over weights of `bytes` bytes.
+double moved_bytes(Phase phase, double bytes) { return (phase == Phase::kInjectRestore ? 4 : 2) * bytes; }
+
+void bandwidth_benchmark(benchmark::State& state, Injectors& injectors, Phase phase) {
+  constexpr double kScale = 0.01;
+  NoiseEngine& engine = *injectors.engine;
+  DeviceTimer timer(injectors.device);
+  torch::Tensor from, to;  // the copy's buffers: as many bytes as the targets
+  if (phase == Phase::kCopy) {
+    from = torch::ones({injectors.bytes}, torch::TensorOptions().dtype(torch::kByte).device(injectors.device));
+    to = torch::empty_like(from);
+  }
+  uint64_t seed = 0;
+  for (auto _ : state) {
+    ++seed;
+    if (phase == Phase::kRestore) engine.inject(kScale, seed);  // untimed: work queued before start()
+    timer.start();
+    switch (phase) {
+      case Phase::kInject: engine.inject(kScale, seed); break;
+      case Phase::kRestore: engine.restore(); break;
+      case Phase::kInjectRestore:
+        engine.inject(kScale, seed);
+        engine.restore();
+        break;
+      case Phase::kCopy: to.copy_(from); break;
+    }
+    state.SetIterationTime(timer.stop());
+    if (phase == Phase::kInject) engine.restore();
+  }
+  set_rate_counters(state, "bytes_per_s", moved_bytes(phase, static_cast<double>(injectors.bytes)));
   set_rate_counters(state, "params_per_s", static_cast<double>(injectors.numel));
 }
 
@@ -202,6 +242,14 @@ void register_noise_benchmarks(BenchEnv& env) {
             ->Unit(benchmark::kMillisecond)
             ->UseManualTime();
       }
+    }
+    for (const auto& [phase, phase_name] : kPhases) {
+      benchmark::RegisterBenchmark(fmt::format("NoiseBandwidth/{}/{}/{}", preset, dtype_label, phase_name).c_str(),
+                                   [&env, cache, preset, dtype, phase = phase](benchmark::State& state) {
+                                     bandwidth_benchmark(state, injectors_for(*cache, env, preset, dtype), phase);
+                                   })
+          ->Unit(benchmark::kMillisecond)
+          ->UseManualTime();
     }
   }
 }

@@ -42,7 +42,7 @@ PRESETS = {
                                           num_attention_heads=12, num_key_value_heads=2, head_dim=128,
                                           vocab_size=151936, rope_theta=10000.0, tie_word_embeddings=False),
 }
-DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # torch dtype names (fp16: GPU only)
 SEED = 0
 
 

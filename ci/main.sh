@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
-build_dir=${TSTAR_BUILD_DIR:-build}
+default_build_dir=build
+[[ ${TSTAR_TORCH:-debian} == pypi ]] && default_build_dir=build-pypi
+build_dir=${TSTAR_BUILD_DIR:-$default_build_dir}
 python=${TSTAR_PYTHON:-/usr/bin/python3}  # Debian's, which has python3-matplotlib (as ci/smoke.sh)
 mkdir -p results/runs
 run_root=$(mktemp -d results/runs/main.XXXXXX)

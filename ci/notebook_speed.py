@@ -6,13 +6,15 @@ tstar faster = ratio > 1.
 
     ci/notebook_speed.py --python VENV/bin/python [--model DIR] [--dtype fp32|bf16] [--threads N]
     ci/notebook_speed.py --python VENV/bin/python --make-qwen2-0.5b DIR --dtype fp32
+    ci/notebook_speed.py --python VENV/bin/python --make-deepseek-1.5b DIR --device cuda   # on a GPU
 
 The notebook side is a child process (`--child`, internal) running the notebook's code: its imports,
 model and tokenizer load, weight_noise_context / get_logits / compute_statistics, and the cells of
 experiments 1-4 (1: clean baseline logits and the sweep over NOISE_SCALES; 2: the seven layer groups
 at 0.01 on the first prompt; 3: measure_noise_evolution on the three prompts, with its trend fit;
 4: the temperature grid at 0.01). Left out: matplotlib plots and pandas tables (display only), and
-device_map="auto" (CPU only here). The child times each experiment inside; the parent times the
+device_map="auto": --device puts the whole model on the CPU (default) or the GPU (cuda), as
+device_map="auto" does for a model that fits, and bench runs with the same --device. The child times each experiment inside; the parent times the
 whole process, imports included.
 
 The tstar side is one `bench` process: --seeds 1 --compute native --threads N --dtype D with a
@@ -56,15 +58,19 @@ EXPERIMENTS = [("exp1", "WeightNoise", "1: weight noise -> alpha, T*"),
 NOTEBOOK_LAYER_GROUPS = ("all", "attention", "mlp", "lm_head", "early", "middle", "late")
 BENCH_FILTER = (r"^(WeightNoise|Layer/(" + "|".join(NOTEBOOK_LAYER_GROUPS) + r")|Evolution|TempSweep)/")
 
-# Qwen2.5-0.5B's shape (random weights).
+# Shapes of the random-weight checkpoints --make-* writes.
 QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, rope_theta=1e6,
                  rms_norm_eps=1e-6, max_position_embeddings=32768)
+DEEPSEEK_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                    num_key_value_heads=2, head_dim=128, vocab_size=151936, tie_word_embeddings=False,
+                    rope_theta=10000.0, rms_norm_eps=1e-6, max_position_embeddings=131072)
+SHAPES = {"qwen2.5-0.5b": QWEN2_05B, "deepseek-r1-distill-qwen-1.5b": DEEPSEEK_15B}
 
 
 # ============================================================================ child: the notebook
 
-def child_notebook(model_dir, dtype_name, threads):
+def child_notebook(model_dir, dtype_name, threads, device="cpu"):
     """The notebook's cells (In [1] .. experiment 4), as written, minus plots and pandas."""
     t_start = time.perf_counter()
     times = {}
@@ -92,6 +98,7 @@ def child_notebook(model_dir, dtype_name, threads):
         model = AutoModelForCausalLM.from_pretrained(MODEL_NAME, dtype=dtype, attn_implementation="eager")
     except TypeError:   # transformers < 4.56 names it torch_dtype
         model = AutoModelForCausalLM.from_pretrained(MODEL_NAME, torch_dtype=dtype, attn_implementation="eager")
+    model = model.to(device)
     times["load"] = time.perf_counter() - t
 
     # ---- Core Functions
@@ -303,16 +310,19 @@ def child_notebook(model_dir, dtype_name, threads):
         "alpha_at_0.01": next(r['alpha'] for r in results if r['weight_noise'] == 0.01)}), flush=True)
 
 
-def child_make_qwen(directory):
+def child_make_qwen(directory, shape="qwen2.5-0.5b", device="cpu"):
     try:
         import torch
         import transformers
     except ImportError as e:
         print(MISSING_MARK + (e.name or "torch/transformers"), file=sys.stderr)
         sys.exit(MISSING_STATUS)
-    config = transformers.Qwen2Config(**QWEN2_05B)
+    config = transformers.Qwen2Config(**SHAPES[shape])
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    with torch.device(device):   # a GPU draws 1.8 G random weights in a moment
+        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    if shape != "qwen2.5-0.5b":
+        model = model.to(torch.bfloat16)   # the checkpoint's own dtype, as the published one
     model.save_pretrained(directory, safe_serialization=True)
     print(f"wrote {directory}: {sum(p.numel() for p in model.parameters()):,} parameters", file=sys.stderr)
 
@@ -364,7 +374,7 @@ def run_child(args, child_args, named):
 
 def run_notebook(args, named):
     done, wall = run_child(args, ["notebook", "--model", str(args.model), "--dtype", args.dtype,
-                                  "--threads", str(args.threads)], named)
+                                  "--threads", str(args.threads), "--device", args.device], named)
     if args.verbose:
         sys.stderr.write(done.stdout)
     line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith(RESULT_MARK)), None)
@@ -379,7 +389,8 @@ def run_bench(args):
     with tempfile.TemporaryDirectory(prefix="notebook_speed_") as tmp:
         out = os.path.join(tmp, "benchmark.json")
         cmd = [str(args.bench), "--model", str(args.model), "--dtype", args.dtype, "--seeds", "1",
-               "--compute", "native", "--threads", str(args.threads), "--results", os.path.join(tmp, "runs"),
+               "--compute", "native", "--threads", str(args.threads), "--device", args.device,
+               "--results", os.path.join(tmp, "runs"),
                f"--benchmark_filter={BENCH_FILTER}", f"--benchmark_out={out}", "--benchmark_out_format=json",
                *args.bench_arg]
         start = time.perf_counter()
@@ -422,12 +433,12 @@ def cpu_model():
     return None
 
 
-def make_qwen(args, named):
-    directory = Path(args.make_qwen2_05b)
+def make_qwen(args, named, directory, shape):
+    directory = Path(directory)
     if not (directory / "config.json").exists():
         directory.mkdir(parents=True, exist_ok=True)
-        print(f"creating a random-weight Qwen2.5-0.5B-shape checkpoint in {directory} ...", file=sys.stderr)
-        run_child(args, ["make-qwen", str(directory)], named)
+        print(f"creating a random-weight {shape}-shape checkpoint in {directory} ...", file=sys.stderr)
+        run_child(args, ["make-qwen", str(directory), "--shape", shape, "--device", args.device], named)
     if not (directory / "tokenizer.json").exists():
         tokenizer = Path(args.tokenizer) if args.tokenizer else QWEN_TOKENIZER
         if not (tokenizer / "tokenizer.json").exists():
@@ -467,8 +478,12 @@ def main():
     parser.add_argument("--make-qwen2-0.5b", dest="make_qwen2_05b", metavar="DIR",
                         help="create (if absent) a random-weight Qwen2.5-0.5B-shape checkpoint in DIR with "
                              "transformers, and use it as --model")
+    parser.add_argument("--make-deepseek-1.5b", dest="make_deepseek_15b", metavar="DIR",
+                        help="the same with DeepSeek-R1-Distill-Qwen-1.5B's shape (bf16, 3.5 GB)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where both sides compute (default: cpu)")
     parser.add_argument("--tokenizer", metavar="DIR",
-                        help=f"tokenizer for --make-qwen2-0.5b (default: {QWEN_TOKENIZER})")
+                        help=f"tokenizer for --make-qwen2-0.5b and --make-deepseek-1.5b (default: {QWEN_TOKENIZER})")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16",
                         help="weight dtype, both sides (default: bf16, as the notebook)")
     parser.add_argument("--threads", type=int, default=1, help="compute threads, both sides (default: 1)")
@@ -492,26 +507,30 @@ def main():
         child.add_argument("--model")
         child.add_argument("--dtype")
         child.add_argument("--threads", type=int)
+        child.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-0.5b")
+        child.add_argument("--device", default="cpu")
         c = child.parse_args(args.child)
         if c.what == "make-qwen":
-            child_make_qwen(c.directory)
+            child_make_qwen(c.directory, c.shape, c.device)
         else:
-            child_notebook(c.model, c.dtype, c.threads)
+            child_notebook(c.model, c.dtype, c.threads, c.device)
         return
 
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    if args.make_qwen2_05b and args.model:
-        parser.error("give --model or --make-qwen2-0.5b, not both")
+    if sum(bool(x) for x in (args.make_qwen2_05b, args.make_deepseek_15b, args.model)) > 1:
+        parser.error("give --model, --make-qwen2-0.5b or --make-deepseek-1.5b, not both")
     named = bool(args.python)
     args.python = args.python or sys.executable
     args.python = check_python(args.python)
     if not (os.path.isfile(args.bench) and os.access(args.bench, os.X_OK)):
         fail(f"{args.bench}: no bench binary (build it, or give --bench PATH or ${BENCH_VARIABLE})")
     if args.make_qwen2_05b:
-        args.model = make_qwen(args, named)
+        args.model = make_qwen(args, named, args.make_qwen2_05b, "qwen2.5-0.5b")
+    if args.make_deepseek_15b:
+        args.model = make_qwen(args, named, args.make_deepseek_15b, "deepseek-r1-distill-qwen-1.5b")
     args.model = (args.model or DEFAULT_MODEL).resolve()
     if not (args.model / "config.json").exists():
         fail(f"{args.model}: no config.json (an HF checkpoint directory is needed)")
@@ -522,14 +541,15 @@ def main():
         bench_runs.append(run_bench(args))
     nb, ts = best_of(notebook_runs), best_of(bench_runs)
 
-    print(f"model {args.model}, {args.dtype}, {args.threads} thread(s), CPU {cpu_model()}; notebook: torch "
+    print(f"model {args.model}, {args.dtype}, {args.device}, {args.threads} thread(s), CPU {cpu_model()}; notebook: torch "
           f"{nb['torch']}, transformers {nb['transformers']}, eager; tstar: bench --compute native --seeds 1"
           + (f"; best of {args.repeats}" if args.repeats > 1 else ""))
     print(table(nb, ts))
     exp_nb = sum(nb["times"][k] for k, _, _ in EXPERIMENTS)
     exp_ts = sum(ts["times"][k] for k, _, _ in EXPERIMENTS)
     summary = {
-        "model": str(args.model), "dtype": args.dtype, "threads": args.threads, "cpu": cpu_model(),
+        "model": str(args.model), "dtype": args.dtype, "device": args.device, "threads": args.threads,
+        "cpu": cpu_model(),
         "repeats": args.repeats,
         "notebook": {"process_wall_s": nb["process_wall_s"], **nb["times"], "torch": nb["torch"],
                      "transformers": nb["transformers"], "python": args.python},

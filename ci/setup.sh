@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # Installs (idempotently) the Debian packages tstar builds with, then configures and builds it in
-# Release under ./build. Safe to run repeatedly; apt is only touched when something is missing.
+# Release. Safe to run repeatedly; apt and pip are only touched when something is missing.
+#
+# TSTAR_TORCH picks the libtorch:
+#   debian (default)  Debian's libtorch 1.13 (CPU only), build dir ./build. What CI uses.
+#   pypi              the PyPI torch wheel's libtorch 2.x (with CUDA on Linux x86-64), build dir
+#                     ./build-pypi: the build for GPUs (the noise engine's CUDA kernel, --device cuda).
+#                     Its torch comes from TSTAR_TORCH_PYTHON (an interpreter that has torch, e.g. a
+#                     GPU machine's), else from a venv in ./.venv-torch, pip-installed here (setup
+#                     is the only step that downloads; TSTAR_TORCH_SPEC, default "torch", pins it).
+# TSTAR_BUILD_DIR overrides the build dir, TSTAR_CMAKE_ARGS adds CMake arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+torch_source=${TSTAR_TORCH:-debian}
+case "$torch_source" in
+  debian|pypi) ;;
+  *) echo "ci/setup.sh: TSTAR_TORCH='$torch_source' (expected debian or pypi)" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake ninja-build pkg-config git ccache
@@ -17,6 +31,7 @@ packages=(
   chromium                # headless screenshot test of ci/dashboard's page
   slurmctld slurmd slurm-client munge   # the Slurm test: a single-node cluster on localhost
 )
+[[ $torch_source == pypi && -z ${TSTAR_TORCH_PYTHON:-} ]] && packages+=(python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,9 +50,28 @@ if [[ ! -e "$cuda_root/include/curand.h" ]]; then
   exit 1
 fi
 
-build_dir=${TSTAR_BUILD_DIR:-build}
+torch_args=()
+if [[ $torch_source == pypi ]]; then
+  python=${TSTAR_TORCH_PYTHON:-}
+  if [[ -z $python ]]; then
+    python=.venv-torch/bin/python
+    [[ -x $python ]] || python3 -m venv .venv-torch
+    if ! "$python" -c 'import torch' 2>/dev/null; then
+      echo "ci/setup.sh: pip-installing ${TSTAR_TORCH_SPEC:-torch} into .venv-torch"
+      "$python" -m pip install --quiet "${TSTAR_TORCH_SPEC:-torch}"
+    fi
+  fi
+  # The torch root, not its share/cmake: TorchConfig would otherwise find /usr/lib's libtorch first.
+  torch_root=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  echo "ci/setup.sh: libtorch of $("$python" -c 'import torch; print(torch.__version__)') at $torch_root"
+  torch_args=(-DCMAKE_PREFIX_PATH="$torch_root" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}")
+fi
+
+default_build_dir=build
+[[ $torch_source == pypi ]] && default_build_dir=build-pypi
+build_dir=${TSTAR_BUILD_DIR:-$default_build_dir}
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCUDAToolkit_ROOT="$cuda_root" "${launcher[@]}" \
-  ${TSTAR_CMAKE_ARGS:-}
+  "${torch_args[@]}" ${TSTAR_CMAKE_ARGS:-}
 cmake --build "$build_dir" -j "$(nproc)"

@@ -93,6 +93,8 @@ std::vector<std::pair<std::string, std::string>> pinned_environment(ComputeProfi
       {"OPENBLAS_CORETYPE", "Haswell"},    // OpenBLAS's kernel set (read when the library loads)
       {"OMP_NUM_THREADS", "1"},            // OpenMP pool of libtorch and OpenBLAS (read at load)
       {"OPENBLAS_NUM_THREADS", "1"},
+      {"MKL_CBWR", "AVX2"},                // MKL's code path, where libtorch's BLAS is MKL (PyPI's torch)
+      {"MKL_NUM_THREADS", "1"},
       {"ONEDNN_MAX_CPU_ISA", "AVX2"},      // oneDNN is switched off in-process; this caps it anyway
       {"DNNL_MAX_CPU_ISA", "AVX2"},
       {noise_kernels::kIsaVariable, "avx2"},  // tstar's own kernels

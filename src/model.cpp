@@ -317,9 +317,10 @@ torch::Tensor Model::rms_norm(const torch::Tensor& x, size_t weight) const {
 namespace {
 
 // bf16 products through fp32 BLAS (widened operands, one rounding to bf16) where
-// bf16_matmul_path() says so (compute_profile.h); else libtorch's own bf16 kernels.
+// bf16_matmul_path() says so (compute_profile.h); else libtorch's own bf16 kernels. The paths are
+// CPU choices: on a GPU, cuBLAS's bf16 GEMM (as HF).
 bool widen_bf16(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kBFloat16 && bf16_matmul_path() == Bf16Matmul::kFp32Gemm;
+  return x.is_cpu() && x.scalar_type() == torch::kBFloat16 && bf16_matmul_path() == Bf16Matmul::kFp32Gemm;
 }
 
 torch::Tensor widened(const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; }

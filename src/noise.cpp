@@ -1,4 +1,5 @@
-// Noise specs, targeting, and the CPU noise engine (see noise.h for the design).
+// Noise specs, targeting, and the noise engine (see noise.h for the design); its CUDA side is in
+// noise_device.cpp.
 #include "tstar/noise.h"
 
 #include <torch/csrc/autograd/variable.h>
@@ -18,6 +19,7 @@
 
 #include "tstar/error.h"
 #include "tstar/noise_kernels.h"
+#include "noise_device.h"
 
 namespace tstar {
 namespace {
@@ -440,16 +442,15 @@ NoiseEngine::NoiseEngine(ParameterMap& params, std::vector<size_t> targets, Nois
     Target t;
     t.name = params.name(index);
     t.live = params.tensor(index);
-    auto dtype = t.live.scalar_type();
-    if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf)
-      throw Error(fmt::format("noise: tensor {} has dtype {}; fp32, bf16 and fp16 are supported", t.name,
-                              c10::toString(dtype)));
-    if (!t.live.device().is_cpu() || !t.live.is_contiguous())
-      throw Error("noise: tensor " + t.name + " must be a contiguous CPU tensor");
+    t.on_cuda = noise_device::backend_for(t.name, t.live.device(), t.live.scalar_type(), t.live.is_contiguous()) ==
+                noise_device::Backend::kCuda;
     t.name_hash = philox::fnv1a64(t.name.data(), t.name.size());
-    t.clean = t.live.clone();
+    t.clean = t.live.clone();  // on the tensor's own device: restore is a device-to-device copy
+    // The statistics from a host copy on the same code as the CPU's: the same multipliers, so the
+    // same noised bits, on every device.
+    const torch::Tensor host_clean = t.on_cuda ? t.clean.to(torch::kCPU) : t.clean;
     int64_t numel = t.live.numel();
-    Sums s = tensor_sums(t.clean, numel);
+    Sums s = tensor_sums(host_clean, numel);
     t.tensor_std = unbiased_std(s.sum_sq_dev, numel);
     t.abs_max = s.abs_max;
     t.rms = numel ? std::sqrt(s.sum_sq / numel) : 0.0;
@@ -460,11 +461,16 @@ NoiseEngine::NoiseEngine(ParameterMap& params, std::vector<size_t> targets, Nois
       at::parallel_for(0, t.rows, 16, [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; ++r) {
           int64_t begin = r * t.row_length;
-          double mean = range_sums(t.clean, begin, t.row_length, 0, true).sum / std::max<int64_t>(1, t.row_length);
-          t.row_std[r] = unbiased_std(range_sums(t.clean, begin, t.row_length, mean, false).sum_sq_dev, t.row_length);
+          double mean = range_sums(host_clean, begin, t.row_length, 0, true).sum / std::max<int64_t>(1, t.row_length);
+          t.row_std[r] = unbiased_std(range_sums(host_clean, begin, t.row_length, mean, false).sum_sq_dev, t.row_length);
         }
       });
     }
+    if (t.on_cuda && !device_tallies_)
+      device_tallies_ = std::make_shared<noise_device::DeviceTallies>(t.live.device(), targets.size());
+    if (t.on_cuda && device_tallies_->device() != t.live.device())
+      throw Error(fmt::format("noise: tensor {} is on {}, other targets on {}; one engine runs on one CUDA device",
+                              t.name, t.live.device().str(), device_tallies_->device().str()));
     targets_.push_back(std::move(t));
   }
 }
@@ -504,6 +510,40 @@ double NoiseEngine::requested_std(const Target& t, double scale) const {
   return scale * std::sqrt(sum_sq / std::max<int64_t>(1, t.rows));
 }
 
+float NoiseEngine::row_multiplier(const Target& t, double scale, int64_t row) const {
+  return static_cast<float>(type_.mode == noise_kernels::Mode::kMultiplicative ? scale
+                                                                              : scale * reference_value(t, row));
+}
+
+bool NoiseEngine::per_row() const {
+  return reference_ == ScaleReference::kRowStd && type_.mode == noise_kernels::Mode::kAdditive;
+}
+
+void NoiseEngine::launch_cuda(const Target& t, double scale, uint64_t stream_seed, size_t slot) {
+  noise_device::KernelPass pass;
+  pass.stream_seed = stream_seed;
+  pass.kind = type_.distribution;
+  pass.mode = type_.mode;
+  pass.mult = row_multiplier(t, scale, 0);
+  if (per_row()) {
+    pass.row_mult.resize(t.rows);
+    for (int64_t r = 0; r < t.rows; ++r) pass.row_mult[r] = row_multiplier(t, scale, r);
+    pass.row_length = t.row_length;
+  }
+  device_tallies_->launch(t.name, t.clean, t.live, pass, slot);
+  mark_written(t.live);
+}
+
+TensorNoiseReport NoiseEngine::tensor_report(const Target& t, double scale, const noise_kernels::ApplyStats& tally) const {
+  TensorNoiseReport report;
+  report.name = t.name;
+  report.numel = t.live.numel();
+  report.changed = tally.changed;
+  report.realized_std = report.numel ? std::sqrt(tally.sum_sq / report.numel) : 0.0;
+  report.requested_std = requested_std(t, scale);
+  return report;
+}
+
 TensorNoiseReport NoiseEngine::inject_one(const Target& t, double scale, uint64_t stream_seed) const {
   const int64_t numel = t.live.numel();
   const philox::Kind kind = type_.distribution;
@@ -524,17 +564,15 @@ TensorNoiseReport NoiseEngine::inject_one(const Target& t, double scale, uint64_
     return noise_kernels::apply_f32(static_cast<const float*>(c), static_cast<float*>(l), z, count, mult, mode);
   };
   // Multiplier of a row: s * ref, or s for multiplicative noise (which scales by each w itself).
-  auto row_mult = [&](int64_t row) {
-    return static_cast<float>(mode == noise_kernels::Mode::kMultiplicative ? scale : scale * reference_value(t, row));
-  };
-  bool per_row = reference_ == ScaleReference::kRowStd && mode == noise_kernels::Mode::kAdditive;
+  auto row_mult = [&](int64_t row) { return row_multiplier(t, scale, row); };
+  const bool by_row = per_row();
 
   at::parallel_for(0, num_chunks(numel), 1, [&](int64_t b, int64_t e) {
     std::vector<float> z(kChunk);
     for (int64_t c = b; c < e; ++c) {
       int64_t begin = c * kChunk, count = std::min(kChunk, numel - begin);
       noise_kernels::generate(kind, stream_seed, begin, count, z.data());
-      if (!per_row) {
+      if (!by_row) {
         partial[c] = apply(begin, count, z.data(), row_mult(0));
         continue;
       }
@@ -550,17 +588,12 @@ TensorNoiseReport NoiseEngine::inject_one(const Target& t, double scale, uint64_
     }
   });
   mark_written(t.live);
-  TensorNoiseReport report;
-  report.name = t.name;
-  report.numel = numel;
-  double sum_sq = 0;
+  noise_kernels::ApplyStats total;
   for (const auto& p : partial) {
-    report.changed += p.changed;
-    sum_sq += p.sum_sq;
+    total.changed += p.changed;
+    total.sum_sq += p.sum_sq;
   }
-  report.realized_std = numel ? std::sqrt(sum_sq / numel) : 0.0;
-  report.requested_std = requested_std(t, scale);
-  return report;
+  return tensor_report(t, scale, total);
 }
 
 InjectionReport NoiseEngine::inject(double scale, uint64_t seed) {
@@ -569,11 +602,23 @@ InjectionReport NoiseEngine::inject(double scale, uint64_t seed) {
   report.spec = NoiseSpec{type_, reference_, scale, seed};
   const uint64_t seed_mix = philox::splitmix64(seed);
   try {
+    std::vector<size_t> on_cuda;  // indices into report.tensors, filled from the device tallies below
     for (size_t i = 0; i < targets_.size(); ++i) {
       injected_ = true;  // from here on the live weights may differ from the clean ones
       const Target& t = targets_[i];
-      report.tensors.push_back(inject_one(t, scale, philox::splitmix64(seed_mix ^ t.name_hash)));
+      const uint64_t stream_seed = philox::splitmix64(seed_mix ^ t.name_hash);
+      if (t.on_cuda) {
+        launch_cuda(t, scale, stream_seed, i);  // asynchronous; tallied below
+        on_cuda.push_back(i);
+        report.tensors.emplace_back();
+      } else {
+        report.tensors.push_back(inject_one(t, scale, stream_seed));
+      }
       if (after_tensor_) after_tensor_(i);
+    }
+    if (!on_cuda.empty()) {
+      const auto tallies = device_tallies_->read();  // the one synchronisation of a device injection
+      for (size_t i : on_cuda) report.tensors[i] = tensor_report(targets_[i], scale, tallies[i]);
     }
   } catch (...) {
     restore();
@@ -594,6 +639,10 @@ InjectionReport NoiseEngine::inject(double scale, uint64_t seed) {
 void NoiseEngine::restore() {
   if (!injected_) return;
   for (const auto& t : targets_) {
+    if (t.on_cuda) {
+      t.live.copy_(t.clean);  // device to device, on the current stream (ordered after the injection)
+      continue;
+    }
     const int64_t bytes = static_cast<int64_t>(t.clean.nbytes());
     const int64_t chunk_bytes = kChunk * static_cast<int64_t>(t.clean.element_size());
     char* dst = static_cast<char*>(t.live.data_ptr());

@@ -13,7 +13,7 @@
 
 namespace tstar::noise_cuda {
 
-enum class DType { kFloat32, kBFloat16 };
+enum class DType { kFloat32, kBFloat16, kFloat16 };
 
 struct FusedArgs {
   DType dtype = DType::kBFloat16;
@@ -26,12 +26,26 @@ struct FusedArgs {
   const float* row_mult = nullptr;  // device, per-row multipliers (row_std); overrides mult
   int64_t row_length = 1;
   bool multiplicative = false;
-  unsigned long long* changed = nullptr;  // device accumulators (added to), may be null
-  double* sum_sq = nullptr;               // sum of (rounded - clean)^2; float atomics: last bits vary
+  // Per CUDA block of the launch (fused_grid(numel) entries each, overwritten), or null: elements
+  // whose value changed and the sum of (rounded - clean)^2, each block's in a fixed order, so
+  // reduce_partials() gives the same totals on every run.
+  unsigned long long* block_changed = nullptr;
+  double* block_sum_sq = nullptr;
 };
 
-// live = round(clean + delta) in one pass; see noise_kernels.h for the per-element formula.
+// CUDA blocks of launch_fused_noise for a tensor of numel elements: a function of numel alone (not of
+// the device), so the partial sums and their reduction order are too.
+int fused_grid(int64_t numel);
+
+// live = round(clean + delta) in one pass; see noise_kernels.h for the per-element formula. Each
+// thread takes whole Philox blocks (4 normals per call, grid-stride, two blocks in flight), with
+// 8-byte (16-bit dtypes) or 16-byte (fp32) loads and stores where both pointers allow them.
 cudaError_t launch_fused_noise(const FusedArgs& args, cudaStream_t stream = nullptr);
+
+// changed_out[0] / sum_sq_out[0] := the sums of `count` block partials in block order (one CUDA block,
+// fixed reduction tree), on `stream`.
+cudaError_t reduce_partials(const unsigned long long* block_changed, const double* block_sum_sq, int count,
+                            unsigned long long* changed_out, double* sum_sq_out, cudaStream_t stream = nullptr);
 
 // Stream elements [first, first + count) on the device, for checks against libcurand:
 // curand_init(seed, (n >> 2) & 65535, 4 * (n >> 18)) + curand4 (uint32) or curand_normal4 (cuRAND's

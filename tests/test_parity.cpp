@@ -100,6 +100,22 @@ TEST_P(Parity, Fp32GreedyDecodeWithCache) {
   }
 }
 
+// Greedy tokens must agree with HF's bf16 ones wherever HF's top-2 margin exceeds what two logits
+// within tolerance can overturn; after the first such near-tie the trajectories may legitimately
+// part, so comparison stops there.
+void expect_bf16_greedy_tokens(const Model& model, const Golden& golden, float tolerance, const std::string& label) {
+  const auto expected_ids = golden.meta.at("greedy_ids_bf16").get<std::vector<std::vector<int64_t>>>();
+  const auto margins = golden.meta.at("greedy_top2_margin_bf16").get<std::vector<std::vector<double>>>();
+  const auto generated = model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>());
+  int compared = 0;
+  for (size_t b = 0; b < expected_ids.size(); ++b) {
+    for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * tolerance; ++k, ++compared) {
+      EXPECT_EQ(generated[b][k], expected_ids[b][k]) << label << ", prompt " << b << " step " << k;
+    }
+  }
+  EXPECT_GT(compared, 4) << label;  // the check must not pass vacuously
+}
+
 // Every bf16 matmul path this machine can take (compute_profile.h) against HF's bf16 goldens.
 std::vector<std::string> bf16_matmul_paths() {
   std::vector<std::string> paths = {"fp32_gemm", "libtorch"};
@@ -115,8 +131,6 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokensOnEveryMatmulPath) {
   Model model = Model::load(dir(), bf16);
   torch::Tensor expected = golden.get("last_logits_bf16");
   const float tolerance = bf16_tolerance(expected);
-  const auto expected_ids = golden.meta.at("greedy_ids_bf16").get<std::vector<std::vector<int64_t>>>();
-  const auto margins = golden.meta.at("greedy_top2_margin_bf16").get<std::vector<std::vector<double>>>();
   for (const std::string& path : bf16_matmul_paths()) {
     setenv(kBf16MatmulVariable, path.c_str(), 1);
     ASSERT_STREQ(bf16_matmul_name(bf16_matmul_path()), path.c_str());
@@ -126,19 +140,36 @@ TEST_P(Parity, Bf16LastLogitsAndGreedyTokensOnEveryMatmulPath) {
                 tolerance) << path << ", prompt " << b;
       EXPECT_LT(max_abs_diff(batched[static_cast<int64_t>(b)], expected[static_cast<int64_t>(b)]), tolerance) << path;
     }
-    // Greedy tokens must agree wherever HF's top-2 margin exceeds what two logits within tolerance
-    // can overturn; after the first such near-tie the trajectories may legitimately part, so
-    // comparison stops there.
-    const auto generated = model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>());
-    int compared = 0;
-    for (size_t b = 0; b < expected_ids.size(); ++b) {
-      for (size_t k = 0; k < expected_ids[b].size() && margins[b][k] > 2 * tolerance; ++k, ++compared) {
-        EXPECT_EQ(generated[b][k], expected_ids[b][k]) << path << ", prompt " << b << " step " << k;
-      }
-    }
-    EXPECT_GT(compared, 4) << path;  // the check must not pass vacuously
+    expect_bf16_greedy_tokens(model, golden, tolerance, path);
   }
   unsetenv(kBf16MatmulVariable);
+}
+
+// On a GPU (a libtorch with CUDA and a visible device): the same goldens through cuBLAS, fp32 and
+// bf16, with the CPU's tolerances, and the greedy tokens.
+TEST_P(Parity, CudaFp32AndBf16LastLogitsAndGreedyTokens) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to libtorch (a CPU-only libtorch or no GPU)";
+  Golden golden = load_golden(dir());
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    const bool fp32 = dtype == torch::kFloat;
+    LoadOptions options;
+    options.dtype = dtype;
+    options.device = torch::Device(torch::kCUDA, 0);
+    Model model = Model::load(dir(), options);
+    torch::Tensor expected = golden.get(fp32 ? "last_logits_fp32" : "last_logits_bf16");
+    const float tolerance = fp32 ? fp32_tolerance(expected) : bf16_tolerance(expected);
+    torch::Tensor batched = model.last_logits(golden.prompts).to(torch::kCPU);
+    for (size_t b = 0; b < golden.prompts.size(); ++b) {
+      const int64_t i = static_cast<int64_t>(b);
+      EXPECT_LT(max_abs_diff(batched[i], expected[i]), tolerance) << (fp32 ? "fp32" : "bf16") << ", prompt " << b;
+    }
+    if (fp32) {
+      EXPECT_EQ(model.generate_greedy(golden.prompts, golden.meta.at("greedy_steps").get<int64_t>()),
+                golden.meta.at("greedy_ids_fp32").get<std::vector<std::vector<int64_t>>>());
+    } else {
+      expect_bf16_greedy_tokens(model, golden, tolerance, "cuda");
+    }
+  }
 }
 
 // tstar-counting is the embedded default model that `tstar train` made (fixtures/embedded/make_golden.py).

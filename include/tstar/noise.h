@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@
 #include "tstar/philox.h"
 
 namespace tstar {
+
+namespace noise_device {
+class DeviceTallies;
+}
 
 // A kind of noise: a unit distribution (philox.h's formulas, unit variance) applied in a mode:
 // additive w + s * ref * z, or multiplicative w * (1 + s * z), which scales each weight by itself
@@ -162,8 +167,10 @@ struct InjectionReport {
 
 class NoiseEngine {
  public:
-  // Copies the targeted tensors once and computes their statistics. Tensors must be contiguous
-  // fp32/bf16/fp16 on the CPU.
+  // Copies the targeted tensors once (on their device) and computes their statistics. Tensors must
+  // be contiguous fp32/bf16/fp16, on the CPU or, in a build with the CUDA engine, on one CUDA device,
+  // where the fused kernel (src/noise_cuda.h) writes the same bits as the CPU and restore is a
+  // device-to-device copy; a device injection synchronises once, to read its realized-noise tallies.
   NoiseEngine(ParameterMap& params, std::vector<size_t> targets, NoiseType type, ScaleReference reference);
   NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type = {},
               ScaleReference reference = ScaleReference::kTensorStd);
@@ -193,8 +200,14 @@ class NoiseEngine {
     int64_t rows = 1, row_length = 0;
     double tensor_std = 0, abs_max = 0, rms = 0;
     std::vector<double> row_std;  // rows entries (row_std reference only)
+    bool on_cuda = false;         // written by the CUDA kernel (noise_device.h), else on the CPU
   };
   TensorNoiseReport inject_one(const Target& target, double scale, uint64_t stream_seed) const;
+  // A CUDA target's pass, asynchronous; its tallies land in slot `slot` of device_tallies_.
+  void launch_cuda(const Target& target, double scale, uint64_t stream_seed, size_t slot);
+  TensorNoiseReport tensor_report(const Target& target, double scale, const noise_kernels::ApplyStats& tally) const;
+  float row_multiplier(const Target& target, double scale, int64_t row) const;  // s * ref(row), or s
+  bool per_row() const;  // row_std reference with additive noise
   double reference_value(const Target& target, int64_t row) const;
   double requested_std(const Target& target, double scale) const;
 
@@ -203,6 +216,8 @@ class NoiseEngine {
   std::vector<Target> targets_;
   bool injected_ = false;
   std::function<void(size_t)> after_tensor_;
+  // The CUDA side's buffers (src/noise_device.h), made when a target is on a CUDA device.
+  std::shared_ptr<noise_device::DeviceTallies> device_tallies_;
 };
 
 // Noise in on construction, out on destruction (also when an exception passes through).

@@ -62,4 +62,39 @@ TSTAR_HD uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
 }
 
+// IEEE half <-> float, round to nearest even, overflow to infinity, NaN to the quiet NaN 0x7E00 (sign
+// kept): what c10::detail::fp16_ieee_{to,from}_fp32_value compute (apply_f16's conversions; checked
+// against them by tests/test_noise_device.cpp), in integer arithmetic so the CUDA kernel computes the
+// same bits without c10.
+TSTAR_HD float fp16_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float
+    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    return philox::bits_float(philox::float_bits(magnitude) | sign);
+  }
+  if (exponent == 31)  // infinity, or a NaN made quiet (c10 converts by a float multiply, which quiets it)
+    return philox::bits_float(sign | 0x7F800000u | (mantissa ? 0x400000u | (mantissa << 13) : 0u));
+  return philox::bits_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+TSTAR_HD uint16_t float_to_fp16(float f) {
+  const uint32_t u = philox::float_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t magnitude = u & 0x7FFFFFFFu;
+  if (magnitude > 0x7F800000u) return sign | 0x7E00u;                  // NaN
+  if (magnitude >= 0x477FF000u) return sign | 0x7C00u;                 // >= 65520: rounds to infinity
+  if (magnitude >= 0x38800000u) {                                      // normal half (>= 2^-14)
+    const uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);
+    return static_cast<uint16_t>(sign | ((rounded - (112u << 23)) >> 13));
+  }
+  if (magnitude < 0x33000000u) return sign;                            // below 2^-25: zero
+  const uint32_t exponent = magnitude >> 23;                           // 102 .. 112: subnormal half
+  const uint32_t significand = (magnitude & 0x7FFFFFu) | 0x800000u;
+  const uint32_t shift = 126u - exponent;                              // to units of 2^-24
+  uint32_t result = significand >> shift;
+  const uint32_t rest = significand & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (rest > half || (rest == half && (result & 1u))) ++result;
+  return static_cast<uint16_t>(sign | result);
+}
+
 }  // namespace tstar::noise_kernels

@@ -3,8 +3,9 @@
 //   2. cuRAND's own device normals (curand_normal4) vs the host API: max |diff| reported; fails only
 //      beyond 1e-4 * max(1, |z|) (the device's __sincosf is less accurate than the host's sinf/cosf)
 //   3. tstar's unit noise on the device == philox.h on the CPU (exact: same float math, -fmad=false)
-//   4. the fused kernel (bf16 and fp32, additive/multiplicative, row multipliers) == the CPU
-//      engine's per-element formula (exact), changed counts equal
+//   4. the fused kernel (bf16, fp16 and fp32; gaussian/uniform/laplace; additive/multiplicative, row
+//      multipliers; vector and scalar paths) == the CPU engine's per-element formula (exact), changed
+//      counts equal, the sum of squares the same bits on a second launch
 //   5. throughput of the fused kernel on 2^28 bf16 weights (informational)
 // Prints one line per check and "noise_cuda_check: PASS" or "FAIL"; exits 1 on any mismatch, 2 when
 // no GPU is usable. Build: nvcc -O3 -std=c++17 -arch=sm_90 -fmad=false -Isrc
@@ -142,69 +143,107 @@ void check_tstar_unit_noise() {
 // CPU reference of the fused update (noise_kernels.h's formula).
 float cpu_update(float c, float m, bool multiplicative, float z) { return c + (multiplicative ? m * c : m) * z; }
 
-void check_fused(noise_cuda::DType dtype, bool multiplicative, bool per_row) {
+const char* dtype_label(noise_cuda::DType dtype) {
+  switch (dtype) {
+    case noise_cuda::DType::kBFloat16: return "bf16";
+    case noise_cuda::DType::kFloat16: return "fp16";
+    case noise_cuda::DType::kFloat32: return "fp32";
+  }
+  return "?";
+}
+
+// The dtype's bits of a float and back (the CPU engine's conversions).
+uint32_t to_bits(noise_cuda::DType dtype, float f) {
+  if (dtype == noise_cuda::DType::kBFloat16) return noise_kernels::float_to_bf16(f);
+  if (dtype == noise_cuda::DType::kFloat16) return noise_kernels::float_to_fp16(f);
+  return philox::float_bits(f);
+}
+float from_bits(noise_cuda::DType dtype, uint32_t b) {
+  if (dtype == noise_cuda::DType::kBFloat16) return noise_kernels::bf16_to_float(static_cast<uint16_t>(b));
+  if (dtype == noise_cuda::DType::kFloat16) return noise_kernels::fp16_to_float(static_cast<uint16_t>(b));
+  return philox::bits_float(b);
+}
+
+struct FusedCase {
+  noise_cuda::DType dtype;
+  philox::Kind kind;
+  bool multiplicative, per_row;
+  int64_t misalign;  // elements the tensors start past an aligned address: 1 takes the scalar path
+};
+
+// The fused kernel against the CPU formula for every element, the changed count against the CPU's,
+// and the sum of squares: the same bits on a second launch (fixed reduction order).
+void check_fused(const FusedCase& fc) {
   const int64_t rows = 321, row_length = 1237, numel = rows * row_length;  // odd sizes
   const uint64_t seed = philox::tensor_seed(7, "model.layers.3.mlp.up_proj.weight", 33);
+  const size_t elem = fc.dtype == noise_cuda::DType::kFloat32 ? 4 : 2;
   std::vector<float> clean_f(numel), row_mult(rows);
-  for (int64_t i = 0; i < numel; ++i) clean_f[i] = 0.02f * std::sin(0.37f * float(i)) + 1e-3f * float(i % 7);
-  for (int64_t r = 0; r < rows; ++r) row_mult[r] = 1e-3f * float(1 + r % 5);
-  const float mult = 5e-4f;
-  const bool bf16 = dtype == noise_cuda::DType::kBFloat16;
-  std::vector<uint16_t> clean_b(numel);
+  std::vector<char> clean_bits(numel * elem);
   for (int64_t i = 0; i < numel; ++i) {
-    clean_b[i] = noise_kernels::float_to_bf16(clean_f[i]);
-    if (bf16) clean_f[i] = noise_kernels::bf16_to_float(clean_b[i]);
+    const uint32_t b = to_bits(fc.dtype, 0.02f * std::sin(0.37f * float(i)) + 1e-3f * float(i % 7));
+    std::memcpy(clean_bits.data() + i * elem, &b, elem);  // little endian: the low bytes
+    clean_f[i] = from_bits(fc.dtype, b);
   }
-  const size_t elem = bf16 ? 2 : 4;
-  DeviceBuffer<char> clean(numel * elem), live(numel * elem);
+  for (int64_t r = 0; r < rows; ++r) row_mult[r] = 1e-3f * float(1 + r % 5);
+  const float mult = fc.multiplicative ? 0.01f : 5e-4f;
+  DeviceBuffer<char> clean((numel + fc.misalign) * elem), live((numel + fc.misalign) * elem);
+  char* clean_ptr = clean.ptr + fc.misalign * elem;
+  char* live_ptr = live.ptr + fc.misalign * elem;
   DeviceBuffer<float> rows_d(rows);
   rows_d.upload(row_mult);
-  CUDA_OK(cudaMemcpy(clean.ptr, bf16 ? static_cast<const void*>(clean_b.data()) : clean_f.data(), numel * elem,
-                     cudaMemcpyHostToDevice));
-  DeviceBuffer<unsigned long long> changed(1);
-  DeviceBuffer<double> sum_sq(1);
-  CUDA_OK(cudaMemset(changed.ptr, 0, sizeof(unsigned long long)));
-  CUDA_OK(cudaMemset(sum_sq.ptr, 0, sizeof(double)));
+  CUDA_OK(cudaMemcpy(clean_ptr, clean_bits.data(), numel * elem, cudaMemcpyHostToDevice));
+  const int grid = noise_cuda::fused_grid(numel);
+  DeviceBuffer<unsigned long long> block_changed(grid), changed(1);
+  DeviceBuffer<double> block_sum_sq(grid), sum_sq(1);
   noise_cuda::FusedArgs a;
-  a.dtype = dtype;
-  a.clean = clean.ptr;
-  a.live = live.ptr;
+  a.dtype = fc.dtype;
+  a.clean = clean_ptr;
+  a.live = live_ptr;
   a.numel = numel;
   a.stream_seed = seed;
+  a.kind = fc.kind;
   a.mult = mult;
-  a.row_mult = per_row ? rows_d.ptr : nullptr;
+  a.row_mult = fc.per_row ? rows_d.ptr : nullptr;
   a.row_length = row_length;
-  a.multiplicative = multiplicative;
-  a.changed = changed.ptr;
-  a.sum_sq = sum_sq.ptr;
-  CUDA_OK(noise_cuda::launch_fused_noise(a));
-  CUDA_OK(cudaDeviceSynchronize());
-  std::vector<char> out = live.download(numel * elem);
+  a.multiplicative = fc.multiplicative;
+  a.block_changed = block_changed.ptr;
+  a.block_sum_sq = block_sum_sq.ptr;
+  double sums[2];
+  unsigned long long device_changed = 0;
+  for (double& total : sums) {
+    CUDA_OK(noise_cuda::launch_fused_noise(a));
+    CUDA_OK(noise_cuda::reduce_partials(block_changed.ptr, block_sum_sq.ptr, grid, changed.ptr, sum_sq.ptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    total = sum_sq.download(1)[0];
+    device_changed = changed.download(1)[0];
+  }
+  std::vector<char> out(numel * elem);
+  CUDA_OK(cudaMemcpy(out.data(), live_ptr, numel * elem, cudaMemcpyDeviceToHost));
   int64_t mismatches = 0, cpu_changed = 0;
+  double cpu_sum_sq = 0;
   for (int64_t i = 0; i < numel; ++i) {
     float z[4];
-    philox::unit_block(philox::Kind::kGaussian, seed, uint64_t(i) >> 2, z);
-    float m = per_row ? row_mult[i / row_length] : mult;
-    float noisy = cpu_update(clean_f[i], m, multiplicative, z[i & 3]);
-    if (bf16) {
-      uint16_t expect = noise_kernels::float_to_bf16(noisy), got;
-      std::memcpy(&got, out.data() + i * 2, 2);
-      mismatches += expect != got;
-      cpu_changed += noise_kernels::bf16_to_float(expect) != clean_f[i];
-    } else {
-      float got;
-      std::memcpy(&got, out.data() + i * 4, 4);
-      mismatches += std::memcmp(&got, &noisy, 4) != 0;
-      cpu_changed += noisy != clean_f[i];
-    }
+    philox::unit_block(fc.kind, seed, uint64_t(i) >> 2, z);
+    float m = fc.per_row ? row_mult[i / row_length] : mult;
+    const uint32_t expect = to_bits(fc.dtype, cpu_update(clean_f[i], m, fc.multiplicative, z[i & 3]));
+    uint32_t got = 0;
+    std::memcpy(&got, out.data() + i * elem, elem);
+    mismatches += expect != got;
+    const float r = from_bits(fc.dtype, expect);
+    cpu_changed += r != clean_f[i];
+    cpu_sum_sq += double(r - clean_f[i]) * double(r - clean_f[i]);
   }
-  unsigned long long device_changed = changed.download(1)[0];
-  char what[96], detail[160];
-  std::snprintf(what, sizeof what, "fused kernel %s %s%s vs CPU formula", bf16 ? "bf16" : "fp32",
-                multiplicative ? "multiplicative" : "additive", per_row ? " row_mult" : "");
-  std::snprintf(detail, sizeof detail, "%lld mismatches of %lld; changed device %llu cpu %lld",
-                (long long)mismatches, (long long)numel, device_changed, (long long)cpu_changed);
-  report(mismatches == 0 && (long long)device_changed == cpu_changed, what, detail);
+  char what[128], detail[200];
+  std::snprintf(what, sizeof what, "fused kernel %s %s %s%s%s vs CPU formula", dtype_label(fc.dtype),
+                fc.kind == philox::Kind::kGaussian ? "gaussian" : fc.kind == philox::Kind::kUniform ? "uniform" : "laplace",
+                fc.multiplicative ? "multiplicative" : "additive", fc.per_row ? " row_mult" : "",
+                fc.misalign ? " unaligned" : "");
+  const bool sums_repeat = std::memcmp(&sums[0], &sums[1], sizeof(double)) == 0;
+  const double rel = std::fabs(sums[0] - cpu_sum_sq) / std::max(1e-300, cpu_sum_sq);
+  std::snprintf(detail, sizeof detail, "%lld mismatches of %lld; changed device %llu cpu %lld; sum_sq repeat %s, rel diff to CPU %.2g",
+                (long long)mismatches, (long long)numel, device_changed, (long long)cpu_changed,
+                sums_repeat ? "bit-equal" : "DIFFERS", rel);
+  report(mismatches == 0 && (long long)device_changed == cpu_changed && sums_repeat && rel < 1e-9, what, detail);
 }
 
 void fused_throughput() {
@@ -220,17 +259,25 @@ void fused_throughput() {
   cudaEvent_t start, stop;
   CUDA_OK(cudaEventCreate(&start));
   CUDA_OK(cudaEventCreate(&stop));
-  CUDA_OK(noise_cuda::launch_fused_noise(a));  // warm-up
   const int reps = 10;
-  CUDA_OK(cudaEventRecord(start));
-  for (int r = 0; r < reps; ++r) CUDA_OK(noise_cuda::launch_fused_noise(a));
-  CUDA_OK(cudaEventRecord(stop));
-  CUDA_OK(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
-  double seconds = ms / 1e3 / reps;
-  std::printf("[INFO] fused kernel bf16 gaussian: %.3f ms per 2^28 weights, %.1f G weights/s, %.0f GB/s (read+write)\n",
-              seconds * 1e3, numel / seconds / 1e9, numel * 4.0 / seconds / 1e9);
+  // Seconds per call of `step`, after one warm-up call.
+  auto time_it = [&](auto step) {
+    step();
+    CUDA_OK(cudaEventRecord(start));
+    for (int r = 0; r < reps; ++r) step();
+    CUDA_OK(cudaEventRecord(stop));
+    CUDA_OK(cudaEventSynchronize(stop));
+    float ms = 0;
+    CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
+    return ms / 1e3 / reps;
+  };
+  const double fused = time_it([&] { CUDA_OK(noise_cuda::launch_fused_noise(a)); });
+  const double copy = time_it([&] { CUDA_OK(cudaMemcpyAsync(live.ptr, clean.ptr, numel * 2, cudaMemcpyDeviceToDevice)); });
+  std::printf("[INFO] fused kernel bf16 gaussian: %.3f ms per 2^28 weights, %.1f G weights/s, %.0f GB/s (read+write); "
+              "device-to-device copy %.0f GB/s; fused/copy %.2f\n",
+              fused * 1e3, numel / fused / 1e9, numel * 4.0 / fused / 1e9, numel * 4.0 / copy / 1e9, copy / fused);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
 }
 
 }  // namespace
@@ -247,10 +294,14 @@ int main() {
   check_uint32();
   check_curand_normals();
   check_tstar_unit_noise();
-  for (auto dtype : {noise_cuda::DType::kBFloat16, noise_cuda::DType::kFloat32}) {
-    check_fused(dtype, false, false);
-    check_fused(dtype, true, false);
-    check_fused(dtype, false, true);
+  using noise_cuda::DType;
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+    for (auto kind : {philox::Kind::kGaussian, philox::Kind::kUniform, philox::Kind::kLaplace})
+      check_fused({dtype, kind, false, false, 0});
+    check_fused({dtype, philox::Kind::kGaussian, true, false, 0});
+    check_fused({dtype, philox::Kind::kGaussian, false, true, 0});
+    check_fused({dtype, philox::Kind::kGaussian, false, false, 1});
+    check_fused({dtype, philox::Kind::kUniform, false, true, 1});
   }
   fused_throughput();
   std::printf("noise_cuda_check: %s (%d failed)\n", failures == 0 ? "PASS" : "FAIL", failures);

@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 binary=${OUT_DIR:-/tmp}/noise_cuda_check
-"$nvcc" -O3 -std=c++17 -arch="${CUDA_ARCH:-sm_90}" -fmad=false -Isrc \
+"$nvcc" -O3 -std=c++17 -arch="${CUDA_ARCH:-sm_90}" -fmad=false -Isrc -Iinclude \
   tests/cuda/noise_cuda_check.cu src/noise_cuda.cu -lcurand -o "$binary"
 "$binary"

@@ -40,7 +40,9 @@ class NotebookSpeedArgumentsTest(OneLineErrors, unittest.TestCase):
     def test_bad_arguments(self):
         for args, words in ((["--threads", "0"], "--threads must be at least 1"),
                             (["--dtype", "fp16"], "invalid choice"),
-                            (["--model", "m", "--make-qwen2-0.5b", "d"], "not both")):
+                            (["--model", "m", "--make-qwen2-0.5b", "d"], "not both"),
+                            (["--make-deepseek-1.5b", "m", "--make-qwen2-0.5b", "d"], "not both"),
+                            (["--device", "tpu"], "invalid choice")):
             done = run(*args, "--bench", FAKE_BENCH)
             self.assertEqual(done.returncode, 2, done.stderr)
             self.assertIn(words, done.stderr)
