@@ -11,10 +11,11 @@
 namespace tstar {
 namespace {
 
-ModelConfig qwen2_shape(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads,
-                        int64_t vocab) {
+// The dimensions every preset states; head_dim is hidden / heads unless a preset overrides it.
+ModelConfig model_shape(const char* architecture, int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads,
+                        int64_t kv_heads, int64_t vocab) {
   ModelConfig c;
-  c.architecture = "Qwen2ForCausalLM";
+  c.architecture = architecture;
   c.hidden_size = hidden;
   c.intermediate_size = intermediate;
   c.num_layers = layers;
@@ -22,6 +23,12 @@ ModelConfig qwen2_shape(int64_t hidden, int64_t intermediate, int64_t layers, in
   c.num_kv_heads = kv_heads;
   c.head_dim = hidden / heads;
   c.vocab_size = vocab;
+  return c;
+}
+
+ModelConfig qwen2_shape(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads,
+                        int64_t vocab) {
+  ModelConfig c = model_shape("Qwen2ForCausalLM", hidden, intermediate, layers, heads, kv_heads, vocab);
   c.rms_norm_eps = 1e-6;
   c.attention_bias = true;  // Qwen2: q/k/v always carry a bias
   return c;
@@ -52,15 +59,7 @@ ModelConfig qwen2_5_0_5b() {
 }
 
 ModelConfig llama3_shape(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.hidden_size = hidden;
-  c.intermediate_size = intermediate;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = kv_heads;
-  c.head_dim = hidden / heads;
-  c.vocab_size = 128256;
+  ModelConfig c = model_shape("LlamaForCausalLM", hidden, intermediate, layers, heads, kv_heads, 128256);
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 500000.0;
   c.rope_scaling = {RopeScaling::Type::kLlama3, /*factor=*/8.0, /*low_freq_factor=*/1.0, /*high_freq_factor=*/4.0,
