@@ -90,10 +90,9 @@ ModelConfig deepseek_r1_distill_llama_8b() {
 // Qwen/Qwen3-0.6B and Qwen/Qwen3-1.7B: config.json (q/k norms, no biases, head_dim 128 whatever the
 // width, tied embeddings).
 ModelConfig qwen3_shape(int64_t hidden, int64_t intermediate) {
-  ModelConfig c = qwen2_shape(hidden, intermediate, 28, 16, 8, 151936);
-  c.architecture = "Qwen3ForCausalLM";
+  ModelConfig c = model_shape("Qwen3ForCausalLM", hidden, intermediate, 28, 16, 8, 151936);
   c.head_dim = 128;
-  c.attention_bias = false;
+  c.rms_norm_eps = 1e-6;
   c.qk_norm = true;
   c.rope_theta = 1000000.0;
   c.tie_word_embeddings = true;
