@@ -1,4 +1,18 @@
-"""Shared assertion of the ci/ tools' error contract: exit status 2 and one line on stderr."""
+"""Shared pieces of the ci/ tools' tests: the error contract (exit status 2 and one line on stderr)
+and running a tool script with a chosen HF interpreter."""
+
+import os
+import subprocess
+import sys
+
+
+def run_with_hf_python(script, *args, python=None, drop_prefixes=("TSTAR_HF_",)):
+    """Runs `script` with this interpreter; TSTAR_HF_PYTHON is `python` (unset when None), and variables
+    with the given prefixes are removed so the caller's environment cannot steer the tool."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(drop_prefixes))}
+    if python is not None:
+        env["TSTAR_HF_PYTHON"] = python
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 class OneLineErrors:

@@ -7,12 +7,11 @@ Run: cd tests/python && TSTAR_SOURCE_DIR=$PWD/../.. /usr/bin/python3 -m unittest
 
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
 
-from one_line_errors import OneLineErrors
+from one_line_errors import OneLineErrors, run_with_hf_python
 
 SOURCE_DIR = os.environ.get("TSTAR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 SCRIPT = os.path.join(SOURCE_DIR, "ci", "hf_speed.py")
@@ -20,10 +19,7 @@ HAS_HF = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
 
 
 def run(*args, python=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TSTAR_HF_")}
-    if python is not None:
-        env["TSTAR_HF_PYTHON"] = python
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120, env=env)
+    return run_with_hf_python(SCRIPT, *args, python=python)
 
 
 class HfSpeedInterpreterTest(OneLineErrors, unittest.TestCase):

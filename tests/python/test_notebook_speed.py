@@ -8,12 +8,11 @@ Run: cd tests/python && TSTAR_SOURCE_DIR=$PWD/../.. /usr/bin/python3 -m unittest
 
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
 
-from one_line_errors import OneLineErrors
+from one_line_errors import OneLineErrors, run_with_hf_python
 
 SOURCE_DIR = os.environ.get("TSTAR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 SCRIPT = os.path.join(SOURCE_DIR, "ci", "notebook_speed.py")
@@ -22,10 +21,7 @@ FAKE_BENCH = "/bin/true"   # passes the executable check; never reached when the
 
 
 def run(*args, python=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TSTAR_HF_", "TSTAR_BENCH"))}
-    if python is not None:
-        env["TSTAR_HF_PYTHON"] = python
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120, env=env)
+    return run_with_hf_python(SCRIPT, *args, python=python, drop_prefixes=("TSTAR_HF_", "TSTAR_BENCH"))
 
 
 class NotebookSpeedArgumentsTest(OneLineErrors, unittest.TestCase):
