@@ -147,26 +147,30 @@ torch::Tensor ids_tensor(const std::vector<int64_t>& values) {
 // Exact: a scale's shortest round-trip spelling, so two scales never share an id.
 std::string unit_scale(double scale) { return fmt::format("{}", scale); }
 
+std::string prompt_suffix(PromptSelection prompt) { return prompt ? fmt::format("/prompt:{}", *prompt) : ""; }
+
 }  // namespace
 
-// Statistics-precision logits of every prompt (the model-dtype ones only feed the noisy units'
-// model-dtype alpha) and each prompt's answer token.
-WorkUnit ExperimentSuite::clean_unit() const {
-  return {"clean", [](ExperimentSuite& suite) {
+// Statistics-precision logits of the selected prompts (the model-dtype ones only feed the noisy
+// units' model-dtype alpha) and every prompt's answer token.
+WorkUnit ExperimentSuite::clean_unit(PromptSelection prompt) const {
+  return {"clean" + prompt_suffix(prompt), [prompt](ExperimentSuite& suite) {
             UnitResult out;
-            out.tensors["statistics"] = suite.clean_logits().statistics;
+            out.tensors["statistics"] = suite.clean_logits(prompt).statistics;
             out.tensors["answer_ids"] = ids_tensor(suite.answer_ids());
             return out;
           }};
 }
 
-// Every prompt with `group` noised at (scale, seed), batched exactly as the clean logits (so the two
-// differ by the noise only, not by a batch shape's summation order), and the injection's report.
-WorkUnit ExperimentSuite::noisy_unit(const std::string& group, double scale, uint64_t seed) const {
-  return {fmt::format("noisy/{}/scale:{}/seed:{}", group, unit_scale(scale), seed),
-          [group, scale, seed](ExperimentSuite& suite) {
+// The selected prompts with `group` noised at (scale, seed), batched exactly as their clean logits
+// (so the two differ by the noise only, not by a batch shape's summation order), and the
+// injection's report.
+WorkUnit ExperimentSuite::noisy_unit(const std::string& group, double scale, uint64_t seed,
+                                     PromptSelection prompt) const {
+  return {fmt::format("noisy/{}/scale:{}/seed:{}{}", group, unit_scale(scale), seed, prompt_suffix(prompt)),
+          [group, scale, seed, prompt](ExperimentSuite& suite) {
             validate_scale(scale);
-            const Logits& clean = suite.clean_logits();
+            const Logits& clean = suite.clean_logits(prompt);
             NoiseEngine& engine = suite.engine(group);
             UnitResult out;
             Logits noisy;
@@ -176,7 +180,10 @@ WorkUnit ExperimentSuite::noisy_unit(const std::string& group, double scale, uin
               out.tensors["injection"] = doubles_tensor({report.changed_fraction, report.realized_ratio});
               out.tensors["injection_counts"] =
                   ids_tensor({static_cast<int64_t>(report.tensors.size()), report.numel});
-              noisy = suite.forward_prompts(&engine);
+              // Weights with their clean bits give the clean logits' bits (same batches, same
+              // operations): at scale 0 the forward is skipped, not approximated.
+              const bool unchanged = report.changed == 0 && engine.live_bits_equal_clean();
+              noisy = unchanged ? clean : suite.forward_prompts(prompt, &engine);
             }
             std::vector<double> model_dtype_alpha;
             for (int64_t p = 0; p < noisy.statistics.size(0); ++p) {
@@ -264,18 +271,26 @@ NoiseEngine& ExperimentSuite::engine(const std::string& group) {
   return *engine_;
 }
 
+std::vector<std::vector<int64_t>> ExperimentSuite::selected_prompt_ids(PromptSelection prompt) {
+  const auto& ids = prompt_ids();
+  if (!prompt) return ids;
+  if (*prompt >= ids.size()) throw Error(fmt::format("prompt {} but only {} prompts", *prompt, ids.size()));
+  return {ids[*prompt]};
+}
+
 // In batches of settings_.batch_size prompts (the same batches clean and noisy). For an fp32 model the
 // fp32 head is the model's own, bit for bit, so its logits serve as both. The clean pass records each
 // batch's residual stream at every layer (when it fits a budget: an eighth of the machine's memory);
 // a noisy pass whose noised weights all sit in layers >= l starts at layer l from it, with the same
 // bits as a full forward (Model::LayerInputs). Layer's late, middle, lm_head and layer:N groups skip
 // the layers before their first noised one.
-ExperimentSuite::Logits ExperimentSuite::forward_prompts(const NoiseEngine* noised) {
-  const auto& ids = prompt_ids();
+ExperimentSuite::Logits ExperimentSuite::forward_prompts(PromptSelection prompt, const NoiseEngine* noised) {
+  const auto ids = selected_prompt_ids(prompt);
+  std::vector<Model::LayerInputs>& recorded = clean_layer_inputs_[prompt];
   std::optional<int64_t> first_layer;
-  if (noised && !clean_layer_inputs_.empty()) first_layer = model().first_layer_changed_by(noised->target_names());
-  const bool record = !noised && layer_inputs_fit();
-  if (record) clean_layer_inputs_.clear();
+  if (noised && !recorded.empty()) first_layer = model().first_layer_changed_by(noised->target_names());
+  const bool record = !noised && layer_inputs_fit(prompt);
+  if (record) recorded.clear();
   std::vector<torch::Tensor> statistics, model_dtype;
   for (size_t begin = 0, batch_index = 0; begin < ids.size(); begin += settings_.batch_size, ++batch_index) {
     const size_t end = std::min(ids.size(), begin + settings_.batch_size);
@@ -287,10 +302,10 @@ ExperimentSuite::Logits ExperimentSuite::forward_prompts(const NoiseEngine* nois
     torch::Tensor* second = second_head ? &model_logits : nullptr;
     torch::Tensor logits;
     if (record) {
-      clean_layer_inputs_.emplace_back();
-      logits = model().last_logits_layered(batch, &clean_layer_inputs_.back(), nullptr, 0, second);
+      recorded.emplace_back();
+      logits = model().last_logits_layered(batch, &recorded.back(), nullptr, 0, second);
     } else if (first_layer) {
-      logits = model().last_logits_layered(batch, nullptr, &clean_layer_inputs_.at(batch_index), *first_layer, second);
+      logits = model().last_logits_layered(batch, nullptr, &recorded.at(batch_index), *first_layer, second);
     } else {
       logits = model().last_logits(batch, nullptr, 0, second);
     }
@@ -300,8 +315,8 @@ ExperimentSuite::Logits ExperimentSuite::forward_prompts(const NoiseEngine* nois
   return {torch::cat(statistics), torch::cat(model_dtype)};
 }
 
-bool ExperimentSuite::layer_inputs_fit() {
-  const auto& ids = prompt_ids();
+bool ExperimentSuite::layer_inputs_fit(PromptSelection prompt) {
+  const auto ids = selected_prompt_ids(prompt);
   const ModelConfig& c = model().config();
   int64_t bytes = 0;
   for (size_t begin = 0; begin < ids.size(); begin += settings_.batch_size) {
@@ -315,16 +330,17 @@ bool ExperimentSuite::layer_inputs_fit() {
   return pages > 0 && page > 0 && bytes <= static_cast<int64_t>(pages) * page / 8;
 }
 
-const ExperimentSuite::Logits& ExperimentSuite::clean_logits() {
-  if (!clean_logits_) clean_logits_ = forward_prompts();
-  return *clean_logits_;
+const ExperimentSuite::Logits& ExperimentSuite::clean_logits(PromptSelection prompt) {
+  if (auto it = clean_logits_.find(prompt); it != clean_logits_.end()) return it->second;
+  Logits clean = forward_prompts(prompt);
+  return clean_logits_.emplace(prompt, std::move(clean)).first->second;
 }
 
-void ExperimentSuite::forward_cycle(const std::string& group, double scale, uint64_t seed) {
-  clean_logits();  // the recording a noisy pass may start from, as in the protocol
+void ExperimentSuite::forward_cycle(const std::string& group, double scale, uint64_t seed, PromptSelection prompt) {
+  clean_logits(prompt);  // the recording a noisy pass may start from, as in the protocol
   NoiseEngine& noise = engine(group);
   NoiseScope scope(noise, scale, seed);
-  const Logits logits = forward_prompts(&noise);
+  const Logits logits = forward_prompts(prompt, &noise);
   TSTAR_CHECK(logits.statistics.defined());
 }
 

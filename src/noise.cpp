@@ -656,4 +656,13 @@ void NoiseEngine::restore() {
   injected_ = false;
 }
 
+bool NoiseEngine::live_bits_equal_clean() const {
+  for (const auto& t : targets_) {
+    // Bits, not values: compare same-width integers (+0/-0 and NaN payloads differ there).
+    const auto bits = t.clean.element_size() == 4 ? torch::kInt : torch::kShort;
+    if (!torch::equal(t.live.view(bits), t.clean.view(bits))) return false;
+  }
+  return true;
+}
+
 }  // namespace tstar

@@ -155,6 +155,34 @@ TEST(Experiments, NoiseGrowsWithScale) {
   EXPECT_NEAR(suite.result("WeightNoise/scale:0.05").counters.at("realized_ratio"), 1.0, 0.01);  // fp32 keeps all noise
 }
 
+// Layer forwards its prompt alone, as the notebook does: the other prompts and the batch size do not
+// reach its statistics, and its alpha is the single-prompt forward's.
+TEST(Experiments, LayerReadsItsPromptAloneWhateverTheBatch) {
+  ExperimentSettings settings = small_settings();
+  settings.layer_prompt = 1;
+  ExperimentSuite batched(settings);
+  const auto reference = batched.result("Layer/mlp/scale:0.02").counters;
+
+  ExperimentSettings other = settings;
+  other.batch_size = 1;
+  other.prompts[0] = "Something else entirely, and much longer than the layer prompt it sits beside.";
+  other.prompts[3] = "Short.";
+  ExperimentSuite alone(other);
+  EXPECT_EQ(alone.result("Layer/mlp/scale:0.02").counters, reference);  // bit-identical doubles
+
+  // Against the model directly: the prompt's clean and noised logits from a batch of one.
+  const std::vector<std::vector<int64_t>> prompt = {batched.prompt_ids().at(1)};
+  const torch::Tensor clean = batched.model().last_logits(prompt);
+  NoiseEngine& engine = batched.engine("mlp");
+  torch::Tensor noisy;
+  {
+    NoiseScope scope(engine, 0.02, settings.seeds.front());
+    noisy = batched.model().last_logits(prompt);
+  }
+  const auto& seed_alpha = batched.result("Layer/mlp/scale:0.02").details.at("seed_alpha");
+  EXPECT_EQ(seed_alpha.at(0).get<double>(), stats::measure(clean[0], noisy[0]).alpha);
+}
+
 TEST(Experiments, ResultsDoNotDependOnWhatRanBefore) {
   ExperimentSuite first(small_settings());
   const auto a = first.result("WeightNoise/scale:0.01").counters;

@@ -249,6 +249,31 @@ TEST(NoiseRestore, ScopeRestoresBitForBit) {
   }
 }
 
+// The suite skips the forward of an injection that left every bit clean; only bits may decide that.
+TEST(NoiseRestore, LiveBitsEqualCleanSeesBitsNotValues) {
+  for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    Model model = Model::from_preset("tiny", with_dtype(dtype));
+    const std::string name = hf_parameter_name(Weight::kQ, 0);
+    torch::Tensor flat = model.parameters().at(name).view(-1);
+    flat[0] = 0.0;  // +0 in the clean copy
+    NoiseEngine engine(model, only(name), NoiseType{}, ScaleReference::kTensorStd);
+    EXPECT_TRUE(engine.live_bits_equal_clean()) << dtype_name(dtype);
+    {
+      NoiseScope scope(engine, 0.0, 3);
+      EXPECT_EQ(scope.report().changed, 0);
+      EXPECT_TRUE(engine.live_bits_equal_clean()) << dtype_name(dtype);
+    }
+    {
+      NoiseScope scope(engine, 0.01, 3);
+      EXPECT_FALSE(engine.live_bits_equal_clean()) << dtype_name(dtype);
+    }
+    EXPECT_TRUE(engine.live_bits_equal_clean()) << dtype_name(dtype);
+    flat[0] = -0.0;  // the same value, another bit pattern
+    EXPECT_TRUE(flat[0].item<double>() == 0.0);
+    EXPECT_FALSE(engine.live_bits_equal_clean()) << dtype_name(dtype);
+  }
+}
+
 TEST(NoiseRestore, ExceptionThroughTheScopeRestores) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
   const std::string before = hash_parameters(model.parameters());

@@ -148,6 +148,9 @@ bool register_experiment_family(ExperimentFamily family);
 // How every family formats a scale in its names ("0.02", "0").
 std::string format_scale(double scale);
 
+// One prompt (its index in the settings' prompts), or every prompt (std::nullopt).
+using PromptSelection = std::optional<size_t>;
+
 class ExperimentSuite {
  public:
   // `compute_units` false: a suite that aggregates units loaded with add_unit() (tstar merge) and
@@ -183,9 +186,11 @@ class ExperimentSuite {
   void on_unit_computed(std::function<void(const std::string& id, double seconds, bool finished)> observer) {
     unit_observer_ = std::move(observer);
   }
-  // The shared units the families declare.
-  WorkUnit clean_unit() const;                                          // every prompt, clean
-  WorkUnit noisy_unit(const std::string& group, double scale, uint64_t seed) const;  // noised
+  // The shared units the families declare. `prompt`: that prompt alone (a batch of one, as the
+  // notebook's Layer experiment runs it), or every prompt in settings().batch_size batches.
+  WorkUnit clean_unit(PromptSelection prompt = std::nullopt) const;  // clean
+  WorkUnit noisy_unit(const std::string& group, double scale, uint64_t seed,
+                      PromptSelection prompt = std::nullopt) const;  // noised
   WorkUnit trajectory_unit(size_t prompt) const;                        // a clean greedy run
   // Wall time of an instance's statistics computation (its protocol cost, on first request: work
   // another instance already did, e.g. shared noisy logits, is not counted again); 0 before.
@@ -204,8 +209,8 @@ class ExperimentSuite {
 
   // ---- What the units are computed from (each cached; a merge suite never opens the model) ----
   struct Logits {
-    torch::Tensor statistics;   // [P, V] fp32, in settings().logits precision
-    torch::Tensor model_dtype;  // [P, V] fp32, what the model-dtype head gives (HF's logits)
+    torch::Tensor statistics;   // [selected prompts, V] fp32, in settings().logits precision
+    torch::Tensor model_dtype;  // [selected prompts, V] fp32, what the model-dtype head gives (HF's logits)
   };
   struct Trajectory {  // a clean greedy continuation and the logits that chose it
     std::vector<int64_t> prompt_ids;
@@ -217,16 +222,17 @@ class ExperimentSuite {
   const std::vector<std::vector<int64_t>>& prompt_ids();
   const std::vector<int64_t>& answer_ids();  // first token of " " + answer per prompt, -1 where none
   NoiseEngine& engine(const std::string& group);
-  const Logits& clean_logits();
+  const Logits& clean_logits(PromptSelection prompt = std::nullopt);
   const Trajectory& clean_trajectory(size_t prompt);
   torch::Tensor teacher_forced_logits(const Trajectory& clean);  // [steps, V], the live weights
-  // inject -> batched forward of every prompt -> restore (the scope restores also on a throw).
-  void forward_cycle(const std::string& group, double scale, uint64_t seed);
+  // inject -> batched forward of the selected prompts -> restore (the scope restores also on a throw).
+  void forward_cycle(const std::string& group, double scale, uint64_t seed, PromptSelection prompt = std::nullopt);
 
  private:
-  // Every prompt's last logits; `noised`: the engine whose noise is live (nullptr: the clean pass).
-  Logits forward_prompts(const NoiseEngine* noised = nullptr);
-  bool layer_inputs_fit();  // whether the clean pass may record every layer's input
+  // The selected prompts' last logits; `noised`: the engine whose noise is live (nullptr: the clean pass).
+  Logits forward_prompts(PromptSelection prompt, const NoiseEngine* noised = nullptr);
+  std::vector<std::vector<int64_t>> selected_prompt_ids(PromptSelection prompt);
+  bool layer_inputs_fit(PromptSelection prompt);  // whether the clean pass may record every layer's input
   const ExperimentInstance& instance(const std::string& name) const;
 
   ExperimentSettings settings_;
@@ -240,8 +246,9 @@ class ExperimentSuite {
   std::optional<nlohmann::json> model_provenance_;
   std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
   std::unique_ptr<NoiseEngine> engine_;
-  std::optional<Logits> clean_logits_;
-  std::vector<Model::LayerInputs> clean_layer_inputs_;  // per batch of the clean pass, when recorded
+  std::map<PromptSelection, Logits> clean_logits_;
+  // Per selection, per batch of its clean pass, when recorded.
+  std::map<PromptSelection, std::vector<Model::LayerInputs>> clean_layer_inputs_;
   std::map<size_t, Trajectory> trajectories_;
   std::map<std::string, ExperimentResult> results_;
   std::map<std::string, double> statistics_seconds_;

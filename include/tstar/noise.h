@@ -182,6 +182,10 @@ class NoiseEngine {
   InjectionReport inject(double scale, uint64_t seed);
   void restore();  // live weights := clean, bit for bit
   bool injected() const { return injected_; }
+  // Whether every targeted tensor holds its clean bits (an injection at scale 0 leaves the values
+  // equal, though additive noise may turn -0 into +0). A pass over the targets' memory: call it
+  // only where the injection report says nothing changed in value.
+  bool live_bits_equal_clean() const;
 
   NoiseType type() const { return type_; }
   ScaleReference reference() const { return reference_; }

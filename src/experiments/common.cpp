@@ -126,14 +126,15 @@ int64_t unit_int(const UnitResult& unit, const std::string& name, int64_t index)
   return values.data_ptr<int64_t>()[index];
 }
 
-std::vector<WorkUnit> seed_units(const ExperimentSuite& suite, const std::string& group, double scale) {
-  std::vector<WorkUnit> units = {suite.clean_unit()};
-  for (uint64_t seed : suite.settings().seeds) units.push_back(suite.noisy_unit(group, scale, seed));
+std::vector<WorkUnit> seed_units(const ExperimentSuite& suite, const std::string& group, double scale,
+                                 PromptSelection prompt) {
+  std::vector<WorkUnit> units = {suite.clean_unit(prompt)};
+  for (uint64_t seed : suite.settings().seeds) units.push_back(suite.noisy_unit(group, scale, seed, prompt));
   return units;
 }
 
-const torch::Tensor& clean_statistics(ExperimentSuite& suite) {
-  return unit_tensor(suite.unit(suite.clean_unit()), "statistics");
+const torch::Tensor& clean_statistics(ExperimentSuite& suite, PromptSelection prompt) {
+  return unit_tensor(suite.unit(suite.clean_unit(prompt)), "statistics");
 }
 
 }  // namespace tstar::experiments

@@ -28,7 +28,8 @@ const torch::Tensor& unit_tensor(const UnitResult& unit, const std::string& name
 double unit_double(const UnitResult& unit, const std::string& name, int64_t index);
 int64_t unit_int(const UnitResult& unit, const std::string& name, int64_t index);
 // The clean unit and one noisy unit per seed of `group` at `scale`: what an instance over seeds reads.
-std::vector<WorkUnit> seed_units(const ExperimentSuite& suite, const std::string& group, double scale);
-const torch::Tensor& clean_statistics(ExperimentSuite& suite);  // [P, V]
+std::vector<WorkUnit> seed_units(const ExperimentSuite& suite, const std::string& group, double scale,
+                                 PromptSelection prompt = std::nullopt);
+const torch::Tensor& clean_statistics(ExperimentSuite& suite, PromptSelection prompt = std::nullopt);  // [P or 1, V]
 
 }  // namespace tstar::experiments

@@ -1,5 +1,7 @@
 // Experiment 2: which weights matter: one noise group at a time (all, attention, mlp, lm_head,
-// early, middle, late, layer:N) on the layer prompt, at each of --detail-scales.
+// early, middle, late, layer:N) on the layer prompt, at each of --detail-scales. The prompt is
+// forwarded alone, clean and noised, as the notebook does: a batch of every prompt would cost
+// (prompts) times the forward for one statistic.
 #include "common.h"
 
 namespace tstar::experiments {
@@ -7,19 +9,19 @@ namespace {
 
 ExperimentResult layer(ExperimentSuite& suite, const std::string& group, double scale) {
   const auto& settings = suite.settings();
-  const auto p = static_cast<int64_t>(settings.layer_prompt);
-  const torch::Tensor& clean = clean_statistics(suite);
+  const PromptSelection prompt = settings.layer_prompt;
+  const torch::Tensor& clean = clean_statistics(suite, prompt);  // [1, V]
   stats::TemperatureObjective objective;
   std::vector<double> seed_alpha;
   std::vector<double> model_dtype_alpha;
   for (uint64_t seed : settings.seeds) {
-    const UnitResult& noisy = suite.unit(suite.noisy_unit(group, scale, seed));
-    objective.add(clean[p], unit_tensor(noisy, "statistics")[p]);
+    const UnitResult& noisy = suite.unit(suite.noisy_unit(group, scale, seed, prompt));
+    objective.add(clean[0], unit_tensor(noisy, "statistics")[0]);
     seed_alpha.push_back(objective.noise().back().alpha);
-    model_dtype_alpha.push_back(unit_double(noisy, "model_dtype_alpha", p));
+    model_dtype_alpha.push_back(unit_double(noisy, "model_dtype_alpha", 0));
   }
   const auto report = stats::report_temperature(objective, settings.t_lo, settings.t_hi);
-  const UnitResult& injection = suite.unit(suite.noisy_unit(group, scale, settings.seeds[0]));
+  const UnitResult& injection = suite.unit(suite.noisy_unit(group, scale, settings.seeds[0], prompt));
 
   ExperimentResult result;
   add_temperature_counters(report, result);
@@ -46,13 +48,16 @@ ExperimentFamily layer_family() {
   family.instances = [](const ExperimentSuite& suite) {
     std::vector<ExperimentInstance> instances;
     const uint64_t timing_seed = suite.settings().seeds.front();
+    const PromptSelection prompt = suite.settings().layer_prompt;
     for (double scale : suite.settings().detail_scales) {
       for (const std::string& group : suite.groups()) {
         instances.push_back({"Layer/" + group + "/scale:" + format_scale(scale), "Layer",
                              {{"group", group}, {"scale", scale}},
                              [group, scale](ExperimentSuite& s) { return layer(s, group, scale); },
-                             [group, scale, timing_seed](ExperimentSuite& s) { s.forward_cycle(group, scale, timing_seed); },
-                             seed_units(suite, group, scale)});
+                             [group, scale, timing_seed, prompt](ExperimentSuite& s) {
+                               s.forward_cycle(group, scale, timing_seed, prompt);
+                             },
+                             seed_units(suite, group, scale, prompt)});
       }
     }
     return instances;
