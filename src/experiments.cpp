@@ -260,12 +260,13 @@ Model& ExperimentSuite::model() {
 
 NoiseEngine& ExperimentSuite::engine(const std::string& group) {
   if (!engine_ || engine_group_ != group) {
-    engine_.reset();  // free the previous group's clean copies first
+    engine_.reset();
     TargetSpec targets;
     targets.groups = {group};
     targets.exclude = settings_.exclude;
     targets.depth = settings_.depth_groups;
-    engine_ = std::make_unique<NoiseEngine>(model(), targets, settings_.noise, settings_.reference);
+    if (!clean_store_) clean_store_ = std::make_shared<CleanStore>(model().parameters());
+    engine_ = std::make_unique<NoiseEngine>(model(), targets, settings_.noise, settings_.reference, clean_store_);
     engine_group_ = group;
   }
   return *engine_;

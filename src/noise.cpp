@@ -429,43 +429,76 @@ nlohmann::json InjectionReport::to_json(bool per_tensor) const {
   return j;
 }
 
-NoiseEngine::NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type, ScaleReference reference)
+const CleanStore::Entry& CleanStore::entry(size_t index, bool row_std) {
+  TSTAR_CHECK(index < params_.size());
+  const torch::Tensor& live = params_.tensor(index);
+  auto found = entries_.find(index);
+  if (found != entries_.end() && !found->second.source.is_same(live)) {
+    throw Error(fmt::format("noise: parameter {} was replaced after its clean copy was made", params_.name(index)));
+  }
+  if (found == entries_.end()) {
+    Entry e;
+    e.source = live;
+    e.clean = live.clone();  // on the tensor's own device: restore is a device-to-device copy
+    // The statistics from a host copy on the same code as the CPU's: the same multipliers, so the
+    // same noised bits, on every device.
+    const torch::Tensor host_clean = e.clean.is_cuda() ? e.clean.to(torch::kCPU) : e.clean;
+    const int64_t numel = live.numel();
+    const Sums s = tensor_sums(host_clean, numel);
+    e.tensor_std = unbiased_std(s.sum_sq_dev, numel);
+    e.abs_max = s.abs_max;
+    e.rms = numel ? std::sqrt(s.sum_sq / numel) : 0.0;
+    e.rows = live.dim() >= 2 ? live.size(0) : 1;
+    e.row_length = e.rows ? numel / e.rows : 0;
+    found = entries_.emplace(index, std::move(e)).first;
+  }
+  Entry& e = found->second;
+  if (row_std && e.row_std.empty() && e.rows > 0) {
+    const torch::Tensor host_clean = e.clean.is_cuda() ? e.clean.to(torch::kCPU) : e.clean;
+    e.row_std.resize(e.rows);
+    at::parallel_for(0, e.rows, 16, [&](int64_t b, int64_t end) {
+      for (int64_t r = b; r < end; ++r) {
+        const int64_t begin = r * e.row_length;
+        const double mean = range_sums(host_clean, begin, e.row_length, 0, true).sum / std::max<int64_t>(1, e.row_length);
+        e.row_std[r] = unbiased_std(range_sums(host_clean, begin, e.row_length, mean, false).sum_sq_dev, e.row_length);
+      }
+    });
+  }
+  return e;
+}
+
+size_t CleanStore::bytes() const {
+  size_t n = 0;
+  for (const auto& [index, e] : entries_) n += e.clean.nbytes();
+  return n;
+}
+
+NoiseEngine::NoiseEngine(Model& model, const TargetSpec& targets, NoiseType type, ScaleReference reference,
+                         std::shared_ptr<CleanStore> store)
     : NoiseEngine(model.parameters(), select_targets(model.parameters(), model.config(), targets), type,
-                  reference) {}
+                  reference, std::move(store)) {}
 
 NoiseEngine::NoiseEngine(ParameterMap& params, std::vector<size_t> targets, NoiseType type,
-                         ScaleReference reference)
-    : type_(type), reference_(reference) {
+                         ScaleReference reference, std::shared_ptr<CleanStore> store)
+    : type_(type), reference_(reference), store_(store ? std::move(store) : std::make_shared<CleanStore>(params)) {
   validate_noise(type_, reference_);
   for (size_t index : targets) {
     TSTAR_CHECK(index < params.size());
     Target t;
     t.name = params.name(index);
     t.live = params.tensor(index);
+    // First: it refuses a tensor the engine cannot write, before anything is copied.
     t.on_cuda = noise_device::backend_for(t.name, t.live.device(), t.live.scalar_type(), t.live.is_contiguous()) ==
                 noise_device::Backend::kCuda;
+    const CleanStore::Entry& clean = store_->entry(index, per_row());
     t.name_hash = philox::fnv1a64(t.name.data(), t.name.size());
-    t.clean = t.live.clone();  // on the tensor's own device: restore is a device-to-device copy
-    // The statistics from a host copy on the same code as the CPU's: the same multipliers, so the
-    // same noised bits, on every device.
-    const torch::Tensor host_clean = t.on_cuda ? t.clean.to(torch::kCPU) : t.clean;
-    int64_t numel = t.live.numel();
-    Sums s = tensor_sums(host_clean, numel);
-    t.tensor_std = unbiased_std(s.sum_sq_dev, numel);
-    t.abs_max = s.abs_max;
-    t.rms = numel ? std::sqrt(s.sum_sq / numel) : 0.0;
-    t.rows = t.live.dim() >= 2 ? t.live.size(0) : 1;
-    t.row_length = t.rows ? numel / t.rows : 0;
-    if (reference_ == ScaleReference::kRowStd && type_.mode == noise_kernels::Mode::kAdditive) {
-      t.row_std.resize(t.rows);
-      at::parallel_for(0, t.rows, 16, [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-          int64_t begin = r * t.row_length;
-          double mean = range_sums(host_clean, begin, t.row_length, 0, true).sum / std::max<int64_t>(1, t.row_length);
-          t.row_std[r] = unbiased_std(range_sums(host_clean, begin, t.row_length, mean, false).sum_sq_dev, t.row_length);
-        }
-      });
-    }
+    t.clean = clean.clean;
+    t.tensor_std = clean.tensor_std;
+    t.abs_max = clean.abs_max;
+    t.rms = clean.rms;
+    t.rows = clean.rows;
+    t.row_length = clean.row_length;
+    t.row_std = &clean.row_std;
     if (t.on_cuda && !device_tallies_)
       device_tallies_ = std::make_shared<noise_device::DeviceTallies>(t.live.device(), targets.size());
     if (t.on_cuda && device_tallies_->device() != t.live.device())
@@ -497,7 +530,7 @@ double NoiseEngine::reference_value(const Target& t, int64_t row) const {
   switch (reference_) {
     case ScaleReference::kTensorStd: return t.tensor_std;
     case ScaleReference::kAbsMax: return t.abs_max;
-    case ScaleReference::kRowStd: return t.row_std[row];
+    case ScaleReference::kRowStd: return (*t.row_std)[row];
   }
   return 0.0;
 }
@@ -506,7 +539,7 @@ double NoiseEngine::requested_std(const Target& t, double scale) const {
   if (type_.mode == noise_kernels::Mode::kMultiplicative) return scale * t.rms;
   if (reference_ != ScaleReference::kRowStd) return scale * reference_value(t, 0);
   double sum_sq = 0;
-  for (double r : t.row_std) sum_sq += r * r;
+  for (double r : *t.row_std) sum_sq += r * r;
   return scale * std::sqrt(sum_sq / std::max<int64_t>(1, t.rows));
 }
 

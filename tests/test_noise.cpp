@@ -274,6 +274,37 @@ TEST(NoiseRestore, LiveBitsEqualCleanSeesBitsNotValues) {
   }
 }
 
+// Engines sharing a store copy each parameter once and give the bits of engines with their own copies.
+TEST(NoiseRestore, EnginesSharingACleanStoreInjectAndRestoreAsTheirOwn) {
+  for (auto reference : {ScaleReference::kTensorStd, ScaleReference::kRowStd}) {
+    Model own = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+    Model shared = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
+    const std::string before = hash_parameters(shared.parameters());
+    auto store = std::make_shared<CleanStore>(shared.parameters());
+    TargetSpec attention, all;
+    attention.groups = {"attention"};
+    for (const TargetSpec& spec : {attention, all, attention}) {
+      NoiseEngine mine(own, spec, NoiseType{}, reference);
+      NoiseEngine theirs(shared, spec, NoiseType{}, reference, store);
+      {
+        NoiseScope a(mine, 0.05, 11), b(theirs, 0.05, 11);
+        EXPECT_EQ(hash_parameters(own.parameters()), hash_parameters(shared.parameters()));
+        EXPECT_EQ(a.report().realized_ratio, b.report().realized_ratio);
+      }
+      EXPECT_EQ(hash_parameters(shared.parameters()), before);
+    }
+    NoiseEngine everything(shared, all, NoiseType{}, reference);
+    EXPECT_EQ(store->bytes(), everything.clean_bytes());  // every parameter copied once
+  }
+  // A parameter replaced after its copy was made is refused, not restored to the old tensor.
+  Model model = Model::from_preset("tiny", with_dtype(torch::kFloat));
+  auto store = std::make_shared<CleanStore>(model.parameters());
+  const std::string name = hf_parameter_name(Weight::kQ, 0);
+  NoiseEngine first(model, only(name), NoiseType{}, ScaleReference::kTensorStd, store);
+  model.parameters().at(name) = model.parameters().at(name).clone();
+  EXPECT_THROW(NoiseEngine(model, only(name), NoiseType{}, ScaleReference::kTensorStd, store), Error);
+}
+
 TEST(NoiseRestore, ExceptionThroughTheScopeRestores) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
   const std::string before = hash_parameters(model.parameters());

@@ -244,7 +244,9 @@ class ExperimentSuite {
   std::vector<int64_t> answer_ids_;
   std::string clean_digest_;
   std::optional<nlohmann::json> model_provenance_;
-  std::string engine_group_;  // one engine (with its clean copies) at a time bounds memory
+  // One engine at a time; the clean copies (at most one of each noised parameter) are shared.
+  std::string engine_group_;
+  std::shared_ptr<CleanStore> clean_store_;
   std::unique_ptr<NoiseEngine> engine_;
   std::map<PromptSelection, Logits> clean_logits_;
   // Per selection, per batch of its clean pass, when recorded.
