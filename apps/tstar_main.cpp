@@ -66,10 +66,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> rest(argv + 2, argv + argc);
-  return tstar::run_reporting_errors([&] {
+  tstar::exit_skipping_teardown(tstar::run_reporting_errors([&] {
     // Pinning the profile may restart the process (same arguments) before any library work.
     tstar::reexec_with_pinned_environment(compute.profile, original_argv.data());
     tstar::apply_compute_profile(compute.profile, compute.threads);
     return it->second(rest, std::cout);
-  });
+  }));
 }

@@ -223,7 +223,7 @@ std::filesystem::path run_dir_of(const BenchOptions& options, const std::optiona
 }  // namespace tstar::bench
 
 int main(int argc, char** argv) {
-  return tstar::run_reporting_errors([&] {
+  tstar::exit_skipping_teardown(tstar::run_reporting_errors([&] {
     // The compute profile first: pinning it may restart the process before any library work
     // (and before anything is printed, which the restart would print again).
     const std::vector<char*> original_argv(argv, argv + argc + 1);
@@ -292,5 +292,5 @@ int main(int argc, char** argv) {
       std::cerr << "tstar: Google Benchmark JSON written to " << benchmark_json.string() << "\n";
     }
     return 0;
-  });
+  }));
 }
