@@ -874,11 +874,20 @@ void BpeModel::merge_in_parts(std::vector<int32_t>& symbols) const {
 }
 
 // A merge (a, b) joins the last initial symbol of a with the first of b. The initial symbols at
-// a token's ends are found through the merges that make it (all of them, and the token itself
-// too, since it can also be an initial symbol): a superset, which only means fewer splits.
+// a token's ends are found through all the merges that make it, and the token itself when it can
+// be an initial symbol (a character, a byte token, unk): a superset at worst, which only means
+// fewer splits. Merged tokens are longer than their parts, so the search ends.
 void BpeModel::index_joinable_pairs(const std::vector<Merge>& list, size_t id_count) {
   std::vector<std::vector<size_t>> made_by(id_count);  // token -> indexes into list
   for (size_t k = 0; k < list.size(); ++k) made_by[size_t(list[k].merged)].push_back(k);
+  std::vector<uint8_t> initial(id_count, 0);
+  auto mark_initial = [&](int32_t id) {
+    if (id >= 0 && size_t(id) < id_count) initial[size_t(id)] = 1;
+  };
+  for (int32_t id : ascii_ids) mark_initial(id);
+  for (const auto& entry : char_ids) mark_initial(entry.second);
+  for (int32_t id : fallback_ids) mark_initial(id);
+  mark_initial(unk_id);
   enum : uint8_t { kUnseen, kInProgress, kDone };
   std::array<std::vector<uint8_t>, 2> state{std::vector<uint8_t>(id_count, kUnseen), std::vector<uint8_t>(id_count, kUnseen)};
   std::array<std::vector<std::vector<int32_t>>, 2> ends{std::vector<std::vector<int32_t>>(id_count),
@@ -889,7 +898,7 @@ void BpeModel::index_joinable_pairs(const std::vector<Merge>& list, size_t id_co
     uint8_t& s = state[size_t(side)][size_t(t)];
     if (s != kUnseen) return result;  // done, or a cycle of merges: what is known so far
     s = kInProgress;
-    result.push_back(t);
+    if (initial[size_t(t)]) result.push_back(t);
     for (size_t k : made_by[size_t(t)]) {
       const int32_t part = side == 0 ? list[k].left : list[k].right;
       const std::vector<int32_t> more = ends_of(part, side);
