@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <queue>
 #include <shared_mutex>
@@ -236,54 +237,6 @@ class Fields {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Normalizers
-
-enum class NormalForm { kNFC, kNFD, kNFKC, kNFKD };
-
-void parse_normalizer(const json& n, const std::string& path, const Fields& f, std::vector<NormalForm>* out) {
-  const std::string type = f.type_of(n, path);
-  if (type == "Sequence") {
-    const json& list = f.array(f.require(n, "normalizers", path), path + ".normalizers");
-    for (size_t i = 0; i < list.size(); ++i) parse_normalizer(list[i], Fields::index(path + ".normalizers", i), f, out);
-  } else if (type == "NFC") {
-    out->push_back(NormalForm::kNFC);
-  } else if (type == "NFD") {
-    out->push_back(NormalForm::kNFD);
-  } else if (type == "NFKC") {
-    out->push_back(NormalForm::kNFKC);
-  } else if (type == "NFKD") {
-    out->push_back(NormalForm::kNFKD);
-  } else {
-    f.fail(path + ".type", fmt::format("normalizer '{}' is not supported by tstar (supported: NFC, NFD, NFKC, NFKD, Sequence)", type));
-  }
-}
-
-std::string apply_normal_form(std::string_view text, NormalForm form) {
-  int options = UTF8PROC_STABLE;
-  switch (form) {
-    case NormalForm::kNFC: options |= UTF8PROC_COMPOSE; break;
-    case NormalForm::kNFD: options |= UTF8PROC_DECOMPOSE; break;
-    case NormalForm::kNFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case NormalForm::kNFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
-  }
-  utf8proc_uint8_t* mapped = nullptr;
-  auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), utf8proc_ssize_t(text.size()),
-                        &mapped, utf8proc_option_t(options));
-  if (n < 0) throw Error(std::string("tokenizer: Unicode normalisation failed: ") + utf8proc_errmsg(n));
-  std::string result(reinterpret_cast<const char*>(mapped), size_t(n));
-  std::free(mapped);
-  return result;
-}
-
-std::string normalize(std::string_view text, const std::vector<NormalForm>& forms) {
-  // ASCII is invariant under every supported form; skip the copy on the common path.
-  if (forms.empty() || is_ascii(text)) return std::string(text);
-  std::string s(text);
-  for (NormalForm form : forms) s = apply_normal_form(s, form);
-  return s;
-}
-
-// ---------------------------------------------------------------------------------------------
 // PCRE2 regex
 
 // HF compiles Split patterns with Oniguruma, whose (?i:...) matched "'ſ" (U+017F) as no
@@ -366,9 +319,9 @@ std::string spell_out_white_space(const std::string& pattern) {
 
 class Regex {
  public:
-  Regex(const std::string& pattern, bool literal, const std::string& where) {
-    uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0u);
-    const std::string source = literal ? pattern : spell_out_white_space(restrict_caseless_groups_to_ascii(pattern));
+  Regex(const std::string& pattern, const std::string& where) {
+    const uint32_t options = PCRE2_UTF | PCRE2_UCP;
+    const std::string source = spell_out_white_space(restrict_caseless_groups_to_ascii(pattern));
     int error_code = 0;
     PCRE2_SIZE error_offset = 0;
     code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(source.data()), source.size(), options, &error_code,
@@ -412,72 +365,315 @@ class Regex {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Patterns: HF's {"String": s} (a literal) or {"Regex": r}, as Split, Replace and their decoders
+// take them.
+
+class Pattern {
+ public:
+  // Reads `holder.pattern`; an empty pattern is refused (HF has no useful behaviour for it).
+  static Pattern parse(const json& holder, const std::string& path, const Fields& f) {
+    const json& pattern = f.require(holder, "pattern", path);
+    const std::string where = path + ".pattern";
+    Pattern out;
+    if (const json* r = pattern.is_object() ? f.optional(pattern, "Regex") : nullptr) {
+      const std::string source = f.string(*r, where + ".Regex");
+      if (source.empty()) f.fail(where + ".Regex", "empty pattern");
+      out.regex_ = std::make_shared<const Regex>(source, f.origin() + ": " + where);
+    } else if (const json* s = pattern.is_object() ? f.optional(pattern, "String") : nullptr) {
+      out.literal_ = f.string(*s, where + ".String");
+      if (out.literal_.empty()) f.fail(where + ".String", "empty pattern");
+    } else {
+      f.fail(where, "expected {\"Regex\": ...} or {\"String\": ...}");
+    }
+    return out;
+  }
+
+  // Calls on_match(start, end) for each non-empty, non-overlapping match, left to right.
+  template <typename F>
+  void for_each_match(std::string_view text, pcre2_match_data* md, F&& on_match) const {
+    if (regex_) return regex_->for_each_match(text, md, on_match);
+    for (size_t pos = text.find(literal_); pos != std::string_view::npos; pos = text.find(literal_, pos + literal_.size())) {
+      on_match(pos, pos + literal_.size());
+    }
+  }
+
+  // Every match replaced by `content` (HF's Replace normalizer and decoder).
+  std::string replace_all(std::string_view text, std::string_view content, pcre2_match_data* md) const {
+    std::string out;
+    out.reserve(text.size() + text.size() / 2);
+    size_t copied = 0;
+    for_each_match(text, md, [&](size_t start, size_t end) {
+      out.append(text.data() + copied, start - copied);
+      out.append(content);
+      copied = end;
+    });
+    out.append(text.data() + copied, text.size() - copied);
+    return out;
+  }
+
+ private:
+  std::string literal_;                 // used when regex_ is null
+  std::shared_ptr<const Regex> regex_;  // shared: patterns are copied with their steps
+};
+
+std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> new_match_data() {
+  return {pcre2_match_data_create(1, nullptr), &pcre2_match_data_free};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalizers: Unicode normal forms (utf8proc), Replace and Prepend, in order.
+
+enum class NormalForm { kNFC, kNFD, kNFKC, kNFKD };
+
+std::string apply_normal_form(std::string_view text, NormalForm form) {
+  int options = UTF8PROC_STABLE;
+  switch (form) {
+    case NormalForm::kNFC: options |= UTF8PROC_COMPOSE; break;
+    case NormalForm::kNFD: options |= UTF8PROC_DECOMPOSE; break;
+    case NormalForm::kNFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
+    case NormalForm::kNFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+  }
+  utf8proc_uint8_t* mapped = nullptr;
+  auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), utf8proc_ssize_t(text.size()),
+                        &mapped, utf8proc_option_t(options));
+  if (n < 0) throw Error(std::string("tokenizer: Unicode normalisation failed: ") + utf8proc_errmsg(n));
+  std::string result(reinterpret_cast<const char*>(mapped), size_t(n));
+  std::free(mapped);
+  return result;
+}
+
+struct NormalizerStep {
+  enum class Kind { kNormalForm, kReplace, kPrepend };
+  Kind kind = Kind::kNormalForm;
+  NormalForm form = NormalForm::kNFC;
+  Pattern pattern;   // kReplace
+  std::string text;  // kReplace: the replacement; kPrepend: the prefix
+};
+
+class Normalizer {
+ public:
+  void parse(const json& n, const std::string& path, const Fields& f);
+
+  std::string apply(std::string_view text, pcre2_match_data* md) const {
+    std::string s(text);
+    for (const NormalizerStep& step : steps_) {
+      switch (step.kind) {
+        case NormalizerStep::Kind::kNormalForm:
+          if (!is_ascii(s)) s = apply_normal_form(s, step.form);  // ASCII is invariant under all four
+          break;
+        case NormalizerStep::Kind::kReplace:
+          s = step.pattern.replace_all(s, step.text, md);
+          break;
+        case NormalizerStep::Kind::kPrepend:
+          if (!s.empty()) s.insert(0, step.text);  // HF leaves an empty string empty
+          break;
+      }
+    }
+    return s;
+  }
+
+ private:
+  std::vector<NormalizerStep> steps_;
+};
+
+void Normalizer::parse(const json& n, const std::string& path, const Fields& f) {
+  const std::string type = f.type_of(n, path);
+  NormalizerStep step;
+  if (type == "Sequence") {
+    const json& list = f.array(f.require(n, "normalizers", path), path + ".normalizers");
+    for (size_t i = 0; i < list.size(); ++i) parse(list[i], Fields::index(path + ".normalizers", i), f);
+    return;
+  } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+    step.form = type == "NFC" ? NormalForm::kNFC : type == "NFD" ? NormalForm::kNFD
+              : type == "NFKC" ? NormalForm::kNFKC : NormalForm::kNFKD;
+  } else if (type == "Replace") {
+    step.kind = NormalizerStep::Kind::kReplace;
+    step.pattern = Pattern::parse(n, path, f);
+    step.text = f.string(f.require(n, "content", path), path + ".content");
+  } else if (type == "Prepend") {
+    step.kind = NormalizerStep::Kind::kPrepend;
+    step.text = f.string(f.require(n, "prepend", path), path + ".prepend");
+  } else {
+    f.fail(path + ".type", fmt::format("normalizer '{}' is not supported by tstar (supported: NFC, NFD, NFKC, NFKD, "
+                                       "Replace, Prepend, Sequence)", type));
+  }
+  steps_.push_back(std::move(step));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metaspace (SentencePiece's "▁" for spaces), shared by the pre-tokenizer and the decoder.
+
+enum class PrependScheme { kFirst, kAlways, kNever };
+
+struct Metaspace {
+  std::string replacement;  // one character
+  PrependScheme prepend_scheme = PrependScheme::kAlways;
+  bool split = true;
+};
+
+// obj[key], a string of exactly one character (a Rust `char` in HF).
+std::string one_character(const json& obj, const char* key, const std::string& path, const Fields& f) {
+  const std::string key_path = Fields::join(path, key);
+  const std::string s = f.string(f.require(obj, key, path), key_path);
+  size_t end = 0;
+  if (s.empty() || first_invalid_utf8(s) != std::string::npos || (next_code_point(s, end), end != s.size())) {
+    f.fail(key_path, fmt::format("expected one character, got '{}'", s));
+  }
+  return s;
+}
+
+Metaspace parse_metaspace(const json& m, const std::string& path, const Fields& f) {
+  Metaspace out;
+  out.replacement = one_character(m, "replacement", path, f);
+  if (const json* scheme = f.optional(m, "prepend_scheme")) {
+    const std::string name = f.string(*scheme, Fields::join(path, "prepend_scheme"));
+    if (name == "first") {
+      out.prepend_scheme = PrependScheme::kFirst;
+    } else if (name == "never") {
+      out.prepend_scheme = PrependScheme::kNever;
+    } else if (name != "always") {
+      f.fail(Fields::join(path, "prepend_scheme"), fmt::format("'{}' is not one of first, always, never", name));
+    }
+  }
+  // Older files: add_prefix_space (true = "always"); HF refuses false unless the scheme is "never".
+  if (!f.boolean(m, "add_prefix_space", true, path) && out.prepend_scheme != PrependScheme::kNever) {
+    f.fail(Fields::join(path, "add_prefix_space"), "false does not match prepend_scheme (only \"never\" does)");
+  }
+  out.split = f.boolean(m, "split", true, path);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Pre-tokenizer
 
 // What HF's ByteLevel pre-tokenizer splits on when use_regex is true (the GPT-2 pattern).
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-struct SplitStep {
-  std::unique_ptr<Regex> regex;
-  bool remove_matches = false;  // behavior "Removed" (else "Isolated")
+// HF's SplitDelimiterBehavior: what becomes of a matched delimiter.
+enum class SplitBehavior { kIsolated, kRemoved, kMergedWithPrevious, kMergedWithNext, kContiguous };
+
+struct Run {  // a stretch of text, matched by a split pattern or between two matches
+  size_t start, end;
+  bool matched;
+};
+
+// The pieces HF keeps from the runs (which cover the text in order) under `behavior`.
+std::vector<Run> apply_split_behavior(const std::vector<Run>& runs, SplitBehavior behavior) {
+  std::vector<Run> pieces;
+  pieces.reserve(runs.size());
+  bool previous_matched = false;
+  switch (behavior) {
+    case SplitBehavior::kIsolated:
+      return runs;
+    case SplitBehavior::kRemoved:
+      for (const Run& r : runs) {
+        if (!r.matched) pieces.push_back(r);
+      }
+      return pieces;
+    case SplitBehavior::kContiguous:  // neighbouring runs of the same kind are joined
+      for (const Run& r : runs) {
+        if (!pieces.empty() && r.matched == previous_matched) {
+          pieces.back().end = r.end;
+        } else {
+          pieces.push_back(r);
+        }
+        previous_matched = r.matched;
+      }
+      return pieces;
+    case SplitBehavior::kMergedWithPrevious:  // a delimiter joins the piece before it, once
+      for (const Run& r : runs) {
+        if (!pieces.empty() && r.matched && !previous_matched) {
+          pieces.back().end = r.end;
+        } else {
+          pieces.push_back(r);
+        }
+        previous_matched = r.matched;
+      }
+      return pieces;
+    case SplitBehavior::kMergedWithNext:  // a delimiter joins the piece after it, once
+      for (auto r = runs.rbegin(); r != runs.rend(); ++r) {
+        if (!pieces.empty() && r->matched && !previous_matched) {
+          pieces.back().start = r->start;
+        } else {
+          pieces.push_back(*r);
+        }
+        previous_matched = r->matched;
+      }
+      std::reverse(pieces.begin(), pieces.end());
+      return pieces;
+  }
+  return pieces;
+}
+
+// The runs `pattern` cuts `text` into: matches and the gaps between them (`invert` swaps them).
+std::vector<Run> split_runs(std::string_view text, const Pattern& pattern, bool invert, pcre2_match_data* md) {
+  std::vector<Run> runs;
+  size_t gap_start = 0;
+  pattern.for_each_match(text, md, [&](size_t start, size_t end) {
+    if (gap_start < start) runs.push_back({gap_start, start, invert});
+    runs.push_back({start, end, !invert});
+    gap_start = end;
+  });
+  if (gap_start < text.size()) runs.push_back({gap_start, text.size(), invert});
+  return runs;
+}
+
+struct PreTokenizerStep {
+  enum class Kind { kSplit, kMetaspace };
+  Kind kind = Kind::kSplit;
+  Pattern pattern;  // kSplit
+  SplitBehavior behavior = SplitBehavior::kIsolated;
   bool invert = false;
+  Metaspace metaspace;  // kMetaspace
 };
 
 struct PreTokenizer {
-  std::vector<SplitStep> splits;        // applied in order, then the ByteLevel step
+  std::vector<PreTokenizerStep> steps;  // applied in order, then the ByteLevel step if any
+  bool byte_level = false;              // a ByteLevel step ends the sequence: pieces become bytes
   bool byte_level_prefix_space = false;
   std::unique_ptr<Regex> byte_level_regex;  // set when ByteLevel.use_regex is true
 };
 
-void parse_split(const json& p, const std::string& path, const Fields& f, PreTokenizer* out) {
-  const json& pattern = f.require(p, "pattern", path);
-  std::string regex_source;
-  bool literal;
-  if (const json* r = pattern.is_object() ? f.optional(pattern, "Regex") : nullptr) {
-    regex_source = f.string(*r, path + ".pattern.Regex");
-    literal = false;
-  } else if (const json* s = pattern.is_object() ? f.optional(pattern, "String") : nullptr) {
-    regex_source = f.string(*s, path + ".pattern.String");
-    literal = true;
-  } else {
-    f.fail(path + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}");
-  }
-  SplitStep step;
-  step.regex = std::make_unique<Regex>(regex_source, literal, f.origin() + ": " + path + ".pattern");
-  const std::string behavior = f.string(f.require(p, "behavior", path), path + ".behavior");
-  if (behavior == "Removed") {
-    step.remove_matches = true;
-  } else if (behavior != "Isolated") {
-    f.fail(path + ".behavior", fmt::format("Split behavior '{}' is not supported by tstar (supported: Isolated, Removed)", behavior));
-  }
-  step.invert = f.boolean(p, "invert", false, path);
-  out->splits.push_back(std::move(step));
+SplitBehavior parse_split_behavior(const json& p, const std::string& path, const Fields& f) {
+  const std::string name = f.string(f.require(p, "behavior", path), path + ".behavior");
+  if (name == "Isolated") return SplitBehavior::kIsolated;
+  if (name == "Removed") return SplitBehavior::kRemoved;
+  if (name == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
+  if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
+  if (name == "Contiguous") return SplitBehavior::kContiguous;
+  f.fail(path + ".behavior", fmt::format("Split behavior '{}' is not one of Isolated, Removed, MergedWithPrevious, "
+                                         "MergedWithNext, Contiguous", name));
 }
 
-// Returns true once the ByteLevel step has been seen (it must come last).
-bool parse_pre_tokenizer(const json& p, const std::string& path, const Fields& f, PreTokenizer* out, bool byte_level_seen) {
+void parse_pre_tokenizer(const json& p, const std::string& path, const Fields& f, PreTokenizer* out) {
   const std::string type = f.type_of(p, path);
   if (type == "Sequence") {
     const json& list = f.array(f.require(p, "pretokenizers", path), path + ".pretokenizers");
-    for (size_t i = 0; i < list.size(); ++i) {
-      byte_level_seen = parse_pre_tokenizer(list[i], Fields::index(path + ".pretokenizers", i), f, out, byte_level_seen);
-    }
-    return byte_level_seen;
+    for (size_t i = 0; i < list.size(); ++i) parse_pre_tokenizer(list[i], Fields::index(path + ".pretokenizers", i), f, out);
+    return;
   }
-  if (byte_level_seen) f.fail(path, "tstar needs ByteLevel to be the last pre-tokenizer");
+  if (out->byte_level) f.fail(path, "tstar needs ByteLevel to be the last pre-tokenizer");
+  PreTokenizerStep step;
   if (type == "Split") {
-    parse_split(p, path, f, out);
-    return false;
-  }
-  if (type == "ByteLevel") {
+    step.pattern = Pattern::parse(p, path, f);
+    step.behavior = parse_split_behavior(p, path, f);
+    step.invert = f.boolean(p, "invert", false, path);
+  } else if (type == "Metaspace") {
+    step.kind = PreTokenizerStep::Kind::kMetaspace;
+    step.metaspace = parse_metaspace(p, path, f);
+  } else if (type == "ByteLevel") {
+    out->byte_level = true;
     out->byte_level_prefix_space = f.boolean(p, "add_prefix_space", true, path);
     if (f.boolean(p, "use_regex", true, path)) {
-      out->byte_level_regex = std::make_unique<Regex>(kGpt2Pattern, false, "ByteLevel GPT-2 pattern");
+      out->byte_level_regex = std::make_unique<Regex>(kGpt2Pattern, "ByteLevel GPT-2 pattern");
     }
-    return true;
+    return;
+  } else {
+    f.fail(path + ".type", fmt::format("pre-tokenizer '{}' is not supported by tstar (supported: Split, Metaspace, "
+                                       "ByteLevel, Sequence of them)", type));
   }
-  f.fail(path + ".type", fmt::format("pre-tokenizer '{}' is not supported by tstar (supported: Split, ByteLevel, Sequence of them)", type));
+  out->steps.push_back(std::move(step));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -526,36 +722,130 @@ class PairMap {
   size_t mask_ = 0;
 };
 
+// Decodes the code point at s[i] of valid UTF-8 (checked on input) and advances i past it.
+int32_t decode_valid_utf8(std::string_view s, size_t& i) {
+  const auto byte = [&](size_t k) { return int32_t(uint8_t(s[i + k]) & 0x3F); };
+  const auto b0 = uint8_t(s[i]);
+  int32_t cp;
+  if (b0 < 0x80) {
+    cp = b0;
+    i += 1;
+  } else if (b0 < 0xE0) {
+    cp = (int32_t(b0 & 0x1F) << 6) | byte(1);
+    i += 2;
+  } else if (b0 < 0xF0) {
+    cp = (int32_t(b0 & 0x0F) << 12) | (byte(1) << 6) | byte(2);
+    i += 3;
+  } else {
+    cp = (int32_t(b0 & 0x07) << 18) | (byte(1) << 12) | (byte(2) << 6) | byte(3);
+    i += 4;
+  }
+  return cp;
+}
+
+// HF's BPE model on one piece. Its initial symbols are the piece's characters: the byte-alphabet
+// character of each byte after a ByteLevel pre-tokenizer, else the UTF-8 characters themselves.
+// A character without a token becomes its <0xNN> byte tokens (byte_fallback), else unk_token
+// (consecutive ones fused into one with fuse_unk), else nothing, as HF drops it.
 struct BpeModel {
-  std::array<int32_t, 256> byte_ids{};  // token id of each single byte, -1 when absent
+  ByteAlphabet alphabet;
+  bool byte_level = false;
+  std::array<int32_t, 256> byte_ids{};    // byte-level: id of each byte's character, -1 when absent
+  std::array<int32_t, 128> ascii_ids{};   // character level: id of each ASCII character, -1 when absent
+  std::unordered_map<int32_t, int32_t> char_ids;  // character level: the other one-character tokens
+  bool byte_fallback = false;
+  std::array<int32_t, 256> fallback_ids{};  // the "<0xNN>" tokens, -1 when absent
+  int32_t unk_id = -1;
+  bool fuse_unk = false;
   PairMap merges;
   bool ignore_merges = false;
-  std::unordered_map<std::string, int32_t> raw_bytes_to_id;  // filled only when ignore_merges
-  int32_t unk_id = -1;
+  std::unordered_map<std::string, int32_t> word_ids;  // filled only when ignore_merges: piece -> id
+  // Character level, where a piece can be a whole text (no pre-tokenizer): the pairs of adjacent
+  // initial symbols that some chain of merges could ever join. Between any other two symbols the
+  // word splits into parts that merge independently, which keeps long words fast.
+  PairMap joinable;
+  bool has_joinable = false;
 
-  void encode_word(std::string_view raw, std::vector<int32_t>& out) const;
+  struct Merge {
+    int32_t left, right, merged;
+  };
+  void index_joinable_pairs(const std::vector<Merge>& list, size_t id_count);
+  void encode_word(std::string_view piece, std::vector<int32_t>& out) const;
 
  private:
+  int32_t char_id(int32_t cp) const {
+    if (cp < 128) return ascii_ids[size_t(cp)];
+    auto it = char_ids.find(cp);
+    return it == char_ids.end() ? -1 : it->second;
+  }
+  bool push_fallback_bytes(std::string_view character, std::vector<int32_t>& symbols) const;
+  void merge(std::vector<int32_t>& symbols) const;
+  void merge_in_parts(std::vector<int32_t>& symbols) const;
   void merge_by_scan(std::vector<int32_t>& symbols) const;
   void merge_by_heap(std::vector<int32_t>& symbols) const;
 };
 
-void BpeModel::encode_word(std::string_view raw, std::vector<int32_t>& out) const {
+// All of the character's bytes as <0xNN> tokens, or false (nothing pushed) when one is missing.
+bool BpeModel::push_fallback_bytes(std::string_view character, std::vector<int32_t>& symbols) const {
+  for (char c : character) {
+    if (fallback_ids[uint8_t(c)] < 0) return false;
+  }
+  for (char c : character) symbols.push_back(fallback_ids[uint8_t(c)]);
+  return true;
+}
+
+void BpeModel::encode_word(std::string_view piece, std::vector<int32_t>& out) const {
   if (ignore_merges) {
-    auto it = raw_bytes_to_id.find(std::string(raw));
-    if (it != raw_bytes_to_id.end()) {
+    auto it = word_ids.find(std::string(piece));
+    if (it != word_ids.end()) {
       out.push_back(it->second);
       return;
     }
   }
   std::vector<int32_t> symbols;
-  symbols.reserve(raw.size());
-  for (char c : raw) {
-    int32_t id = byte_ids[uint8_t(c)];
-    if (id < 0) id = unk_id;
-    if (id < 0) throw Error(fmt::format("tokenizer: byte 0x{:02x} has no token and the model has no unk_token", uint8_t(c)));
+  symbols.reserve(piece.size());
+  bool unk_pending = false;  // HF holds an unk back to fuse it with the next one
+  auto add_known = [&](int32_t id) {
+    if (unk_pending) symbols.push_back(unk_id);
+    unk_pending = false;
     symbols.push_back(id);
+  };
+  auto add_unknown = [&](std::string_view character) {
+    if (byte_fallback && push_fallback_bytes(character, symbols)) return;  // a pending unk stays pending, as in HF
+    if (unk_id < 0) return;
+    if (unk_pending && !fuse_unk) symbols.push_back(unk_id);
+    unk_pending = true;
+  };
+  if (byte_level) {
+    for (char c : piece) {
+      const int32_t id = byte_ids[uint8_t(c)];
+      if (id >= 0) {
+        add_known(id);
+      } else {
+        add_unknown(alphabet.to_token(std::string_view(&c, 1)));
+      }
+    }
+  } else {
+    for (size_t i = 0; i < piece.size();) {
+      const size_t start = i;
+      const int32_t id = char_id(decode_valid_utf8(piece, i));
+      if (id >= 0) {
+        add_known(id);
+      } else {
+        add_unknown(piece.substr(start, i - start));
+      }
+    }
   }
+  if (unk_pending) symbols.push_back(unk_id);
+  if (has_joinable && symbols.size() > 48) {
+    merge_in_parts(symbols);
+  } else {
+    merge(symbols);
+  }
+  out.insert(out.end(), symbols.begin(), symbols.end());
+}
+
+void BpeModel::merge(std::vector<int32_t>& symbols) const {
   // Both strategies apply the lowest-rank merge first, leftmost among equal ranks (HF's order);
   // the heap avoids quadratic time on long pieces such as whitespace runs.
   if (symbols.size() <= 48) {
@@ -563,7 +853,70 @@ void BpeModel::encode_word(std::string_view raw, std::vector<int32_t>& out) cons
   } else {
     merge_by_heap(symbols);
   }
-  out.insert(out.end(), symbols.begin(), symbols.end());
+}
+
+// No merge ever crosses a boundary between symbols that are not joinable, so the parts between
+// such boundaries give the same result merged one by one as the whole word would.
+void BpeModel::merge_in_parts(std::vector<int32_t>& symbols) const {
+  std::vector<int32_t> result, part;
+  result.reserve(symbols.size());
+  auto flush = [&] {
+    merge(part);
+    result.insert(result.end(), part.begin(), part.end());
+    part.clear();
+  };
+  for (size_t i = 0; i < symbols.size(); ++i) {
+    if (i > 0 && !joinable.find(symbols[i - 1], symbols[i])) flush();
+    part.push_back(symbols[i]);
+  }
+  flush();
+  symbols = std::move(result);
+}
+
+// A merge (a, b) joins the last initial symbol of a with the first of b. The initial symbols at
+// a token's ends are found through all the merges that make it, and the token itself when it can
+// be an initial symbol (a character, a byte token, unk): a superset at worst, which only means
+// fewer splits. Merged tokens are longer than their parts, so the search ends.
+void BpeModel::index_joinable_pairs(const std::vector<Merge>& list, size_t id_count) {
+  std::vector<std::vector<size_t>> made_by(id_count);  // token -> indexes into list
+  for (size_t k = 0; k < list.size(); ++k) made_by[size_t(list[k].merged)].push_back(k);
+  std::vector<uint8_t> initial(id_count, 0);
+  auto mark_initial = [&](int32_t id) {
+    if (id >= 0 && size_t(id) < id_count) initial[size_t(id)] = 1;
+  };
+  for (int32_t id : ascii_ids) mark_initial(id);
+  for (const auto& entry : char_ids) mark_initial(entry.second);
+  for (int32_t id : fallback_ids) mark_initial(id);
+  mark_initial(unk_id);
+  enum : uint8_t { kUnseen, kInProgress, kDone };
+  std::array<std::vector<uint8_t>, 2> state{std::vector<uint8_t>(id_count, kUnseen), std::vector<uint8_t>(id_count, kUnseen)};
+  std::array<std::vector<std::vector<int32_t>>, 2> ends{std::vector<std::vector<int32_t>>(id_count),
+                                                        std::vector<std::vector<int32_t>>(id_count)};
+  // side 0: first initial symbols, side 1: last ones.
+  std::function<const std::vector<int32_t>&(int32_t, int)> ends_of = [&](int32_t t, int side) -> const std::vector<int32_t>& {
+    auto& result = ends[size_t(side)][size_t(t)];
+    uint8_t& s = state[size_t(side)][size_t(t)];
+    if (s != kUnseen) return result;  // done, or a cycle of merges: what is known so far
+    s = kInProgress;
+    if (initial[size_t(t)]) result.push_back(t);
+    for (size_t k : made_by[size_t(t)]) {
+      const int32_t part = side == 0 ? list[k].left : list[k].right;
+      const std::vector<int32_t> more = ends_of(part, side);
+      for (int32_t e : more) {
+        if (std::find(result.begin(), result.end(), e) == result.end()) result.push_back(e);
+      }
+    }
+    s = kDone;
+    return result;
+  };
+  joinable.reserve(list.size() * 2);
+  for (const Merge& m : list) {
+    const std::vector<int32_t> lasts = ends_of(m.left, 1);
+    for (int32_t x : lasts) {
+      for (int32_t y : ends_of(m.right, 0)) joinable.insert(x, y, PairMap::Value{0, 0});
+    }
+  }
+  has_joinable = true;
 }
 
 void BpeModel::merge_by_scan(std::vector<int32_t>& symbols) const {
@@ -773,15 +1126,181 @@ void parse_post_processor(const json& p, const std::string& path, const Fields& 
   f.fail(path + ".type", fmt::format("post-processor '{}' is not supported by tstar (supported: ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing, Sequence)", type));
 }
 
-void parse_decoder(const json& d, const std::string& path, const Fields& f) {
+// ---------------------------------------------------------------------------------------------
+// Decoders: HF's decode_chain, a list of token strings through each step in turn, then joined.
+
+struct DecoderStep {
+  enum class Kind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetaspace };
+  Kind kind = Kind::kByteLevel;
+  Pattern pattern;      // kReplace
+  std::string content;  // kReplace: the replacement; kStrip: the character stripped
+  size_t strip_start = 0, strip_stop = 0;  // kStrip: at most this many at each end
+  Metaspace metaspace;  // kMetaspace
+};
+
+// The byte an HF ByteFallback token "<0xNN>" stands for, or -1. Like HF (Rust's u8::from_str_radix)
+// it takes either case and a '+' sign before a single digit.
+int byte_fallback_value(std::string_view token) {
+  if (token.size() != 6 || token.compare(0, 3, "<0x") != 0 || token[5] != '>') return -1;
+  auto digit = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  const int high = digit(token[3]), low = digit(token[4]);
+  if (token[3] == '+' && low >= 0) return low;
+  return high >= 0 && low >= 0 ? high * 16 + low : -1;
+}
+
+// Runs of <0xNN> tokens become their UTF-8 text, or one U+FFFD per byte when not valid UTF-8.
+std::vector<std::string> fuse_fallback_bytes(std::vector<std::string> tokens) {
+  std::vector<std::string> out;
+  std::string bytes;
+  auto flush = [&] {
+    if (bytes.empty()) return;
+    if (first_invalid_utf8(bytes) == std::string_view::npos) {
+      out.push_back(bytes);
+    } else {
+      for (size_t i = 0; i < bytes.size(); ++i) out.push_back("\xEF\xBF\xBD");
+    }
+    bytes.clear();
+  };
+  for (std::string& token : tokens) {
+    const int value = byte_fallback_value(token);
+    if (value >= 0) {
+      bytes.push_back(char(value));
+    } else {
+      flush();
+      out.push_back(std::move(token));
+    }
+  }
+  flush();
+  return out;
+}
+
+// Up to `start` leading and `stop` trailing copies of `character` removed.
+std::string strip_token(std::string_view token, std::string_view character, size_t start, size_t stop) {
+  size_t begin = 0, end = token.size();
+  for (size_t k = 0; k < start && token.substr(begin, character.size()) == character; ++k) begin += character.size();
+  for (size_t k = 0; k < stop && end - begin >= character.size() &&
+                     token.substr(end - character.size(), character.size()) == character; ++k) {
+    end -= character.size();
+  }
+  return std::string(token.substr(begin, end - begin));
+}
+
+// "▁" back to spaces; in the first token HF drops every "▁" unless the scheme is "never".
+std::vector<std::string> undo_metaspace(std::vector<std::string> tokens, const Metaspace& m) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const bool drop = i == 0 && m.prepend_scheme != PrependScheme::kNever;
+    std::string out;
+    for (size_t pos = 0;;) {
+      const size_t hit = tokens[i].find(m.replacement, pos);
+      out.append(tokens[i], pos, hit == std::string::npos ? std::string::npos : hit - pos);
+      if (hit == std::string::npos) break;
+      if (!drop) out += ' ';
+      pos = hit + m.replacement.size();
+    }
+    tokens[i] = std::move(out);
+  }
+  return tokens;
+}
+
+class Decoder {
+ public:
+  // `decoder` may be null: HF then joins the tokens with spaces.
+  void parse(const json* decoder, const std::string& path, const Fields& f) {
+    present_ = decoder != nullptr;
+    if (decoder) parse_step(*decoder, path, f);
+  }
+  // Just ByteLevel: decode() takes the fast path of precomputed bytes per id.
+  bool byte_level_only() const { return steps_.size() == 1 && steps_[0].kind == DecoderStep::Kind::kByteLevel; }
+  std::string decode(std::vector<std::string> tokens, const ByteAlphabet& alphabet) const;
+
+ private:
+  void parse_step(const json& d, const std::string& path, const Fields& f);
+  std::vector<std::string> apply(const DecoderStep& step, std::vector<std::string> tokens, const ByteAlphabet& alphabet,
+                                 pcre2_match_data* md) const;
+  bool present_ = false;
+  std::vector<DecoderStep> steps_;
+};
+
+void Decoder::parse_step(const json& d, const std::string& path, const Fields& f) {
   const std::string type = f.type_of(d, path);
-  if (type == "ByteLevel") return;
+  DecoderStep step;
   if (type == "Sequence") {
     const json& list = f.array(f.require(d, "decoders", path), path + ".decoders");
-    if (list.size() != 1) f.fail(path + ".decoders", "tstar supports only a single ByteLevel decoder");
-    return parse_decoder(list[0], path + ".decoders[0]", f);
+    for (size_t i = 0; i < list.size(); ++i) parse_step(list[i], Fields::index(path + ".decoders", i), f);
+    return;
+  } else if (type == "ByteLevel") {
+    step.kind = DecoderStep::Kind::kByteLevel;
+  } else if (type == "Replace") {
+    step.kind = DecoderStep::Kind::kReplace;
+    step.pattern = Pattern::parse(d, path, f);
+    step.content = f.string(f.require(d, "content", path), path + ".content");
+  } else if (type == "ByteFallback") {
+    step.kind = DecoderStep::Kind::kByteFallback;
+  } else if (type == "Fuse") {
+    step.kind = DecoderStep::Kind::kFuse;
+  } else if (type == "Strip") {
+    step.kind = DecoderStep::Kind::kStrip;
+    step.content = one_character(d, "content", path, f);
+    auto count = [&](const char* key) {
+      const json& v = f.require(d, key, path);
+      if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0)) {
+        f.fail(Fields::join(path, key), fmt::format("expected a count >= 0, got {}", v.dump()));
+      }
+      return v.get<size_t>();
+    };
+    step.strip_start = count("start");
+    step.strip_stop = count("stop");
+  } else if (type == "Metaspace") {
+    step.kind = DecoderStep::Kind::kMetaspace;
+    step.metaspace = parse_metaspace(d, path, f);
+  } else {
+    f.fail(path + ".type", fmt::format("decoder '{}' is not supported by tstar (supported: ByteLevel, Replace, "
+                                       "ByteFallback, Fuse, Strip, Metaspace, Sequence)", type));
   }
-  f.fail(path + ".type", fmt::format("decoder '{}' is not supported by tstar (supported: ByteLevel)", type));
+  steps_.push_back(std::move(step));
+}
+
+std::vector<std::string> Decoder::apply(const DecoderStep& step, std::vector<std::string> tokens,
+                                        const ByteAlphabet& alphabet, pcre2_match_data* md) const {
+  switch (step.kind) {
+    case DecoderStep::Kind::kByteLevel: {  // one string of all the bytes, broken UTF-8 replaced
+      std::string bytes, token_bytes;
+      for (const std::string& token : tokens) bytes += alphabet.to_bytes(token, &token_bytes) ? token_bytes : token;
+      return {utf8_lossy(bytes)};
+    }
+    case DecoderStep::Kind::kReplace:
+      for (std::string& token : tokens) token = step.pattern.replace_all(token, step.content, md);
+      return tokens;
+    case DecoderStep::Kind::kByteFallback:
+      return fuse_fallback_bytes(std::move(tokens));
+    case DecoderStep::Kind::kFuse: {
+      std::string joined;
+      for (const std::string& token : tokens) joined += token;
+      return {joined};
+    }
+    case DecoderStep::Kind::kStrip:
+      for (std::string& token : tokens) token = strip_token(token, step.content, step.strip_start, step.strip_stop);
+      return tokens;
+    case DecoderStep::Kind::kMetaspace:
+      return undo_metaspace(std::move(tokens), step.metaspace);
+  }
+  return tokens;
+}
+
+std::string Decoder::decode(std::vector<std::string> tokens, const ByteAlphabet& alphabet) const {
+  const auto md = new_match_data();
+  for (const DecoderStep& step : steps_) tokens = apply(step, std::move(tokens), alphabet, md.get());
+  std::string out;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (i > 0 && !present_) out += ' ';
+    out += tokens[i];
+  }
+  return out;
 }
 
 std::string read_file(const std::filesystem::path& path) {
@@ -808,15 +1327,15 @@ json parse_json(const std::string& text, const std::string& origin) {
 struct Tokenizer::Impl {
   std::string origin;
   std::string digest;
-  ByteAlphabet alphabet;
-  std::vector<NormalForm> normal_forms;
+  Normalizer normalizer;
   PreTokenizer pre_tokenizer;
-  BpeModel bpe;
+  BpeModel bpe;  // holds the byte alphabet too
   AddedTokenMatcher raw_matcher, normalized_matcher;
   Template post;
+  Decoder decoder;
   std::unordered_map<std::string, int32_t> token_ids;  // vocabulary and added tokens, by content
   std::vector<std::string> id_tokens;                   // content by id; empty for holes
-  std::vector<std::string> id_bytes;                    // what decode() emits for each id
+  std::vector<std::string> id_bytes;                    // a ByteLevel decoder's bytes for each id
   std::vector<uint8_t> id_special;                      // 1 for special added tokens
   std::vector<uint8_t> id_present;
   int32_t bos = -1, eos = -1;
@@ -828,16 +1347,26 @@ struct Tokenizer::Impl {
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
   void load_model(const json& model, const Fields& f);
+  void load_vocab(const json& vocab, const Fields& f);
+  void load_merges(const json& merges, const Fields& f);
   void load_added_tokens(const json& root, const Fields& f);
   void load_config(const json& config, const Fields& f);
   void register_token(const std::string& content, int32_t id);
   void finish_id_tables();
 
   void encode_piece(std::string_view raw, std::vector<int32_t>& out) const;
-  void encode_text(std::string_view normalized, pcre2_match_data* md, std::vector<int32_t>& out) const;
-  // Calls sink(raw_bytes) for each piece the pre-tokenizer makes of `text`, starting at split `step`.
+  // `at_start`: the segment begins the input text (Metaspace's prepend_scheme "first").
+  void encode_text(std::string_view raw_segment, bool at_start, pcre2_match_data* md, std::vector<int32_t>& out) const;
+  // Calls sink(piece) for each piece the pre-tokenizer makes of `text`, starting at step `step`;
+  // pieces are raw bytes after a ByteLevel step, else UTF-8.
   template <typename Sink>
-  void for_each_piece(std::string_view text, size_t step, pcre2_match_data* md, Sink& sink) const;
+  void for_each_piece(std::string_view text, size_t step, bool at_start, pcre2_match_data* md, Sink& sink) const;
+  template <typename Sink>
+  void split_pieces(std::string_view text, size_t step, bool at_start, pcre2_match_data* md, Sink& sink) const;
+  template <typename Sink>
+  void metaspace_pieces(std::string_view text, size_t step, bool at_start, pcre2_match_data* md, Sink& sink) const;
+  template <typename Sink>
+  void byte_level_pieces(std::string_view text, pcre2_match_data* md, Sink& sink) const;
 };
 
 void Tokenizer::Impl::register_token(const std::string& content, int32_t id) {
@@ -851,43 +1380,79 @@ void Tokenizer::Impl::register_token(const std::string& content, int32_t id) {
 void Tokenizer::Impl::load_model(const json& model, const Fields& f) {
   const std::string type = model.contains("type") ? f.type_of(model, "model") : "BPE";
   if (type != "BPE") {
-    f.fail("model.type", fmt::format("model '{}' is not supported by tstar (supported: byte-level BPE)", type));
+    f.fail("model.type", fmt::format("model '{}' is not supported by tstar (supported: BPE)", type));
   }
-  if (const json* dropout = f.optional(model, "dropout")) {
-    if (!dropout->is_number() || dropout->get<double>() != 0.0) f.fail("model.dropout", "BPE dropout is not supported");
+  if (const json* dropout = f.optional(model, "dropout")) {  // 0 draws nothing: the same as null
+    if (!dropout->is_number() || dropout->get<double>() != 0.0) {
+      f.fail("model.dropout", fmt::format("BPE dropout {} is not supported by tstar (must be null)", dropout->dump()));
+    }
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (const json* v = f.optional(model, key)) {
       if (!f.string(*v, std::string("model.") + key).empty()) f.fail(std::string("model.") + key, "not supported by tstar (must be empty)");
     }
   }
-  if (f.boolean(model, "byte_fallback", false, "model")) f.fail("model.byte_fallback", "not supported by tstar (SentencePiece-style BPE)");
+  bpe.byte_level = pre_tokenizer.byte_level;
+  bpe.byte_fallback = f.boolean(model, "byte_fallback", false, "model");
+  bpe.fuse_unk = f.boolean(model, "fuse_unk", false, "model");
   bpe.ignore_merges = f.boolean(model, "ignore_merges", false, "model");
-
-  const json& vocab = f.require(model, "vocab", "model");
-  if (!vocab.is_object()) f.fail("model.vocab", fmt::format("expected an object, got {}", vocab.type_name()));
-  id_tokens.reserve(vocab.size());
-  token_ids.reserve(vocab.size() + 1024);
-  std::string raw;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    // The field path is only built for the error message (this loop runs ~150k times).
-    const int64_t value = it.value().is_number_integer() ? it.value().get<int64_t>() : -1;
-    int32_t id = value >= 0 && value <= INT32_MAX ? int32_t(value) : f.id(it.value(), "model.vocab." + it.key());
-    register_token(it.key(), id);
-    if (bpe.ignore_merges && alphabet.to_bytes(it.key(), &raw)) bpe.raw_bytes_to_id[raw] = id;
-  }
-  bpe.byte_ids.fill(-1);
-  for (int b = 0; b < 256; ++b) {
-    auto it = token_ids.find(alphabet.to_token(std::string(1, char(b))));
-    if (it != token_ids.end()) bpe.byte_ids[size_t(b)] = it->second;
-  }
+  load_vocab(f.require(model, "vocab", "model"), f);
   if (const json* unk = f.optional(model, "unk_token")) {
     auto it = token_ids.find(f.string(*unk, "model.unk_token"));
     if (it == token_ids.end()) f.fail("model.unk_token", "not in model.vocab");
     bpe.unk_id = it->second;
   }
+  if (bpe.byte_fallback && std::all_of(bpe.fallback_ids.begin(), bpe.fallback_ids.end(), [](int32_t id) { return id < 0; })) {
+    f.fail("model.byte_fallback", "true but model.vocab has none of the byte tokens <0x00> ... <0xFF>");
+  }
+  load_merges(f.require(model, "merges", "model"), f);
+}
 
-  const json& merges = f.array(f.require(model, "merges", "model"), "model.merges");
+// The vocabulary, and the model's lookup tables made from it (before any added token is known:
+// HF's model looks only in its own vocabulary).
+void Tokenizer::Impl::load_vocab(const json& vocab, const Fields& f) {
+  if (!vocab.is_object()) f.fail("model.vocab", fmt::format("expected an object, got {}", vocab.type_name()));
+  id_tokens.reserve(vocab.size());
+  token_ids.reserve(vocab.size() + 1024);
+  bpe.ascii_ids.fill(-1);
+  std::string raw;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    // The field path is only built for the error message (this loop runs ~150k times).
+    const int64_t value = it.value().is_number_integer() ? it.value().get<int64_t>() : -1;
+    int32_t id = value >= 0 && value <= INT32_MAX ? int32_t(value) : f.id(it.value(), "model.vocab." + it.key());
+    const std::string& token = it.key();
+    register_token(token, id);
+    if (bpe.ignore_merges) {
+      if (!bpe.byte_level) {
+        bpe.word_ids[token] = id;
+      } else if (bpe.alphabet.to_bytes(token, &raw)) {
+        bpe.word_ids[raw] = id;
+      }
+    }
+    size_t end = 0;
+    if (!bpe.byte_level && !token.empty() && first_invalid_utf8(token) == std::string::npos) {
+      const int32_t cp = next_code_point(token, end);
+      if (end == token.size()) {  // a one-character token
+        if (cp < 128) {
+          bpe.ascii_ids[size_t(cp)] = id;
+        } else {
+          bpe.char_ids[cp] = id;
+        }
+      }
+    }
+  }
+  bpe.byte_ids.fill(-1);
+  bpe.fallback_ids.fill(-1);
+  for (int b = 0; b < 256; ++b) {
+    auto it = token_ids.find(bpe.alphabet.to_token(std::string(1, char(b))));
+    if (it != token_ids.end()) bpe.byte_ids[size_t(b)] = it->second;
+    it = token_ids.find(fmt::format("<0x{:02X}>", b));
+    if (it != token_ids.end()) bpe.fallback_ids[size_t(b)] = it->second;
+  }
+}
+
+void Tokenizer::Impl::load_merges(const json& list, const Fields& f) {
+  const json& merges = f.array(list, "model.merges");
   bpe.merges.reserve(merges.size());
   // Field paths are only built for error messages (this loop runs ~150k times).
   auto path_of = [](size_t rank) { return Fields::index("model.merges", rank); };
@@ -897,6 +1462,8 @@ void Tokenizer::Impl::load_model(const json& model, const Fields& f) {
     return it->second;
   };
   std::string left, right;
+  std::vector<BpeModel::Merge> merge_list;
+  merge_list.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const json& m = merges[rank];
     if (m.is_string()) {  // older files: "a b"
@@ -915,7 +1482,9 @@ void Tokenizer::Impl::load_model(const json& model, const Fields& f) {
     }
     int32_t a = id_of(left, rank), b = id_of(right, rank), merged = id_of(left + right, rank);
     bpe.merges.insert(a, b, PairMap::Value{uint32_t(rank), merged});
+    merge_list.push_back({a, b, merged});
   }
+  if (!bpe.byte_level) bpe.index_joinable_pairs(merge_list, id_tokens.size());
 }
 
 void Tokenizer::Impl::load_added_tokens(const json& root, const Fields& f) {
@@ -936,8 +1505,9 @@ void Tokenizer::Impl::load_added_tokens(const json& root, const Fields& f) {
     register_token(token.content, token.id);
     if (size_t(token.id) >= id_special.size()) id_special.resize(size_t(token.id) + 1, 0);
     id_special[size_t(token.id)] = token.special ? 1 : 0;
-    if (token.normalized) {
-      token.content = normalize(token.content, normal_forms);
+    if (token.normalized) {  // HF matches it in normalized text, so normalizes it too ("▁" prepended, ...)
+      token.content = normalizer.apply(token.content, new_match_data().get());
+      id_tokens[size_t(token.id)] = token.content;  // HF's id_to_token (and decode) give the normalized form
       normalized_matcher.add(token);
     } else {
       raw_matcher.add(token);
@@ -972,11 +1542,12 @@ void Tokenizer::Impl::load_config(const json& config, const Fields& f) {
 void Tokenizer::Impl::finish_id_tables() {
   id_special.resize(id_tokens.size(), 0);
   id_present.resize(id_tokens.size(), 0);
+  if (!decoder.byte_level_only()) return;
   id_bytes.resize(id_tokens.size());
   for (size_t id = 0; id < id_tokens.size(); ++id) {
     // HF's ByteLevel decoder maps a token through the byte alphabet when every character is in
     // it, and otherwise emits the token's own UTF-8 (added tokens such as "<｜begin▁of▁sentence｜>").
-    if (!alphabet.to_bytes(id_tokens[id], &id_bytes[id])) id_bytes[id] = id_tokens[id];
+    if (!bpe.alphabet.to_bytes(id_tokens[id], &id_bytes[id])) id_bytes[id] = id_tokens[id];
   }
 }
 
@@ -1002,25 +1573,66 @@ void Tokenizer::Impl::encode_piece(std::string_view raw, std::vector<int32_t>& o
 }
 
 template <typename Sink>
-void Tokenizer::Impl::for_each_piece(std::string_view text, size_t step, pcre2_match_data* md, Sink& sink) const {
-  if (text.empty()) return;
-  if (step < pre_tokenizer.splits.size()) {
-    const SplitStep& split = pre_tokenizer.splits[step];
-    size_t gap_start = 0;
-    auto emit = [&](size_t start, size_t end, bool matched) {
-      if (start == end) return;
-      if (split.remove_matches && matched != split.invert) return;
-      for_each_piece(text.substr(start, end - start), step + 1, md, sink);
-    };
-    split.regex->for_each_match(text, md, [&](size_t start, size_t end) {
-      emit(gap_start, start, false);
-      emit(start, end, true);
-      gap_start = end;
-    });
-    emit(gap_start, text.size(), false);
-    return;
+void Tokenizer::Impl::for_each_piece(std::string_view text, size_t step, bool at_start, pcre2_match_data* md,
+                                     Sink& sink) const {
+  if (text.empty()) return;  // HF drops empty pieces
+  if (step == pre_tokenizer.steps.size()) {
+    if (pre_tokenizer.byte_level) return byte_level_pieces(text, md, sink);
+    return sink(text);
   }
-  // The ByteLevel step: optional prefix space, optional GPT-2 split; its pieces go to the sink.
+  if (pre_tokenizer.steps[step].kind == PreTokenizerStep::Kind::kMetaspace) {
+    return metaspace_pieces(text, step, at_start, md, sink);
+  }
+  split_pieces(text, step, at_start, md, sink);
+}
+
+template <typename Sink>
+void Tokenizer::Impl::split_pieces(std::string_view text, size_t step, bool at_start, pcre2_match_data* md,
+                                   Sink& sink) const {
+  const PreTokenizerStep& split = pre_tokenizer.steps[step];
+  for (const Run& piece : apply_split_behavior(split_runs(text, split.pattern, split.invert, md), split.behavior)) {
+    for_each_piece(text.substr(piece.start, piece.end - piece.start), step + 1, at_start && piece.start == 0, md, sink);
+  }
+}
+
+// HF's Metaspace: spaces become the replacement, which is put in front too (always, or only at
+// the start of the input text for "first", unless already there); with `split`, each replacement
+// starts a new piece.
+template <typename Sink>
+void Tokenizer::Impl::metaspace_pieces(std::string_view text, size_t step, bool at_start, pcre2_match_data* md,
+                                       Sink& sink) const {
+  const Metaspace& m = pre_tokenizer.steps[step].metaspace;
+  std::string replaced;
+  replaced.reserve(text.size() + text.size() / 4 + m.replacement.size());
+  const bool starts_with_replacement = text.front() == ' ' || text.compare(0, m.replacement.size(), m.replacement) == 0;
+  const bool prepend = !starts_with_replacement && (m.prepend_scheme == PrependScheme::kAlways ||
+                                                    (m.prepend_scheme == PrependScheme::kFirst && at_start));
+  if (prepend) replaced = m.replacement;
+  for (char c : text) {
+    if (c == ' ') {
+      replaced += m.replacement;
+    } else {
+      replaced += c;
+    }
+  }
+  const std::string_view s = replaced;
+  if (!m.split) return for_each_piece(s, step + 1, at_start, md, sink);
+  std::vector<Run> runs;
+  size_t gap_start = 0;
+  for (size_t pos = s.find(m.replacement); pos != std::string_view::npos; pos = s.find(m.replacement, pos + m.replacement.size())) {
+    if (gap_start < pos) runs.push_back({gap_start, pos, false});
+    runs.push_back({pos, pos + m.replacement.size(), true});
+    gap_start = pos + m.replacement.size();
+  }
+  if (gap_start < s.size()) runs.push_back({gap_start, s.size(), false});
+  for (const Run& piece : apply_split_behavior(runs, SplitBehavior::kMergedWithNext)) {
+    for_each_piece(s.substr(piece.start, piece.end - piece.start), step + 1, at_start && piece.start == 0, md, sink);
+  }
+}
+
+// The ByteLevel step: optional prefix space, optional GPT-2 split; its pieces go to the sink.
+template <typename Sink>
+void Tokenizer::Impl::byte_level_pieces(std::string_view text, pcre2_match_data* md, Sink& sink) const {
   std::string prefixed;
   std::string_view piece = text;
   if (pre_tokenizer.byte_level_prefix_space && text.front() != ' ') {
@@ -1041,14 +1653,15 @@ void Tokenizer::Impl::for_each_piece(std::string_view text, size_t step, pcre2_m
   emit(gap_start, piece.size());
 }
 
-void Tokenizer::Impl::encode_text(std::string_view raw_segment, pcre2_match_data* md, std::vector<int32_t>& out) const {
-  const std::string normalized = normalize(raw_segment, normal_forms);
+void Tokenizer::Impl::encode_text(std::string_view raw_segment, bool at_start, pcre2_match_data* md,
+                                  std::vector<int32_t>& out) const {
+  const std::string normalized = normalizer.apply(raw_segment, md);
   for (const Segment& s : normalized_matcher.split(normalized)) {
     if (s.id >= 0) {
       out.push_back(s.id);
     } else {
       auto sink = [&](std::string_view raw) { encode_piece(raw, out); };
-      for_each_piece(std::string_view(normalized).substr(s.start, s.end - s.start), 0, md, sink);
+      for_each_piece(std::string_view(normalized).substr(s.start, s.end - s.start), 0, at_start && s.start == 0, md, sink);
     }
   }
 }
@@ -1067,18 +1680,12 @@ Tokenizer Tokenizer::from_json_text(const std::string& tokenizer_json, const std
     (void)t;
     f.fail("truncation", "truncation is not supported by tstar (set it to null)");
   }
-  if (const json* n = f.optional(root, "normalizer")) parse_normalizer(*n, "normalizer", f, &impl->normal_forms);
-  const json& pre = f.require(root, "pre_tokenizer", "");
-  if (pre.is_null()) f.fail("pre_tokenizer", "missing (tstar needs a ByteLevel pre-tokenizer)");
-  if (!parse_pre_tokenizer(pre, "pre_tokenizer", f, &impl->pre_tokenizer, false)) {
-    f.fail("pre_tokenizer", "no ByteLevel pre-tokenizer (tstar supports byte-level BPE only)");
-  }
+  if (const json* n = f.optional(root, "normalizer")) impl->normalizer.parse(*n, "normalizer", f);
+  if (const json* p = f.optional(root, "pre_tokenizer")) parse_pre_tokenizer(*p, "pre_tokenizer", f, &impl->pre_tokenizer);
   impl->load_model(f.require(root, "model", ""), f);
   impl->load_added_tokens(root, f);
   if (const json* p = f.optional(root, "post_processor")) parse_post_processor(*p, "post_processor", f, &impl->post);
-  const json* decoder = f.optional(root, "decoder");
-  if (!decoder) f.fail("decoder", "missing (tstar needs a ByteLevel decoder)");
-  parse_decoder(*decoder, "decoder", f);
+  impl->decoder.parse(f.optional(root, "decoder"), "decoder", f);
   if (!config_json.empty()) {
     const std::string config_origin = origin + " (tokenizer_config.json)";
     const json config = parse_json(config_json, config_origin);
@@ -1107,13 +1714,12 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text, bool add_special) 
   const Impl& impl = *impl_;
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
-  std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(pcre2_match_data_create(1, nullptr),
-                                                                       &pcre2_match_data_free);
+  const auto md = new_match_data();
   for (const Segment& s : impl.raw_matcher.split(text)) {
     if (s.id >= 0) {
       ids.push_back(s.id);
     } else {
-      impl.encode_text(text.substr(s.start, s.end - s.start), md.get(), ids);
+      impl.encode_text(text.substr(s.start, s.end - s.start), s.start == 0, md.get(), ids);
     }
   }
   std::vector<int64_t> result;
@@ -1127,24 +1733,35 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text, bool add_special) 
 
 std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
   const Impl& impl = *impl_;
-  std::string bytes;
-  for (int64_t id : ids) {
-    if (id < 0 || size_t(id) >= impl.id_bytes.size() || !impl.id_present[size_t(id)]) continue;
-    if (skip_special && impl.id_special[size_t(id)]) continue;
-    bytes += impl.id_bytes[size_t(id)];
+  auto wanted = [&](int64_t id) {  // HF skips ids its vocabulary lacks
+    return id >= 0 && size_t(id) < impl.id_tokens.size() && impl.id_present[size_t(id)] &&
+           !(skip_special && impl.id_special[size_t(id)]);
+  };
+  if (impl.decoder.byte_level_only()) {
+    std::string bytes;
+    for (int64_t id : ids) {
+      if (wanted(id)) bytes += impl.id_bytes[size_t(id)];
+    }
+    return utf8_lossy(bytes);
   }
-  return utf8_lossy(bytes);
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (wanted(id)) tokens.push_back(impl.id_tokens[size_t(id)]);
+  }
+  return impl.decoder.decode(std::move(tokens), impl.bpe.alphabet);
 }
 
 std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
   if (size_t bad = first_invalid_utf8(text); bad != std::string_view::npos) {
     throw Error(fmt::format("tokenizer: input text is not valid UTF-8 (byte offset {})", bad));
   }
-  std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(pcre2_match_data_create(1, nullptr),
-                                                                       &pcre2_match_data_free);
+  const auto md = new_match_data();
   std::vector<std::string> pieces;
-  auto sink = [&](std::string_view raw) { pieces.push_back(impl_->alphabet.to_token(raw)); };
-  impl_->for_each_piece(text, 0, md.get(), sink);
+  auto sink = [&](std::string_view piece) {
+    pieces.push_back(impl_->pre_tokenizer.byte_level ? impl_->bpe.alphabet.to_token(piece) : std::string(piece));
+  };
+  impl_->for_each_piece(text, 0, true, md.get(), sink);
   return pieces;
 }
 

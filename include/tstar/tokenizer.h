@@ -1,11 +1,16 @@
-// Hugging Face `tokenizer.json` byte-level BPE tokenizer (Qwen2/2.5/3, DeepSeek-R1-Distill-Qwen,
-// Llama 3, GPT-2 style), with id-for-id parity with the `tokenizers` library.
+// Hugging Face `tokenizer.json` BPE tokenizer with id-for-id parity with the `tokenizers` library:
+// byte-level BPE (Qwen2/2.5/3, DeepSeek-R1-Distill-Qwen, Llama 3, GPT-2 style) and
+// SentencePiece-style BPE (Llama 2, Mistral, Gemma, Phi-3: characters with "▁" for spaces,
+// byte_fallback to <0xNN> tokens, unk_token/fuse_unk).
 //
-// Pipeline of encode(): added/special tokens are cut out first (leftmost-longest match on the raw
-// text for tokens with normalized=false, then on the normalized text for the others), the rest
-// is normalized (NFC/NFD/NFKC/NFKD via utf8proc), split by the pre-tokenizer regexes (PCRE2 with
-// JIT), mapped to bytes (ByteLevel) and merged by BPE rank; finally the post-processor (and
-// tokenizer_config.json's add_bos_token) adds BOS/EOS when add_special is true.
+// Pipeline of encode(), HF's stages in HF's order: added/special tokens are cut out first
+// (leftmost-longest match on the raw text for tokens with normalized=false, then on the normalized
+// text for the others); each remaining segment is normalized (NFC/NFD/NFKC/NFKD via utf8proc,
+// Replace, Prepend), split by the pre-tokenizer (Split regexes via PCRE2 with JIT, Metaspace,
+// then ByteLevel, which maps pieces to bytes; none at all is allowed), and each piece is merged by
+// BPE rank; finally the post-processor (and tokenizer_config.json's add_bos_token) adds BOS/EOS
+// when add_special is true. decode() runs HF's decoder chain (ByteLevel, Replace, ByteFallback,
+// Fuse, Strip, Metaspace) over the token strings.
 // Components tstar does not implement are rejected at load time with an error naming them.
 #pragma once
 
@@ -32,13 +37,16 @@ class Tokenizer {
   // Throws tstar::Error when `text` is not valid UTF-8 (HF's Python API cannot even receive such
   // text, so there is no behaviour to mirror).
   std::vector<int64_t> encode(std::string_view text, bool add_special = true) const;
-  // Byte-level decoding; bytes that do not form valid UTF-8 become U+FFFD (one per maximal
-  // invalid subsequence, as HF's String::from_utf8_lossy). Ids the vocabulary lacks are skipped, as
-  // HF does: a model's vocabulary is often larger than its tokenizer's (padding rows).
+  // The decoder chain of tokenizer.json (tokens joined by spaces when it has none, as HF does).
+  // Broken UTF-8 becomes U+FFFD as in HF: one per maximal invalid subsequence after ByteLevel
+  // (String::from_utf8_lossy), one per byte of an invalid <0xNN> run after ByteFallback. Ids the
+  // vocabulary lacks are skipped, as HF does: a model's vocabulary is often larger than its
+  // tokenizer's (padding rows).
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const;
 
-  // The pre-tokenizer alone (no normalizer, no added tokens), pieces in the byte-level alphabet:
-  // what HF's `pre_tokenizer.pre_tokenize_str(text)` returns. For tests and debugging.
+  // The pre-tokenizer alone (no normalizer, no added tokens), pieces in the byte-level alphabet
+  // after a ByteLevel step: what HF's `pre_tokenizer.pre_tokenize_str(text)` returns (the whole
+  // text when there is no pre-tokenizer). For tests and debugging.
   std::vector<std::string> pre_tokenize(std::string_view text) const;
 
   int64_t token_to_id(std::string_view token) const;  // -1 when unknown
