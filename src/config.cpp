@@ -21,6 +21,7 @@ constexpr const char* kLlama = "LlamaForCausalLM";
 constexpr const char* kQwen3 = "Qwen3ForCausalLM";
 constexpr const char* kMistral = "MistralForCausalLM";
 constexpr int64_t kMistralDefaultWindow = 4096;  // MistralConfig's sliding_window default
+constexpr const char* kPhi3 = "Phi3ForCausalLM";
 
 struct ArchitectureInfo {
   const char* architecture;
@@ -28,7 +29,8 @@ struct ArchitectureInfo {
   int64_t default_max_positions;  // transformers' default max_position_embeddings
 };
 constexpr ArchitectureInfo kArchitectures[] = {
-    {kQwen2, "qwen2", 32768}, {kQwen3, "qwen3", 32768}, {kLlama, "llama", 2048}, {kMistral, "mistral", 131072}};
+    {kQwen2, "qwen2", 32768}, {kQwen3, "qwen3", 32768}, {kLlama, "llama", 2048}, {kMistral, "mistral", 131072},
+    {kPhi3, "phi3", 4096}};
 
 // Any single dimension above this is a corrupt config, and the bound keeps num_parameters()
 // far from int64 overflow.
@@ -149,8 +151,8 @@ std::string read_architecture(const ConfigReader& reader) {
   const std::string architecture = list[0].get<std::string>();
   const ArchitectureInfo* info = find_architecture(architecture);
   if (!info) {
-    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {}, {})", architecture, kQwen2, kQwen3,
-                            kLlama, kMistral));
+    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {}, {}, {})", architecture, kQwen2,
+                            kQwen3, kLlama, kMistral, kPhi3));
   }
   const std::string model_type = reader.string("model_type", info->model_type);
   if (model_type != info->model_type) {
@@ -164,6 +166,8 @@ std::string read_architecture(const ConfigReader& reader) {
 // (4.x), with the scaling type and its parameters.
 void read_rope(const ConfigReader& reader, ModelConfig& c) {
   c.rope_theta = reader.number("rope_theta", 10000.0);
+  // transformers moves a top-level partial_rotary_factor (Phi-4-mini's form) into the RoPE parameters.
+  if (reader.number("partial_rotary_factor", 1.0) != 1.0) reader.fail("partial_rotary_factor other than 1 not supported");
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     const json* rope = reader.object(key);
     if (!rope) continue;
@@ -188,8 +192,12 @@ void read_rope(const ConfigReader& reader, ModelConfig& c) {
       if (!(s.high_freq_factor > s.low_freq_factor) || !(s.low_freq_factor > 0) || s.original_max_positions <= 0) {
         fields.fail("llama3 RoPE needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0");
       }
+    } else if (type == "dynamic") {
+      // Dynamic NTK: HF's threshold is max_position_embeddings itself (no original_max_position_embeddings).
+      s.type = RopeScaling::Type::kDynamic;
+      s.factor = fields.number("factor");
     } else {
-      reader.fail(fmt::format("{} type '{}' not supported (supported: default, linear, llama3)", key, type));
+      reader.fail(fmt::format("{} type '{}' not supported (supported: default, linear, llama3, dynamic)", key, type));
     }
     if (!(s.factor > 0) || !std::isfinite(s.factor)) fields.fail(fmt::format("key 'factor' must be positive, got {}", s.factor));
   }
@@ -225,6 +233,14 @@ void check_positive(const ConfigReader& reader, const char* key, int64_t value) 
   if (value <= 0 || value > kMaxDimension) {
     reader.fail(fmt::format("key '{}' must be between 1 and {}, got {}", key, kMaxDimension, value));
   }
+}
+
+// sliding_window: an integer, null for full attention (transformers' None, 0 here), or `when_absent`.
+int64_t read_sliding_window(const ConfigReader& reader, const json& j, int64_t when_absent) {
+  if (!j.contains("sliding_window")) return when_absent;
+  const int64_t window = reader.integer("sliding_window", 0);
+  if (!j["sliding_window"].is_null()) check_positive(reader, "sliding_window", window);
+  return window;
 }
 
 void validate(const ModelConfig& c, const ConfigReader& reader) {
@@ -267,6 +283,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   const bool mistral = c.architecture == kMistral;
   const bool llama = c.architecture == kLlama || mistral;  // Mistral: Llama's weights plus a window
   const bool qwen3 = c.architecture == kQwen3;
+  const bool phi3 = c.architecture == kPhi3;
   reject_unsupported_features(reader, llama);
 
   c.hidden_size = reader.integer("hidden_size");
@@ -287,11 +304,16 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   c.attention_bias = llama || qwen3 ? reader.boolean("attention_bias", false) : true;
   c.o_proj_bias = (llama || qwen3) && c.attention_bias;
   c.qk_norm = qwen3;
-  if (mistral) {
-    // Absent: MistralConfig's default; null: full attention (transformers' None).
-    const bool present = j.contains("sliding_window");
-    c.sliding_window = !present ? kMistralDefaultWindow : reader.integer("sliding_window", 0);
-    if (present && !j["sliding_window"].is_null()) check_positive(reader, "sliding_window", c.sliding_window);
+  // Absent: MistralConfig's default window, Phi3Config's None.
+  if (mistral) c.sliding_window = read_sliding_window(reader, j, kMistralDefaultWindow);
+  if (phi3) {
+    // Phi-3's projections have no bias whatever attention_bias says (HF ignores the key).
+    c.attention_bias = c.o_proj_bias = false;
+    c.fused_qkv = c.fused_gate_up = true;
+    c.sliding_window = read_sliding_window(reader, j, 0);
+    // Read only to be checked: HF uses it for longrope (refused below) and to restart generation
+    // without the cache when a sequence first passes it (the same logits, up to rounding).
+    check_positive(reader, "original_max_position_embeddings", reader.integer("original_max_position_embeddings", 4096));
   }
   c.torch_dtype = read_dtype(reader);
   c.bos_token_id = reader.token_id("bos_token_id");
@@ -299,6 +321,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   c.max_position_embeddings =
       reader.integer("max_position_embeddings", architecture_info(c.architecture).default_max_positions);
   read_rope(reader, c);  // after max_position_embeddings, llama3's fallback
+  if (phi3 && c.rope_scaling.type != RopeScaling::Type::kDefault) {
+    reader.fail(fmt::format("rope_scaling type '{}' not supported for {} (HF's Phi3Config takes default or longrope; "
+                            "tstar: default)", rope_type_name(c.rope_scaling.type), kPhi3));
+  }
   validate(c, reader);
   return c;
 }
@@ -334,6 +360,9 @@ json ModelConfig::to_json() const {
   } else if (architecture == kQwen3) {
     j["attention_bias"] = attention_bias;
     j["use_sliding_window"] = false;
+  } else if (architecture == kPhi3) {
+    j["sliding_window"] = sliding_window > 0 ? json(sliding_window) : json(nullptr);
+    j["original_max_position_embeddings"] = max_position_embeddings;
   } else {
     j["use_sliding_window"] = false;
   }
@@ -356,6 +385,7 @@ const char* rope_type_name(RopeScaling::Type type) {
     case RopeScaling::Type::kDefault: return "default";
     case RopeScaling::Type::kLinear: return "linear";
     case RopeScaling::Type::kLlama3: return "llama3";
+    case RopeScaling::Type::kDynamic: return "dynamic";
   }
   TSTAR_CHECK(false);
 }

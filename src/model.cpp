@@ -1,6 +1,7 @@
 // A Qwen2/Llama decoder, written to compute what HF transformers' eager path computes
-// (modeling_qwen2.py / modeling_llama.py). Reads top to bottom like the architecture:
-// parameters, loading, RMSNorm, RoPE, attention, MLP, blocks, model entry points.
+// (modeling_qwen2.py / modeling_llama.py; Qwen3, Mistral and Phi-3 differ by data in ModelConfig).
+// Reads top to bottom like the architecture: parameters, loading, RMSNorm, RoPE, attention, MLP,
+// blocks, model entry points.
 #include "tstar/model.h"
 
 #include <unistd.h>
@@ -91,10 +92,13 @@ Component component_of(Weight weight) {
     // Qwen3's per-head q/k norms sit inside self_attn: what the notebook's substring filter on
     // attention selects (and its exclusion rule, on layernorm/ln, does not exclude).
     case Weight::kQNorm:
-    case Weight::kKNorm: return Component::kAttention;
+    case Weight::kKNorm:
+    // Phi-3's fused qkv_proj is attention as a whole, as the notebook's substring filter "self_attn" has it.
+    case Weight::kQkv: return Component::kAttention;
     case Weight::kGate:
     case Weight::kUp:
-    case Weight::kDown: return Component::kMlp;
+    case Weight::kDown:
+    case Weight::kGateUp: return Component::kMlp;
     case Weight::kInputNorm:
     case Weight::kPostAttentionNorm:
     case Weight::kFinalNorm: return Component::kNorm;
@@ -122,6 +126,8 @@ std::string hf_parameter_name(Weight weight, int64_t layer, bool bias) {
     case Weight::kDown: stem = in_layer("mlp.down_proj"); break;
     case Weight::kFinalNorm: stem = "model.norm"; break;
     case Weight::kLmHead: stem = "lm_head"; break;
+    case Weight::kQkv: stem = in_layer("self_attn.qkv_proj"); break;
+    case Weight::kGateUp: stem = in_layer("mlp.gate_up_proj"); break;
   }
   return stem + (bias ? ".bias" : ".weight");
 }
@@ -138,16 +144,24 @@ std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
       if (bias) out.push_back({hf_parameter_name(weight, i, true), {out_dim}, Role::kBias, weight, i});
     };
     norm(Weight::kInputNorm);
-    projection(Weight::kQ, q_dim, c.hidden_size, c.attention_bias);
-    projection(Weight::kK, kv_dim, c.hidden_size, c.attention_bias);
-    projection(Weight::kV, kv_dim, c.hidden_size, c.attention_bias);
+    if (c.fused_qkv) {
+      projection(Weight::kQkv, q_dim + 2 * kv_dim, c.hidden_size, false);  // q rows, then k, then v; no bias
+    } else {
+      projection(Weight::kQ, q_dim, c.hidden_size, c.attention_bias);
+      projection(Weight::kK, kv_dim, c.hidden_size, c.attention_bias);
+      projection(Weight::kV, kv_dim, c.hidden_size, c.attention_bias);
+    }
     projection(Weight::kO, c.hidden_size, q_dim, c.o_proj_bias);
     if (c.qk_norm) {
       for (Weight w : {Weight::kQNorm, Weight::kKNorm}) out.push_back({hf_parameter_name(w, i), {c.head_dim}, Role::kNorm, w, i});
     }
     norm(Weight::kPostAttentionNorm);
-    projection(Weight::kGate, c.intermediate_size, c.hidden_size, false);
-    projection(Weight::kUp, c.intermediate_size, c.hidden_size, false);
+    if (c.fused_gate_up) {
+      projection(Weight::kGateUp, 2 * c.intermediate_size, c.hidden_size, false);
+    } else {
+      projection(Weight::kGate, c.intermediate_size, c.hidden_size, false);
+      projection(Weight::kUp, c.intermediate_size, c.hidden_size, false);
+    }
     projection(Weight::kDown, c.hidden_size, c.intermediate_size, false);
   }
   out.push_back({hf_parameter_name(Weight::kFinalNorm), {c.hidden_size}, Role::kNorm, Weight::kFinalNorm});
@@ -260,18 +274,22 @@ void Model::bind() {
     if (auto index = params_.find(name)) return *index;
     throw Error(fmt::format("model is missing parameter '{}'", name));
   };
-  auto weight = [&](Weight w, int64_t layer) { return slot(hf_parameter_name(w, layer)); };
+  auto weight = [&](Weight w, int64_t layer, bool present = true) {
+    return present ? slot(hf_parameter_name(w, layer)) : kNoSlot;
+  };
   auto bias = [&](Weight w, int64_t layer, bool present) { return present ? slot(hf_parameter_name(w, layer, true)) : kNoSlot; };
+  const bool split_qkv = !c.fused_qkv, split_gate_up = !c.fused_gate_up;
+  const bool qkv_bias = split_qkv && c.attention_bias;
   layers_.clear();
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    layers_.push_back(LayerSlots{weight(Weight::kInputNorm, i), weight(Weight::kQ, i), bias(Weight::kQ, i, c.attention_bias),
-                                 weight(Weight::kK, i), bias(Weight::kK, i, c.attention_bias),
-                                 weight(Weight::kV, i), bias(Weight::kV, i, c.attention_bias),
+    layers_.push_back(LayerSlots{weight(Weight::kInputNorm, i), weight(Weight::kQ, i, split_qkv), bias(Weight::kQ, i, qkv_bias),
+                                 weight(Weight::kK, i, split_qkv), bias(Weight::kK, i, qkv_bias),
+                                 weight(Weight::kV, i, split_qkv), bias(Weight::kV, i, qkv_bias),
                                  weight(Weight::kO, i), bias(Weight::kO, i, c.o_proj_bias),
-                                 c.qk_norm ? weight(Weight::kQNorm, i) : kNoSlot,
-                                 c.qk_norm ? weight(Weight::kKNorm, i) : kNoSlot,
-                                 weight(Weight::kPostAttentionNorm, i), weight(Weight::kGate, i),
-                                 weight(Weight::kUp, i), weight(Weight::kDown, i)});
+                                 weight(Weight::kQNorm, i, c.qk_norm), weight(Weight::kKNorm, i, c.qk_norm),
+                                 weight(Weight::kPostAttentionNorm, i), weight(Weight::kGate, i, split_gate_up),
+                                 weight(Weight::kUp, i, split_gate_up), weight(Weight::kDown, i),
+                                 weight(Weight::kQkv, i, c.fused_qkv), weight(Weight::kGateUp, i, c.fused_gate_up)});
   }
   embed_ = weight(Weight::kEmbedding, -1);
   final_norm_ = weight(Weight::kFinalNorm, -1);
@@ -279,14 +297,38 @@ void Model::bind() {
   inv_freq_ = rope_inverse_frequencies(c).to(options_.device);
 }
 
+namespace {
+
+// Dynamic NTK's theta (HF's _compute_dynamic_ntk_parameters) for a forward whose longest position + 1
+// is `sequence_length`: theta * (factor * L / max_positions - (factor - 1))^(D / (D - 2)), with
+// L = max(sequence_length, max_positions). HF computes it in double at initialisation (L = max_positions,
+// the power's base ~1) and, once a forward passes max_positions, from its seq_len tensor: in fp32, op
+// for op as here (their results are bit-identical to HF's, checked in Python for L = 13..4096).
+torch::Tensor dynamic_ntk_theta(const ModelConfig& c, int64_t sequence_length) {
+  const RopeScaling& s = c.rope_scaling;
+  const double dim = static_cast<double>(c.head_dim), max_positions = static_cast<double>(c.max_position_embeddings);
+  const double exponent = dim / (dim - 2);
+  if (sequence_length <= c.max_position_embeddings) {
+    return torch::tensor(c.rope_theta * std::pow(s.factor * max_positions / max_positions - (s.factor - 1), exponent),
+                         torch::kFloat);
+  }
+  auto length = torch::tensor(sequence_length, torch::kLong);
+  return (length * s.factor / c.max_position_embeddings - (s.factor - 1)).pow(exponent) * c.rope_theta;  // fp32
+}
+
+}  // namespace
+
 // HF's rope initialisation (modeling_rope_utils.py), op for op in fp32: the default
 // 1 / theta^(arange(0, d, 2) / d), then the scaling type's adjustment.
-torch::Tensor rope_inverse_frequencies(const ModelConfig& c) {
-  auto exponents = torch::arange(0, c.head_dim, 2, torch::kLong).to(torch::kFloat) / static_cast<float>(c.head_dim);
-  auto inv_freq = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat), exponents);  // [D/2]
+torch::Tensor rope_inverse_frequencies(const ModelConfig& c, int64_t sequence_length) {
   const RopeScaling& s = c.rope_scaling;
+  auto theta = s.type == RopeScaling::Type::kDynamic ? dynamic_ntk_theta(c, sequence_length)
+                                                      : torch::tensor(c.rope_theta, torch::kFloat);
+  auto exponents = torch::arange(0, c.head_dim, 2, torch::kLong).to(torch::kFloat) / static_cast<float>(c.head_dim);
+  auto inv_freq = 1.0 / torch::pow(theta, exponents);  // [D/2]
   switch (s.type) {
-    case RopeScaling::Type::kDefault: return inv_freq;
+    case RopeScaling::Type::kDefault:
+    case RopeScaling::Type::kDynamic: return inv_freq;
     case RopeScaling::Type::kLinear: return inv_freq / s.factor;
     case RopeScaling::Type::kLlama3: {
       const double old_context = static_cast<double>(s.original_max_positions);
@@ -367,22 +409,45 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
 
 }  // namespace
 
+// Phi-3's one product with the fused weight, split into its q, k and v columns as HF does (views of
+// the product: the parameter itself is read whole at every forward, so in-place noise is seen).
+std::array<torch::Tensor, 3> Model::qkv_projections(const torch::Tensor& x, const LayerSlots& layer) const {
+  if (layer.qkv != kNoSlot) {
+    const int64_t q_dim = config_.num_heads * config_.head_dim, kv_dim = config_.num_kv_heads * config_.head_dim;
+    auto fused = project(x, operand(x, layer.qkv));  // [B, T, q_dim + 2 kv_dim]
+    return {fused.narrow(-1, 0, q_dim), fused.narrow(-1, q_dim, kv_dim), fused.narrow(-1, q_dim + kv_dim, kv_dim)};
+  }
+  auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
+  return {project(x, operand(x, layer.q_weight), bias(layer.q_bias)),
+          project(x, operand(x, layer.k_weight), bias(layer.k_bias)),
+          project(x, operand(x, layer.v_weight), bias(layer.v_bias))};
+}
+
+// Dynamic RoPE follows the forward's longest position (HF: max(position_ids) + 1 over the whole batch,
+// so a padded batch shares its longest row's frequencies); a [D/2] vector, cheap to recompute per layer.
+torch::Tensor Model::inverse_frequencies(const torch::Tensor& positions) const {
+  if (config_.rope_scaling.type != RopeScaling::Type::kDynamic) return inv_freq_;
+  const int64_t sequence_length = positions.max().item<int64_t>() + 1;
+  return rope_inverse_frequencies(config_, sequence_length).to(inv_freq_.device());
+}
+
 torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
                                const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim;
   auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
-  auto q = project(x, operand(x, layer.q_weight), bias(layer.q_bias)).view({B, T, c.num_heads, D});
-  auto k = project(x, operand(x, layer.k_weight), bias(layer.k_bias)).view({B, T, c.num_kv_heads, D});
+  auto [q, k, v] = qkv_projections(x, layer);
+  q = q.view({B, T, c.num_heads, D});
+  k = k.view({B, T, c.num_kv_heads, D});
   if (layer.q_norm != kNoSlot) {  // Qwen3: RMSNorm of each head's q and k, before RoPE
     q = rms_norm(q, layer.q_norm);
     k = rms_norm(k, layer.k_norm);
   }
   q = q.transpose(1, 2);  // [B, Hq, T, D]
   k = k.transpose(1, 2);  // [B, Hkv, T, D]
-  auto v = project(x, operand(x, layer.v_weight), bias(layer.v_bias)).view({B, T, c.num_kv_heads, D}).transpose(1, 2);
+  v = v.view({B, T, c.num_kv_heads, D}).transpose(1, 2);
 
-  auto [cos, sin] = rope_tables(inv_freq_, positions, x.scalar_type());
+  auto [cos, sin] = rope_tables(inverse_frequencies(positions), positions, x.scalar_type());
   q = q * cos + rotate_half(q) * sin;  // [B, Hq, T, D]
   k = k * cos + rotate_half(k) * sin;  // [B, Hkv, T, D]
 
@@ -404,9 +469,19 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   return project(out, operand(out, layer.o_weight), bias(layer.o_bias));
 }
 
-// SwiGLU: down(silu(gate(x)) * up(x)); no biases.
+// SwiGLU: down(silu(gate(x)) * up(x)); no biases. Phi-3: one product with gate_up_proj, whose first
+// half of columns is gate and second half up (HF's chunk(2)).
 torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const {
-  auto hidden = torch::silu(project(x, operand(x, layer.gate))) * project(x, operand(x, layer.up));
+  torch::Tensor gate, up;
+  if (layer.gate_up != kNoSlot) {
+    auto fused = project(x, operand(x, layer.gate_up));  // [B, T, 2 I]
+    gate = fused.narrow(-1, 0, config_.intermediate_size);
+    up = fused.narrow(-1, config_.intermediate_size, config_.intermediate_size);
+  } else {
+    gate = project(x, operand(x, layer.gate));
+    up = project(x, operand(x, layer.up));
+  }
+  auto hidden = torch::silu(gate) * up;
   return project(hidden, operand(hidden, layer.down));
 }
 

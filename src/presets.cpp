@@ -105,6 +105,21 @@ ModelConfig qwen3_shape(int64_t hidden, int64_t intermediate) {
 ModelConfig qwen3_0_6b() { return qwen3_shape(1024, 3072); }
 ModelConfig qwen3_1_7b() { return qwen3_shape(2048, 6144); }
 
+// microsoft/Phi-3-mini-4k-instruct: config.json (fused qkv_proj and gate_up_proj, 32 KV heads, untied,
+// a 2047-token sliding window).
+ModelConfig phi_3_mini() {
+  ModelConfig c = model_shape("Phi3ForCausalLM", 3072, 8192, 32, 32, 32, 32064);
+  c.fused_qkv = c.fused_gate_up = true;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000.0;
+  c.sliding_window = 2047;
+  c.max_position_embeddings = 4096;
+  c.torch_dtype = "bfloat16";
+  c.bos_token_id = 1;
+  c.eos_token_id = 32000;
+  return c;
+}
+
 // A Qwen2-shaped toy for fast tests: every code path (GQA, biases, untied head) at small size.
 ModelConfig tiny() {
   ModelConfig c = qwen2_shape(64, 160, 2, 4, 2, 512);
@@ -119,6 +134,7 @@ std::vector<std::pair<std::string, ModelConfig (*)()>> presets() {
   return {{"deepseek-r1-distill-qwen-1.5b", deepseek_r1_distill_qwen_1_5b},
           {"deepseek-r1-distill-llama-8b", deepseek_r1_distill_llama_8b},
           {"llama-3.2-1b", llama_3_2_1b},
+          {"phi-3-mini", phi_3_mini},
           {"qwen2.5-0.5b", qwen2_5_0_5b},
           {"qwen3-0.6b", qwen3_0_6b},
           {"qwen3-1.7b", qwen3_1_7b},

@@ -54,6 +54,11 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.bos_token_id, b.bos_token_id);
   EXPECT_EQ(a.eos_token_id, b.eos_token_id);
   EXPECT_EQ(a.max_position_embeddings, b.max_position_embeddings);
+  EXPECT_EQ(a.sliding_window, b.sliding_window);
+  EXPECT_EQ(a.fused_qkv, b.fused_qkv);
+  EXPECT_EQ(a.fused_gate_up, b.fused_gate_up);
+  EXPECT_EQ(a.rope_scaling.type, b.rope_scaling.type);
+  EXPECT_EQ(a.rope_scaling.factor, b.rope_scaling.factor);
 }
 
 TEST(ConfigParse, DeepSeekDistillConfig) {
@@ -262,7 +267,8 @@ TEST(ConfigJson, RoundTripsEveryPresetAndLlama) {
 TEST(Presets, NamesAndLookup) {
   const auto names = preset_names();
   EXPECT_EQ(names, (std::vector<std::string>{"deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-llama-8b",
-                                             "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "qwen3-1.7b", "tiny"}));
+                                             "llama-3.2-1b", "phi-3-mini", "qwen2.5-0.5b", "qwen3-0.6b", "qwen3-1.7b",
+                                             "tiny"}));
   for (const auto& name : names) EXPECT_TRUE(is_preset(name));
   EXPECT_FALSE(is_preset("qwen2.5-7b"));
   EXPECT_TRUE(throws_mentioning([] { preset_config("qwen2.5-7b"); },
@@ -344,7 +350,7 @@ TEST(ConfigErrors, RopeScalingNamesTheKey) {
     return j;
   };
   expect_error(with_rope({{"rope_type", "yarn"}, {"factor", 4.0}}), "'yarn' not supported");
-  expect_error(with_rope({{"rope_type", "dynamic"}, {"factor", 2.0}}), "'dynamic' not supported");
+  expect_error(with_rope({{"rope_type", "dynamic"}}), "missing required key 'factor'");
   expect_error(with_rope({{"rope_type", "llama3"}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}}),
                "missing required key 'factor'");
   // An unknown type is refused in either form of the key.
@@ -356,6 +362,9 @@ TEST(ConfigErrors, RopeScalingNamesTheKey) {
                "low_freq_factor < high_freq_factor");
   expect_error(with_rope({{"rope_type", "linear"}, {"factor", -2.0}}), "key 'factor' must be positive");
   expect_error(with_rope({{"rope_type", "default"}, {"partial_rotary_factor", 0.5}}), "partial_rotary_factor");
+  nlohmann::json top_level_partial = llama_3_2_1b_config();
+  top_level_partial["partial_rotary_factor"] = 0.75;  // Phi-4-mini's form, outside rope_scaling
+  expect_error(top_level_partial, "partial_rotary_factor");
   const ModelConfig linear = ModelConfig::from_json(with_rope({{"type", "linear"}, {"factor", 2.0}}), kOrigin);
   EXPECT_EQ(linear.rope_scaling.type, RopeScaling::Type::kLinear);
 }
@@ -398,6 +407,77 @@ TEST(ConfigParse, MistralSlidingWindow) {
   EXPECT_EQ(ModelConfig::from_json(c.to_json(), kOrigin).sliding_window, 5);
   j["sliding_window"] = -3;
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, "sliding_window"}));
+}
+
+// Dynamic NTK RoPE: factor in either form of the key; max_position_embeddings is its threshold.
+TEST(ConfigParse, DynamicRopeInBothForms) {
+  nlohmann::json v4 = minimal_llama();
+  v4["max_position_embeddings"] = 4096;
+  v4["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  const ModelConfig c = ModelConfig::from_json(v4, kOrigin);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kDynamic);
+  EXPECT_EQ(c.rope_scaling.factor, 2.0);
+  EXPECT_EQ(c.max_position_embeddings, 4096);
+  nlohmann::json v5 = minimal_llama();
+  v5["max_position_embeddings"] = 4096;
+  v5["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}, {"rope_theta", 10000.0}};
+  expect_same(ModelConfig::from_json(v5, kOrigin), c);
+  expect_same(ModelConfig::from_json(c.to_json(), kOrigin), c);
+  EXPECT_STREQ(rope_type_name(RopeScaling::Type::kDynamic), "dynamic");
+}
+
+// The published config.json of microsoft/Phi-3-mini-4k-instruct (transformers 4 form).
+nlohmann::json phi_3_mini_config() {
+  return nlohmann::json::parse(R"({"architectures": ["Phi3ForCausalLM"], "attention_dropout": 0.0,
+    "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config", "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM"},
+    "bos_token_id": 1, "embd_pdrop": 0.0, "eos_token_id": 32000, "hidden_act": "silu", "hidden_size": 3072,
+    "initializer_range": 0.02, "intermediate_size": 8192, "max_position_embeddings": 4096, "model_type": "phi3",
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+    "original_max_position_embeddings": 4096, "pad_token_id": 32000, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05,
+    "rope_scaling": null, "rope_theta": 10000.0, "sliding_window": 2047, "tie_word_embeddings": false,
+    "torch_dtype": "bfloat16", "transformers_version": "4.40.2", "use_cache": true, "attention_bias": false,
+    "vocab_size": 32064})");
+}
+
+// Phi-3-mini: 3 821 079 552 parameters, which transformers 5.24 gives for this config on the meta
+// device (Phi3ForCausalLM: qkv_proj [9216, 3072], gate_up_proj [16384, 3072], untied lm_head).
+TEST(Presets, PhiThreeMiniShapeAndParameterCount) {
+  const ModelConfig preset = preset_config("phi-3-mini");
+  EXPECT_EQ(preset.num_parameters(), 3821079552);
+  EXPECT_TRUE(preset.fused_qkv && preset.fused_gate_up);
+  EXPECT_EQ(preset.sliding_window, 2047);
+  const ModelConfig from_file = ModelConfig::from_json(phi_3_mini_config(), kOrigin);
+  expect_same(preset, from_file);
+  // The transformers 5 form: rope_parameters with partial_rotary_factor 1, dtype.
+  nlohmann::json v5 = phi_3_mini_config();
+  v5.erase("rope_scaling");
+  v5.erase("rope_theta");
+  v5.erase("torch_dtype");
+  v5["dtype"] = "bfloat16";
+  v5["rope_parameters"] = {{"partial_rotary_factor", 1.0}, {"rope_theta", 10000.0}, {"rope_type", "default"}};
+  expect_same(ModelConfig::from_json(v5, kOrigin), from_file);
+  // Phi3Config's defaults: no window when absent or null.
+  v5.erase("sliding_window");
+  EXPECT_EQ(ModelConfig::from_json(v5, kOrigin).sliding_window, 0);
+  v5["sliding_window"] = nullptr;
+  EXPECT_EQ(ModelConfig::from_json(v5, kOrigin).sliding_window, 0);
+}
+
+// Phi-3's RoPE options tstar does not implement are refused naming the key: longrope (Phi-3-mini-128k,
+// Phi-3.5), and any type HF's Phi3Config itself refuses.
+TEST(ConfigErrors, PhiThreeRopeScalingNamesTheKey) {
+  nlohmann::json longrope = phi_3_mini_config();
+  longrope["rope_scaling"] = {{"type", "longrope"}, {"long_factor", {1.0}}, {"short_factor", {1.0}}};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(longrope, kOrigin); },
+                                {kOrigin, "rope_scaling", "'longrope' not supported"}));
+  nlohmann::json dynamic = phi_3_mini_config();
+  dynamic["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(dynamic, kOrigin); },
+                                {kOrigin, "rope_scaling type 'dynamic'", "Phi3ForCausalLM"}));
+  nlohmann::json bad_original = phi_3_mini_config();
+  bad_original["original_max_position_embeddings"] = 0;
+  EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(bad_original, kOrigin); },
+                                {kOrigin, "original_max_position_embeddings"}));
 }
 
 }  // namespace

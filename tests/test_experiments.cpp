@@ -393,10 +393,12 @@ TEST(ExperimentBench, SmokeEveryFamilyOnTheTinyModel) {
 }
 
 // Every family on a tiny fixture of each architecture (Llama tied and sharded, Llama 3 RoPE scaling,
-// Qwen3's q/k norms, Mistral's sliding window), leaving the weights as they were.
+// Qwen3's q/k norms, Mistral's sliding window, Phi-3's fused projections, dynamic RoPE past its
+// max_position_embeddings), leaving the weights as they were.
 TEST(ExperimentBench, EveryFamilyOnEachArchitecture) {
   for (const char* model : {"fixtures/models/llama-tiny", "fixtures/models/llama3-rope-tiny", "fixtures/models/qwen3-tiny",
-                            "fixtures/models/mistral-tiny"}) {
+                            "fixtures/models/mistral-tiny", "fixtures/models/phi3-tiny",
+                            "fixtures/models/llama-dynamic-rope-tiny"}) {
     BenchRun run = run_bench("--benchmark_min_time=0.001 --benchmark_filter='WeightNoise|Layer|Evolution|TempSweep'", model);
     const auto& results = run.results.at("results");
     for (const char* name : {"WeightNoise/scale:0.01", "Layer/attention/scale:0.02", "Layer/layer:1/scale:0.02",
@@ -404,6 +406,8 @@ TEST(ExperimentBench, EveryFamilyOnEachArchitecture) {
       ASSERT_TRUE(results.contains(name)) << model << " " << name;
     }
     EXPECT_GT(results.at("WeightNoise/scale:0.01").at("counters").at("alpha").get<double>(), 0) << model;
+    // The attention group reaches the forward (Phi-3: through the fused qkv_proj).
+    EXPECT_GT(results.at("Layer/attention/scale:0.02").at("counters").at("alpha").get<double>(), 0) << model;
     EXPECT_EQ(run.results.at("weights_digest_before"), run.results.at("weights_digest_after")) << model;
   }
 }

@@ -2,6 +2,7 @@
 // with each other. Parity with HF transformers is in test_parity.cpp.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 
 #include "tstar/compute_environment.h"
@@ -153,6 +154,25 @@ TEST(Model, ResumingAtTheFirstNoisedLayerEqualsAFullForward) {
   Model::LayerInputs other;
   model.last_logits_layered({{1, 2, 3}}, &other, nullptr, 0);
   EXPECT_THROW(model.last_logits_layered({{1, 2, 4}}, nullptr, &other, 1), Error);
+}
+
+// Dynamic NTK RoPE: the default frequencies up to max_position_embeddings, then theta grows with the
+// forward's length, theta * (factor * L / max - (factor - 1))^(D / (D - 2)) (HF's formula).
+TEST(Model, DynamicRopeFrequenciesFollowTheLongestPosition) {
+  ModelConfig c = preset_config("tiny");
+  const torch::Tensor plain = rope_inverse_frequencies(c);
+  c.rope_scaling.type = RopeScaling::Type::kDynamic;
+  c.rope_scaling.factor = 4.0;
+  c.max_position_embeddings = 16;
+  EXPECT_TRUE(torch::equal(rope_inverse_frequencies(c), plain));
+  EXPECT_TRUE(torch::equal(rope_inverse_frequencies(c, 16), plain));
+  const torch::Tensor at_32 = rope_inverse_frequencies(c, 32);
+  const double dim = static_cast<double>(c.head_dim);
+  const double theta_32 = c.rope_theta * std::pow(4.0 * 32 / 16 - 3.0, dim / (dim - 2));
+  EXPECT_NEAR(at_32[1].item<double>(), std::pow(theta_32, -2.0 / dim), 1e-6 * std::pow(theta_32, -2.0 / dim));
+  EXPECT_EQ(at_32[0].item<float>(), 1.0f);
+  EXPECT_TRUE((at_32.slice(0, 1) < rope_inverse_frequencies(c, 17).slice(0, 1)).all().item<bool>());
+  EXPECT_TRUE((rope_inverse_frequencies(c, 17).slice(0, 1) < plain.slice(0, 1)).all().item<bool>());
 }
 
 TEST(Model, LastLogitsAreTheLastRowOfFullLogits) {

@@ -433,6 +433,66 @@ TEST(NoiseTargets, RegexAndSubstringPatterns) {
   EXPECT_EQ(model.parameters().name(picked[0]), "model.layers.0.self_attn.q_proj.weight");
 }
 
+// Phi-3 keeps q/k/v in one qkv_proj and gate/up in one gate_up_proj, as HF does. The groups then
+// select what the notebook's substring filters select on HF's parameter names: attention
+// (self_attn, q/k/v/o_proj) the whole fused qkv_proj and o_proj, mlp (mlp, gate/up/down_proj) the
+// whole gate_up_proj and down_proj. A bare "v_proj" pattern matches "qkv_proj", as on HF's names.
+TEST(NoiseTargets, PhiThreeFusedTensorsAreSelectedAsTheNotebooksFiltersSelectThem) {
+  Model model = Model::load("fixtures/models/phi3-tiny");
+  auto notebook_filter = [&](const std::vector<std::string>& patterns) {
+    std::vector<std::string> names;
+    for (const auto& [name, tensor] : model.parameters().entries()) {
+      const bool excluded = name.find("layernorm") != std::string::npos || name.find("ln") != std::string::npos ||
+                            name.find("embed") != std::string::npos;
+      const bool targeted = std::any_of(patterns.begin(), patterns.end(),
+                                        [&](const std::string& p) { return name.find(p) != std::string::npos; });
+      if (name.find("weight") != std::string::npos && !excluded && targeted) names.push_back(name);
+    }
+    return names;
+  };
+  auto group = [&](const std::string& name) {
+    TargetSpec spec;
+    spec.groups = {name};
+    std::vector<std::string> names;
+    for (size_t i : select_targets(model.parameters(), model.config(), spec)) names.push_back(model.parameters().name(i));
+    return names;
+  };
+  const auto attention = group("attention");
+  EXPECT_EQ(attention, notebook_filter({"self_attn", "q_proj", "k_proj", "v_proj", "o_proj"}));
+  EXPECT_EQ(group("mlp"), notebook_filter({"mlp", "gate_proj", "up_proj", "down_proj"}));
+  EXPECT_NE(std::find(attention.begin(), attention.end(), "model.layers.1.self_attn.qkv_proj.weight"), attention.end());
+  EXPECT_EQ(attention.size(), 4u);  // qkv_proj and o_proj of 2 layers
+  NoiseEngine v_proj(model, only("v_proj"));
+  EXPECT_EQ(v_proj.target_names(), (std::vector<std::string>{"model.layers.0.self_attn.qkv_proj.weight",
+                                                               "model.layers.1.self_attn.qkv_proj.weight"}));
+}
+
+// row_std on a fused tensor: rows are still output rows (q rows, then k rows, then v rows), each
+// scaled by its own std; and the forward reads the fused parameter, so its noise moves the logits and
+// the restore brings them back bit for bit.
+TEST(NoiseEngine, RowStdOnAFusedTensorScalesEachOutputRowAndTheForwardSeesIt) {
+  Model model = Model::load("fixtures/models/phi3-tiny");
+  const std::string name = "model.layers.0.self_attn.qkv_proj.weight";
+  const torch::Tensor clean = model.parameters().at(name).clone();
+  const std::vector<std::vector<int64_t>> prompt = {{5, 17, 42, 99, 3}};
+  const torch::Tensor clean_logits = model.last_logits(prompt);
+  NoiseEngine engine(model, only(name), NoiseType{}, ScaleReference::kRowStd);
+  engine.inject(0.05, 11);
+  const torch::Tensor delta = (model.parameters().at(name) - clean).to(torch::kDouble);  // [rows, hidden]
+  const auto z_values = unit_noise(philox::Kind::kGaussian, tensor_seed(11, name), 0, clean.numel());
+  const torch::Tensor z = torch::tensor(z_values).to(torch::kDouble).view(clean.sizes());
+  // Each row's multiplier, by least squares on its elements, against 0.05 x that row's std.
+  const torch::Tensor multiplier = (delta * z).sum(1) / (z * z).sum(1);
+  const torch::Tensor expected = 0.05 * clean.to(torch::kDouble).std(1);
+  EXPECT_LT(((multiplier - expected).abs() / expected).max().item<double>(), 1e-5);
+  const auto& c = model.config();
+  ASSERT_EQ(clean.size(0), (c.num_heads + 2 * c.num_kv_heads) * c.head_dim);
+  EXPECT_GT((expected.max() / expected.min()).item<double>(), 1.01);  // the rows' own stds differ
+  EXPECT_FALSE(torch::equal(model.last_logits(prompt), clean_logits));
+  engine.restore();
+  EXPECT_TRUE(torch::equal(model.last_logits(prompt), clean_logits));
+}
+
 // ---------------------------------------------------------------- bad input
 
 // The table of noise kinds: every name parses back to its row, rows are distinct kinds, and each

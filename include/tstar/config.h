@@ -12,11 +12,12 @@
 namespace tstar {
 
 // RoPE's frequency scaling (HF's rope_type): default (none), linear (every inverse frequency divided
-// by `factor`) or llama3 (Llama 3.1+: wavelengths beyond original_max_positions / low_freq_factor
+// by `factor`), llama3 (Llama 3.1+: wavelengths beyond original_max_positions / low_freq_factor
 // divided by `factor`, those below original_max_positions / high_freq_factor kept, a smooth blend
-// between).
+// between) or dynamic (dynamic NTK: once a forward's longest position passes max_position_embeddings,
+// theta grows with it; see rope_inverse_frequencies in model.h).
 struct RopeScaling {
-  enum class Type { kDefault, kLinear, kLlama3 };
+  enum class Type { kDefault, kLinear, kLlama3, kDynamic };
   Type type = Type::kDefault;
   double factor = 1.0;
   double low_freq_factor = 1.0;   // llama3
@@ -26,7 +27,8 @@ struct RopeScaling {
 const char* rope_type_name(RopeScaling::Type type);
 
 struct ModelConfig {
-  std::string architecture;      // "Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"
+  std::string architecture;      // "Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
+                                 // "Phi3ForCausalLM"
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_layers = 0;        // num_hidden_layers
@@ -41,8 +43,12 @@ struct ModelConfig {
   bool attention_bias = false;   // q/k/v bias (Qwen2: always; Llama: attention_bias key)
   bool o_proj_bias = false;      // o_proj bias (Qwen2: never; Llama, Qwen3: attention_bias key, as in HF)
   bool qk_norm = false;          // per-head RMSNorm of q and k before RoPE (Qwen3)
-  int64_t sliding_window = 0;    // Mistral: a query sees the last `sliding_window` keys (itself included); 0: all
-  int64_t max_position_embeddings = 0;  // informational (default RoPE ignores it); HF default when absent
+  int64_t sliding_window = 0;    // Mistral, Phi-3: a query sees the last `sliding_window` keys (itself included); 0: all
+  // Phi-3 stores q/k/v as one qkv_proj [(H + 2 Hkv) D, hidden] and gate/up as one gate_up_proj
+  // [2 I, hidden]: the fused tensors are the parameters (checkpoint names, noise), split per forward.
+  bool fused_qkv = false;
+  bool fused_gate_up = false;
+  int64_t max_position_embeddings = 0;  // dynamic RoPE's threshold, else informational; HF default when absent
   std::string torch_dtype = "float32";
   int64_t bos_token_id = -1;     // -1 when absent
   int64_t eos_token_id = -1;

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -62,7 +63,8 @@ struct KVCache {
 // Where a parameter sits in the architecture. hf_parameter_name() is the one map from these to
 // HF's checkpoint names: the loader, the forward's bindings and the noise groups all go through it.
 enum class Weight {
-  kEmbedding, kInputNorm, kQ, kK, kV, kO, kQNorm, kKNorm, kPostAttentionNorm, kGate, kUp, kDown, kFinalNorm, kLmHead
+  kEmbedding, kInputNorm, kQ, kK, kV, kO, kQNorm, kKNorm, kPostAttentionNorm, kGate, kUp, kDown, kFinalNorm, kLmHead,
+  kQkv, kGateUp,  // Phi-3's fused q/k/v and gate/up projections
 };
 enum class Component { kEmbedding, kAttention, kMlp, kNorm, kLmHead };
 Component component_of(Weight weight);
@@ -82,7 +84,9 @@ struct ParameterSpec {
 std::vector<ParameterSpec> expected_parameters(const ModelConfig& config);
 
 // RoPE's inverse frequencies [head_dim / 2] in fp32, with the config's scaling (as HF computes them).
-torch::Tensor rope_inverse_frequencies(const ModelConfig& config);
+// `sequence_length` is a forward's longest position + 1 (HF's seq_len); only dynamic scaling reads it,
+// whose frequencies change once it passes max_position_embeddings.
+torch::Tensor rope_inverse_frequencies(const ModelConfig& config, int64_t sequence_length = 0);
 
 class Model {
  public:
@@ -140,6 +144,7 @@ class Model {
     size_t input_norm, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight, o_bias;
     size_t q_norm, k_norm;  // per-head RMSNorm of q and k (Qwen3); npos without
     size_t post_norm, gate, up, down;
+    size_t qkv, gate_up;  // Phi-3's fused projections; npos without (and q/k/v, gate/up are npos with)
   };
   struct Rope;     // cos/sin for a batch of positions
   Model() = default;
@@ -157,6 +162,10 @@ class Model {
   torch::Tensor operand(const torch::Tensor& x, size_t slot) const;
 
   torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;  // over the last dimension
+  // The q, k, v projections of x [B, T, hidden], each [B, T, heads * D]: three products, or one fused.
+  std::array<torch::Tensor, 3> qkv_projections(const torch::Tensor& x, const LayerSlots& layer) const;
+  // RoPE's inverse frequencies for a forward at `positions` [B, T] (inv_freq_ unless dynamic).
+  torch::Tensor inverse_frequencies(const torch::Tensor& positions) const;
   torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
                           const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const;
   torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
