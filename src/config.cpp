@@ -20,6 +20,8 @@ constexpr const char* kQwen2 = "Qwen2ForCausalLM";
 constexpr const char* kLlama = "LlamaForCausalLM";
 constexpr const char* kQwen3 = "Qwen3ForCausalLM";
 constexpr const char* kMistral = "MistralForCausalLM";
+constexpr const char* kGemma2 = "Gemma2ForCausalLM";
+constexpr const char* kGemma3 = "Gemma3ForCausalLM";  // Gemma 3 text (model_type gemma3_text)
 constexpr int64_t kMistralDefaultWindow = 4096;  // MistralConfig's sliding_window default
 constexpr const char* kPhi3 = "Phi3ForCausalLM";
 
@@ -30,7 +32,7 @@ struct ArchitectureInfo {
 };
 constexpr ArchitectureInfo kArchitectures[] = {
     {kQwen2, "qwen2", 32768}, {kQwen3, "qwen3", 32768}, {kLlama, "llama", 2048}, {kMistral, "mistral", 131072},
-    {kPhi3, "phi3", 4096}};
+    {kPhi3, "phi3", 4096}, {kGemma2, "gemma2", 8192}, {kGemma3, "gemma3_text", 131072}};
 
 // Any single dimension above this is a corrupt config, and the bound keeps num_parameters()
 // far from int64 overflow.
@@ -60,7 +62,7 @@ Int count_parameters(const ModelConfig& c) {
   if (c.o_proj_bias) attention += hidden;
   if (c.qk_norm) attention += 2 * Int{c.head_dim};
   const Int mlp = 3 * hidden * c.intermediate_size;  // gate, up, down
-  const Int norms = 2 * hidden;                      // input and post-attention RMSNorm
+  const Int norms = (c.sandwich_norms ? 4 : 2) * hidden;  // input and post-attention RMSNorm (Gemma: and the MLP's two)
   const Int embedding = Int{c.vocab_size} * hidden;
   const Int lm_head = c.tie_word_embeddings ? 0 : embedding;
   return embedding + Int{c.num_layers} * (attention + mlp + norms) + hidden /* final norm */ + lm_head;
@@ -151,8 +153,8 @@ std::string read_architecture(const ConfigReader& reader) {
   const std::string architecture = list[0].get<std::string>();
   const ArchitectureInfo* info = find_architecture(architecture);
   if (!info) {
-    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {}, {}, {})", architecture, kQwen2,
-                            kQwen3, kLlama, kMistral, kPhi3));
+    reader.fail(fmt::format("unsupported architecture '{}' (supported: {}, {}, {}, {}, {}, {}, {})", architecture,
+                            kQwen2, kQwen3, kLlama, kMistral, kPhi3, kGemma2, kGemma3));
   }
   const std::string model_type = reader.string("model_type", info->model_type);
   if (model_type != info->model_type) {
@@ -214,7 +216,8 @@ const char* read_dtype(const ConfigReader& reader) {
 }
 
 // Keys whose non-default values change the computation in ways tstar does not implement.
-void reject_unsupported_features(const ConfigReader& reader, bool llama) {
+void reject_unsupported_features(const ConfigReader& reader, bool llama, bool gemma) {
+  if (gemma) return;  // read_gemma: hidden_activation (HF's Gemma ignores hidden_act), layer_types
   const std::string activation = reader.string("hidden_act", "silu");
   if (activation != "silu") reader.fail(fmt::format("hidden_act '{}' not supported (only silu)", activation));
   if (llama && reader.boolean("mlp_bias", false)) reader.fail("mlp_bias not supported");
@@ -241,6 +244,102 @@ int64_t read_sliding_window(const ConfigReader& reader, const json& j, int64_t w
   const int64_t window = reader.integer("sliding_window", 0);
   if (!j["sliding_window"].is_null()) check_positive(reader, "sliding_window", window);
   return window;
+}
+
+// A positive finite number, or 0 for null (a soft-capping transformers skips when None); absent: the default.
+double optional_positive(const ConfigReader& reader, const json& j, const char* key, double fallback) {
+  if (!j.contains(key)) return fallback;
+  if (j[key].is_null()) return 0;
+  const double value = reader.number(key);
+  if (!(value > 0) || !std::isfinite(value)) reader.fail(fmt::format("key '{}' must be positive or null, got {}", key, value));
+  return value;
+}
+
+// layer_types as given (transformers 5 writes it), else HF's derivation: every `pattern`-th layer
+// (counting from 1) global, the others sliding (Gemma 2: pattern 2, so the even layers slide).
+std::vector<AttentionKind> read_layer_types(const ConfigReader& reader, int64_t num_layers, int64_t pattern) {
+  std::vector<AttentionKind> kinds;
+  if (!reader.has("layer_types")) {
+    for (int64_t i = 0; i < num_layers; ++i) kinds.push_back((i + 1) % pattern ? AttentionKind::kSliding : AttentionKind::kFull);
+    return kinds;
+  }
+  const json& list = reader.required("layer_types");
+  if (!list.is_array() || static_cast<int64_t>(list.size()) != num_layers) {
+    reader.wrong_type("layer_types", "a list of one entry per layer (num_hidden_layers)", list);
+  }
+  for (const auto& kind : list) {
+    if (kind == "full_attention") {
+      kinds.push_back(AttentionKind::kFull);
+    } else if (kind == "sliding_attention") {
+      kinds.push_back(AttentionKind::kSliding);
+    } else {
+      reader.fail(fmt::format("layer_types entry {} not supported (full_attention, sliding_attention)", kind.dump()));
+    }
+  }
+  return kinds;
+}
+
+// Gemma 3's RoPE: rope_theta (default 1e6) and rope_scaling for the global layers, rope_local_base_freq
+// (default 1e4) for the sliding ones (transformers 4); or rope_parameters per layer type (5). The
+// global part goes through read_rope; the sliding layers' RoPE is unscaled in both forms.
+void read_gemma3_rope(const ConfigReader& reader, const json& j, ModelConfig& c) {
+  json global = j;
+  if (!reader.has("rope_theta")) global["rope_theta"] = 1e6;
+  c.local_rope_theta = reader.number("rope_local_base_freq", 10000.0);
+  const json* per_kind = reader.object("rope_parameters");
+  if (per_kind && (per_kind->contains("full_attention") || per_kind->contains("sliding_attention"))) {
+    const ConfigReader kinds(*per_kind, fmt::format("{} (in 'rope_parameters')", reader.origin()));
+    global.erase("rope_parameters");
+    if (const json* full = kinds.object("full_attention")) global["rope_parameters"] = *full;
+    if (const json* local = kinds.object("sliding_attention")) {
+      const ConfigReader fields(*local, fmt::format("{} (in 'rope_parameters.sliding_attention')", reader.origin()));
+      const std::string type = fields.string("rope_type", "default");
+      if (type != "default") fields.fail(fmt::format("rope_type '{}' not supported for the sliding layers (only default)", type));
+      c.local_rope_theta = fields.number("rope_theta", c.local_rope_theta);
+    }
+  }
+  read_rope(ConfigReader(global, reader.origin()), c);
+  if (!(c.local_rope_theta > 0) || !std::isfinite(c.local_rope_theta)) {
+    reader.fail(fmt::format("key 'rope_local_base_freq' must be positive, got {}", c.local_rope_theta));
+  }
+}
+
+// Gemma 2 and 3 (text): what HF's Gemma2Config / Gemma3TextConfig and their modeling files do, with
+// their defaults. Needs num_hidden_layers.
+void read_gemma(const ConfigReader& reader, const json& j, bool gemma3, ModelConfig& c) {
+  const std::string activation = reader.string("hidden_activation", "gelu_pytorch_tanh");
+  if (activation != "gelu_pytorch_tanh") {
+    reader.fail(fmt::format("hidden_activation '{}' not supported (only gelu_pytorch_tanh)", activation));
+  }
+  if (reader.boolean("use_bidirectional_attention", false)) reader.fail("use_bidirectional_attention not supported");
+  c.activation = Activation::kGeluTanh;
+  c.norm_unit_offset = true;
+  c.sandwich_norms = true;
+  c.scale_embeddings = true;
+  c.qk_norm = gemma3;
+  c.query_pre_attn_scalar = reader.number("query_pre_attn_scalar", 256.0);
+  if (!(c.query_pre_attn_scalar > 0) || !std::isfinite(c.query_pre_attn_scalar)) {
+    reader.fail(fmt::format("key 'query_pre_attn_scalar' must be positive, got {}", c.query_pre_attn_scalar));
+  }
+  c.final_logit_softcapping = optional_positive(reader, j, "final_logit_softcapping", gemma3 ? 0.0 : 30.0);
+  c.attn_logit_softcapping = optional_positive(reader, j, "attn_logit_softcapping", gemma3 ? 0.0 : 50.0);
+  // HF's Gemma3Attention keeps the key but never passes it to the attention: refused, not guessed.
+  if (gemma3 && c.attn_logit_softcapping > 0) {
+    reader.fail("attn_logit_softcapping not supported for Gemma 3 (transformers' Gemma3 attention does not apply it)");
+  }
+  if (j.contains("sliding_window") && j["sliding_window"].is_null()) {
+    reader.fail("key 'sliding_window' must be an integer for Gemma (its sliding layers need a window), got null");
+  }
+  c.sliding_window = reader.integer("sliding_window", 4096);
+  check_positive(reader, "sliding_window", c.sliding_window);
+  int64_t pattern = 2;
+  if (gemma3) {
+    const char* key = reader.has("sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
+    pattern = reader.integer(key, 6);
+    check_positive(reader, key, pattern);
+  }
+  c.layer_types = read_layer_types(reader, c.num_layers, pattern);
+  if (gemma3) read_gemma3_rope(reader, j, c);
 }
 
 void validate(const ModelConfig& c, const ConfigReader& reader) {
@@ -284,7 +383,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   const bool llama = c.architecture == kLlama || mistral;  // Mistral: Llama's weights plus a window
   const bool qwen3 = c.architecture == kQwen3;
   const bool phi3 = c.architecture == kPhi3;
-  reject_unsupported_features(reader, llama);
+  const bool gemma3 = c.architecture == kGemma3;
+  const bool gemma = c.architecture == kGemma2 || gemma3;
+  reject_unsupported_features(reader, llama, gemma);
 
   c.hidden_size = reader.integer("hidden_size");
   c.intermediate_size = reader.integer("intermediate_size");
@@ -294,15 +395,15 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   c.rms_norm_eps = reader.number("rms_norm_eps");
   check_positive(reader, "num_attention_heads", c.num_heads);
   c.num_kv_heads = reader.integer("num_key_value_heads", c.num_heads);
-  if (!reader.has("head_dim") && c.hidden_size % c.num_heads != 0) {
+  if (!reader.has("head_dim") && !gemma && c.hidden_size % c.num_heads != 0) {
     reader.fail(fmt::format("hidden_size ({}) is not a multiple of num_attention_heads ({}) and head_dim is absent",
                             c.hidden_size, c.num_heads));
   }
-  c.head_dim = reader.integer("head_dim", c.hidden_size / c.num_heads);
-  c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
-  // Qwen2 always has q/k/v bias and never o_proj bias; Llama's and Qwen3's attention_bias covers q/k/v/o.
-  c.attention_bias = llama || qwen3 ? reader.boolean("attention_bias", false) : true;
-  c.o_proj_bias = (llama || qwen3) && c.attention_bias;
+  c.head_dim = reader.integer("head_dim", gemma ? 256 : c.hidden_size / c.num_heads);  // Gemma configs' default: 256
+  c.tie_word_embeddings = reader.boolean("tie_word_embeddings", gemma);
+  // Qwen2 always has q/k/v bias and never o_proj bias; Llama's, Qwen3's and Gemma's attention_bias covers q/k/v/o.
+  c.attention_bias = llama || qwen3 || gemma ? reader.boolean("attention_bias", false) : true;
+  c.o_proj_bias = (llama || qwen3 || gemma) && c.attention_bias;
   c.qk_norm = qwen3;
   // Absent: MistralConfig's default window, Phi3Config's None.
   if (mistral) c.sliding_window = read_sliding_window(reader, j, kMistralDefaultWindow);
@@ -320,7 +421,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   c.eos_token_id = reader.token_id("eos_token_id");
   c.max_position_embeddings =
       reader.integer("max_position_embeddings", architecture_info(c.architecture).default_max_positions);
-  read_rope(reader, c);  // after max_position_embeddings, llama3's fallback
+  if (gemma) read_gemma(reader, j, gemma3, c);
+  if (!gemma3) read_rope(reader, c);  // after max_position_embeddings, llama3's fallback (Gemma 3: in read_gemma)
   if (phi3 && c.rope_scaling.type != RopeScaling::Type::kDefault) {
     reader.fail(fmt::format("rope_scaling type '{}' not supported for {} (HF's Phi3Config takes default or longrope; "
                             "tstar: default)", rope_type_name(c.rope_scaling.type), kPhi3));
@@ -332,6 +434,26 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
 ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
   return from_json(read_json_file(config_json), config_json.string());
 }
+
+namespace {
+
+// Gemma's keys in the transformers 4 form (rope_local_base_freq beside rope_theta), layer_types as in 5.
+void gemma_to_json(const ModelConfig& c, json& j) {
+  j.erase("hidden_act");
+  j["hidden_activation"] = "gelu_pytorch_tanh";
+  j["attention_bias"] = c.attention_bias;
+  j["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
+  j["sliding_window"] = c.sliding_window;
+  auto cap = [](double value) { return value > 0 ? json(value) : json(nullptr); };
+  j["attn_logit_softcapping"] = cap(c.attn_logit_softcapping);
+  j["final_logit_softcapping"] = cap(c.final_logit_softcapping);
+  json kinds = json::array();
+  for (AttentionKind kind : c.layer_types) kinds.push_back(kind == AttentionKind::kSliding ? "sliding_attention" : "full_attention");
+  j["layer_types"] = kinds;
+  if (c.architecture == kGemma3) j["rope_local_base_freq"] = c.local_rope_theta;
+}
+
+}  // namespace
 
 json ModelConfig::to_json() const {
   const ArchitectureInfo& info = architecture_info(architecture);
@@ -363,6 +485,8 @@ json ModelConfig::to_json() const {
   } else if (architecture == kPhi3) {
     j["sliding_window"] = sliding_window > 0 ? json(sliding_window) : json(nullptr);
     j["original_max_position_embeddings"] = max_position_embeddings;
+  } else if (architecture == kGemma2 || architecture == kGemma3) {
+    gemma_to_json(*this, j);
   } else {
     j["use_sliding_window"] = false;
   }
@@ -378,6 +502,10 @@ json ModelConfig::to_json() const {
     j["rope_scaling"] = scaling;
   }
   return j;
+}
+
+bool ModelConfig::is_sliding(int64_t layer) const {
+  return sliding_window > 0 && (layer_types.empty() || layer_types.at(static_cast<size_t>(layer)) == AttentionKind::kSliding);
 }
 
 const char* rope_type_name(RopeScaling::Type type) {

@@ -191,6 +191,13 @@ WorkUnit ExperimentSuite::noisy_unit(const std::string& group, double scale, uin
             }
             out.tensors["statistics"] = noisy.statistics;
             out.tensors["model_dtype_alpha"] = doubles_tensor(model_dtype_alpha);
+            if (noisy.pre_softcap.defined()) {  // final-logit soft-capping: alpha before it too
+              std::vector<double> pre_softcap_alpha;
+              for (int64_t p = 0; p < noisy.pre_softcap.size(0); ++p) {
+                pre_softcap_alpha.push_back(stats::measure(clean.pre_softcap[p], noisy.pre_softcap[p]).alpha);
+              }
+              out.tensors["pre_softcap_alpha"] = doubles_tensor(pre_softcap_alpha);
+            }
             out.meta["targets"] = engine.target_names();
             return out;
           }};
@@ -292,7 +299,9 @@ ExperimentSuite::Logits ExperimentSuite::forward_prompts(PromptSelection prompt,
   if (noised && !recorded.empty()) first_layer = model().first_layer_changed_by(noised->target_names());
   const bool record = !noised && layer_inputs_fit(prompt);
   if (record) recorded.clear();
-  std::vector<torch::Tensor> statistics, model_dtype;
+  std::vector<torch::Tensor> statistics, model_dtype, pre_softcap;
+  // The logits before final soft-capping, only for a model that caps them (Gemma 2).
+  const bool capped = model().config().final_logit_softcapping > 0;
   for (size_t begin = 0, batch_index = 0; begin < ids.size(); begin += settings_.batch_size, ++batch_index) {
     const size_t end = std::min(ids.size(), begin + settings_.batch_size);
     std::vector<std::vector<int64_t>> batch(ids.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -301,19 +310,21 @@ ExperimentSuite::Logits ExperimentSuite::forward_prompts(PromptSelection prompt,
     const bool second_head = settings_.logits == LogitsDtype::kFloat32 && settings_.dtype != torch::kFloat;
     torch::Tensor model_logits;
     torch::Tensor* second = second_head ? &model_logits : nullptr;
-    torch::Tensor logits;
+    torch::Tensor logits, uncapped;
+    torch::Tensor* before_cap = capped ? &uncapped : nullptr;
     if (record) {
       recorded.emplace_back();
-      logits = model().last_logits_layered(batch, &recorded.back(), nullptr, 0, second);
+      logits = model().last_logits_layered(batch, &recorded.back(), nullptr, 0, second, before_cap);
     } else if (first_layer) {
-      logits = model().last_logits_layered(batch, nullptr, &recorded.at(batch_index), *first_layer, second);
+      logits = model().last_logits_layered(batch, nullptr, &recorded.at(batch_index), *first_layer, second, before_cap);
     } else {
-      logits = model().last_logits(batch, nullptr, 0, second);
+      logits = model().last_logits(batch, nullptr, 0, second, before_cap);
     }
     statistics.push_back(logits.to(torch::kCPU));
     model_dtype.push_back(second_head ? model_logits.to(torch::kCPU) : statistics.back());
+    if (capped) pre_softcap.push_back(uncapped.to(torch::kCPU));
   }
-  return {torch::cat(statistics), torch::cat(model_dtype)};
+  return {torch::cat(statistics), torch::cat(model_dtype), capped ? torch::cat(pre_softcap) : torch::Tensor()};
 }
 
 bool ExperimentSuite::layer_inputs_fit(PromptSelection prompt) {

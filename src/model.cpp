@@ -1,7 +1,7 @@
 // A Qwen2/Llama decoder, written to compute what HF transformers' eager path computes
-// (modeling_qwen2.py / modeling_llama.py; Qwen3, Mistral and Phi-3 differ by data in ModelConfig).
-// Reads top to bottom like the architecture: parameters, loading, RMSNorm, RoPE, attention, MLP,
-// blocks, model entry points.
+// (modeling_qwen2.py / modeling_llama.py; Qwen3, Mistral, Phi-3, Gemma 2 and Gemma 3 text differ in
+// data: ModelConfig's fields, never in a second copy of the forward). Reads top to bottom like the
+// architecture: parameters, loading, RMSNorm, RoPE, attention, MLP, blocks, model entry points.
 #include "tstar/model.h"
 
 #include <unistd.h>
@@ -101,6 +101,8 @@ Component component_of(Weight weight) {
     case Weight::kGateUp: return Component::kMlp;
     case Weight::kInputNorm:
     case Weight::kPostAttentionNorm:
+    case Weight::kPreFeedforwardNorm:
+    case Weight::kPostFeedforwardNorm:
     case Weight::kFinalNorm: return Component::kNorm;
     case Weight::kLmHead: return Component::kLmHead;
   }
@@ -121,6 +123,8 @@ std::string hf_parameter_name(Weight weight, int64_t layer, bool bias) {
     case Weight::kQNorm: stem = in_layer("self_attn.q_norm"); break;
     case Weight::kKNorm: stem = in_layer("self_attn.k_norm"); break;
     case Weight::kPostAttentionNorm: stem = in_layer("post_attention_layernorm"); break;
+    case Weight::kPreFeedforwardNorm: stem = in_layer("pre_feedforward_layernorm"); break;
+    case Weight::kPostFeedforwardNorm: stem = in_layer("post_feedforward_layernorm"); break;
     case Weight::kGate: stem = in_layer("mlp.gate_proj"); break;
     case Weight::kUp: stem = in_layer("mlp.up_proj"); break;
     case Weight::kDown: stem = in_layer("mlp.down_proj"); break;
@@ -156,6 +160,10 @@ std::vector<ParameterSpec> expected_parameters(const ModelConfig& c) {
       for (Weight w : {Weight::kQNorm, Weight::kKNorm}) out.push_back({hf_parameter_name(w, i), {c.head_dim}, Role::kNorm, w, i});
     }
     norm(Weight::kPostAttentionNorm);
+    if (c.sandwich_norms) {
+      norm(Weight::kPreFeedforwardNorm);
+      norm(Weight::kPostFeedforwardNorm);
+    }
     if (c.fused_gate_up) {
       projection(Weight::kGateUp, 2 * c.intermediate_size, c.hidden_size, false);
     } else {
@@ -289,12 +297,25 @@ void Model::bind() {
                                  weight(Weight::kQNorm, i, c.qk_norm), weight(Weight::kKNorm, i, c.qk_norm),
                                  weight(Weight::kPostAttentionNorm, i), weight(Weight::kGate, i, split_gate_up),
                                  weight(Weight::kUp, i, split_gate_up), weight(Weight::kDown, i),
-                                 weight(Weight::kQkv, i, c.fused_qkv), weight(Weight::kGateUp, i, c.fused_gate_up)});
+                                 weight(Weight::kQkv, i, c.fused_qkv), weight(Weight::kGateUp, i, c.fused_gate_up),
+                                 kNoSlot, kNoSlot});
+    if (c.sandwich_norms) {  // Gemma: post_attention_layernorm is the attention output's norm
+      LayerSlots& slots = layers_.back();
+      slots.attention_out_norm = slots.post_norm;
+      slots.post_norm = weight(Weight::kPreFeedforwardNorm, i);
+      slots.mlp_out_norm = weight(Weight::kPostFeedforwardNorm, i);
+    }
   }
   embed_ = weight(Weight::kEmbedding, -1);
   final_norm_ = weight(Weight::kFinalNorm, -1);
   lm_head_ = c.tie_word_embeddings ? embed_ : weight(Weight::kLmHead, -1);
   inv_freq_ = rope_inverse_frequencies(c).to(options_.device);
+  if (c.local_rope_theta > 0) {  // Gemma 3's sliding layers: the default RoPE on their own base
+    ModelConfig local = c;
+    local.rope_theta = c.local_rope_theta;
+    local.rope_scaling = RopeScaling{};
+    local_inv_freq_ = rope_inverse_frequencies(local).to(options_.device);
+  }
 }
 
 namespace {
@@ -349,10 +370,12 @@ torch::Tensor rope_inverse_frequencies(const ModelConfig& c, int64_t sequence_le
 // Blocks
 
 // HF Qwen2RMSNorm: upcast to fp32, normalise, cast back to the input dtype, then scale by weight.
+// Gemma2RMSNorm / Gemma3RMSNorm scale by (1 + weight) in fp32 and cast after.
 torch::Tensor Model::rms_norm(const torch::Tensor& x, size_t weight) const {
   auto x32 = x.to(torch::kFloat);
   auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
   x32 = x32 * torch::rsqrt(variance + config_.rms_norm_eps);
+  if (config_.norm_unit_offset) return (x32 * (1.0 + p(weight).to(torch::kFloat))).to(x.scalar_type());
   return p(weight) * x32.to(x.scalar_type());
 }
 
@@ -399,6 +422,11 @@ std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& inv_fre
   return {angles.cos().to(dtype), angles.sin().to(dtype)};
 }
 
+// cap tanh(x / cap) in x's dtype, as HF's soft-capping; x itself without a cap.
+torch::Tensor soft_cap(const torch::Tensor& x, double cap) {
+  return cap > 0 ? torch::tanh(x / cap) * cap : x;
+}
+
 // [B, Hkv, S, D] -> [B, Hkv * groups, S, D], each KV head repeated for its group of query heads.
 torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
   if (groups == 1) return x;
@@ -432,7 +460,7 @@ torch::Tensor Model::inverse_frequencies(const torch::Tensor& positions) const {
 }
 
 torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
-                               const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const {
+                               const torch::Tensor& positions, const AttentionMasks& masks, KVCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim;
   auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
@@ -447,7 +475,9 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   k = k.transpose(1, 2);  // [B, Hkv, T, D]
   v = v.view({B, T, c.num_kv_heads, D}).transpose(1, 2);
 
-  auto [cos, sin] = rope_tables(inverse_frequencies(positions), positions, x.scalar_type());
+  const bool sliding = c.is_sliding(layer_index);
+  auto [cos, sin] = rope_tables(sliding && local_inv_freq_.defined() ? local_inv_freq_ : inverse_frequencies(positions),
+                                positions, x.scalar_type());
   q = q * cos + rotate_half(q) * sin;  // [B, Hq, T, D]
   k = k * cos + rotate_half(k) * sin;  // [B, Hkv, T, D]
 
@@ -461,16 +491,21 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   k = repeat_kv(k, groups);  // [B, Hq, S, D]
   v = repeat_kv(v, groups);
 
-  // Eager attention as HF: scores in the activation dtype, additive mask, softmax in fp32.
-  const double scaling = 1.0 / std::sqrt(static_cast<double>(D));
-  auto scores = product(q, k.transpose(2, 3)) * scaling + mask;  // [B, Hq, T, S]
+  // Eager attention as HF: scores in the activation dtype (Gemma 2: soft-capped), additive mask,
+  // softmax in fp32. Gemma scales by query_pre_attn_scalar^-0.5 (Python's ** is pow).
+  const double scaling = c.query_pre_attn_scalar > 0 ? std::pow(c.query_pre_attn_scalar, -0.5)
+                                                     : 1.0 / std::sqrt(static_cast<double>(D));
+  auto scores = soft_cap(product(q, k.transpose(2, 3)) * scaling, c.attn_logit_softcapping) +
+                (sliding ? masks.sliding : masks.full);  // [B, Hq, T, S]
   auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
   auto out = product(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
   return project(out, operand(out, layer.o_weight), bias(layer.o_bias));
 }
 
-// SwiGLU: down(silu(gate(x)) * up(x)); no biases. Phi-3: one product with gate_up_proj, whose first
-// half of columns is gate and second half up (HF's chunk(2)).
+// Gated MLP: down(act(gate(x)) * up(x)), act silu (SwiGLU) or GeLU's tanh form (Gemma); no biases.
+// GeLU runs in fp32 and rounds once, as torch 2.x's kernels (HF's) do for bf16: libtorch 1.13's bf16
+// GeLU rounds inside its formula and differs in ~45% of elements by an ulp. Phi-3: one product with
+// gate_up_proj, whose first half of columns is gate and second half up (HF's chunk(2)).
 torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const {
   torch::Tensor gate, up;
   if (layer.gate_up != kNoSlot) {
@@ -481,39 +516,59 @@ torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const 
     gate = project(x, operand(x, layer.gate));
     up = project(x, operand(x, layer.up));
   }
-  auto hidden = torch::silu(gate) * up;
+  gate = config_.activation == Activation::kGeluTanh ? torch::gelu(gate.to(torch::kFloat), "tanh").to(gate.scalar_type())
+                                                     : torch::silu(gate);
+  auto hidden = gate * up;
   return project(hidden, operand(hidden, layer.down));
 }
 
 torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
-                                   const torch::Tensor& mask, KVCache* cache, LayerInputs* record,
+                                   const AttentionMasks& masks, KVCache* cache, LayerInputs* record,
                                    const LayerInputs* resume, int64_t first_layer) const {
   // fp16 weights can be held (and noised) anywhere, but only CUDA kernels can run them.
   if (options_.dtype == torch::kHalf && options_.device.is_cpu()) {
     throw Error("fp16 runs on CUDA only: this libtorch's CPU kernels have no half-precision matmul; use bf16 or fp32");
   }
   const size_t first = resume ? static_cast<size_t>(first_layer) : 0;
-  auto x = resume ? resume->residual.at(first) : torch::embedding(p(embed_), ids);  // [B, T, H]
+  auto x = resume ? resume->residual.at(first) : embed(ids);  // [B, T, H]
+  // Gemma's output norms; without them the sublayer's output as it is.
+  auto output_norm = [&](const torch::Tensor& y, size_t slot) { return slot == kNoSlot ? y : rms_norm(y, slot); };
   for (size_t i = first; i < layers_.size(); ++i) {
     if (record) record->residual.push_back(x);
     const LayerSlots& layer = layers_[i];
-    x = x + attention(rms_norm(x, layer.input_norm), layer, static_cast<int64_t>(i), positions, mask, cache);
-    x = x + mlp(rms_norm(x, layer.post_norm), layer);
+    x = x + output_norm(attention(rms_norm(x, layer.input_norm), layer, static_cast<int64_t>(i), positions, masks, cache),
+                        layer.attention_out_norm);
+    x = x + output_norm(mlp(rms_norm(x, layer.post_norm), layer), layer.mlp_out_norm);
   }
   if (record) record->residual.push_back(x);
   return x;
 }
 
-torch::Tensor Model::logits(const torch::Tensor& residual, LogitsDtype precision) const {
+torch::Tensor Model::logits(const torch::Tensor& residual, LogitsDtype precision, torch::Tensor* before_softcap) const {
+  torch::Tensor raw;
   if (precision == LogitsDtype::kModel) {
     auto normed = rms_norm(residual, final_norm_);
-    return project(normed, operand(normed, lm_head_)).to(torch::kFloat);
+    raw = project(normed, operand(normed, lm_head_));
+  } else {
+    // The same operations in fp32 end to end (no cast back to the weights' dtype); for an fp32 model
+    // this is the model path, bit for bit.
+    auto x32 = residual.to(torch::kFloat);
+    x32 = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
+    auto scale = config_.norm_unit_offset ? 1.0 + fp32_parameter(final_norm_) : fp32_parameter(final_norm_);
+    raw = project(config_.norm_unit_offset ? x32 * scale : scale * x32, fp32_parameter(lm_head_));
   }
-  // The same operations in fp32 end to end (no cast back to the weights' dtype); for an fp32 model
-  // this is the model path, bit for bit.
-  auto x32 = residual.to(torch::kFloat);
-  x32 = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
-  return project(fp32_parameter(final_norm_) * x32, fp32_parameter(lm_head_));
+  // Gemma 2: capped in the logits' own dtype, as HF.
+  if (before_softcap) *before_softcap = raw.to(torch::kFloat);
+  return soft_cap(raw, config_.final_logit_softcapping).to(torch::kFloat);
+}
+
+// Token embeddings; Gemma's are scaled by sqrt(hidden_size), a factor HF holds in fp32 and casts to the
+// weights' dtype before the product (bf16: 55.4256 becomes 55.5 for hidden 3072).
+torch::Tensor Model::embed(const torch::Tensor& ids) const {
+  auto x = torch::embedding(p(embed_), ids);
+  if (!config_.scale_embeddings) return x;
+  const auto scale = torch::tensor(std::sqrt(static_cast<double>(config_.hidden_size)), torch::kFloat);
+  return x * scale.to(x.device(), x.scalar_type());
 }
 
 namespace {
@@ -576,6 +631,18 @@ torch::Tensor additive_mask(const torch::Tensor& key_mask, int64_t offset, int64
   return torch::where(allowed, zero, lowest).unsqueeze(1);
 }
 
+}  // namespace
+
+// The sliding mask only where some layer slides (Mistral: every layer; Gemma: the local ones).
+Model::AttentionMasks Model::attention_masks(const torch::Tensor& key_mask, int64_t offset, int64_t T) const {
+  AttentionMasks masks;
+  masks.full = additive_mask(key_mask, offset, T, options_.dtype, 0);
+  if (config_.sliding_window > 0) masks.sliding = additive_mask(key_mask, offset, T, options_.dtype, config_.sliding_window);
+  return masks;
+}
+
+namespace {
+
 void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size) {
   for (int64_t id : ids) {
     if (id < 0 || id >= vocab_size) {
@@ -587,13 +654,14 @@ void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size) {
 }  // namespace
 
 torch::Tensor Model::last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache,
-                                 int64_t extra_capacity, torch::Tensor* model_dtype_logits) const {
-  return prefill(prompts, cache, extra_capacity, model_dtype_logits, nullptr, nullptr, 0);
+                                 int64_t extra_capacity, torch::Tensor* model_dtype_logits,
+                                 torch::Tensor* pre_softcap_logits) const {
+  return prefill(prompts, cache, extra_capacity, model_dtype_logits, nullptr, nullptr, 0, pre_softcap_logits);
 }
 
 torch::Tensor Model::last_logits_layered(const std::vector<std::vector<int64_t>>& prompts, LayerInputs* record,
                                          const LayerInputs* resume, int64_t first_layer,
-                                         torch::Tensor* model_dtype_logits) const {
+                                         torch::Tensor* model_dtype_logits, torch::Tensor* pre_softcap_logits) const {
   if (resume) {
     if (resume->prompts != prompts || resume->residual.size() != layers_.size() + 1) {
       throw Error("last_logits_layered: the recording is of other prompts or another model");
@@ -606,7 +674,7 @@ torch::Tensor Model::last_logits_layered(const std::vector<std::vector<int64_t>>
     record->prompts = prompts;
     record->residual.clear();
   }
-  return prefill(prompts, nullptr, 0, model_dtype_logits, record, resume, first_layer);
+  return prefill(prompts, nullptr, 0, model_dtype_logits, record, resume, first_layer, pre_softcap_logits);
 }
 
 int64_t Model::LayerInputs::bytes() const {
@@ -631,7 +699,7 @@ std::optional<int64_t> Model::first_layer_changed_by(const std::vector<std::stri
 
 torch::Tensor Model::prefill(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache, int64_t extra_capacity,
                              torch::Tensor* model_dtype_logits, LayerInputs* record, const LayerInputs* resume,
-                             int64_t first_layer) const {
+                             int64_t first_layer, torch::Tensor* pre_softcap_logits) const {
   torch::NoGradGuard no_grad;
   if (prompts.empty()) throw Error("last_logits: no prompts");
   const int64_t B = static_cast<int64_t>(prompts.size());
@@ -669,15 +737,14 @@ torch::Tensor Model::prefill(const std::vector<std::vector<int64_t>>& prompts, K
     cache->key_mask.narrow(1, 0, T).copy_(key_mask);
     cache->length = 0;
   }
-  auto mask = additive_mask(key_mask, 0, T, options_.dtype, config_.sliding_window);
-  auto hidden = hidden_states(ids, positions, mask, cache, record, resume, first_layer);  // [B, T, H]
+  auto hidden = hidden_states(ids, positions, attention_masks(key_mask, 0, T), cache, record, resume, first_layer);  // [B, T, H]
   if (cache) {
     cache->length = T;
     cache->next_position = positions.select(1, T - 1) + 1;
   }
   auto last = hidden.select(1, T - 1);  // [B, H]
   if (model_dtype_logits) *model_dtype_logits = logits(last, LogitsDtype::kModel);
-  return logits(last);  // [B, V]
+  return logits(last, options_.logits, pre_softcap_logits);  // [B, V]
 }
 
 torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const {
@@ -695,8 +762,7 @@ torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& ca
   auto positions = cache.next_position.view({B, 1});
   cache.key_mask.select(1, cache.length).fill_(true);
   auto visible = cache.key_mask.narrow(1, 0, cache.length + 1);
-  auto mask = additive_mask(visible, cache.length, 1, options_.dtype, config_.sliding_window);
-  auto hidden = hidden_states(ids, positions, mask, &cache);  // [B, 1, H]
+  auto hidden = hidden_states(ids, positions, attention_masks(visible, cache.length, 1), &cache);  // [B, 1, H]
   cache.length += 1;
   cache.next_position = cache.next_position + 1;
   return logits(hidden.select(1, 0));
@@ -716,7 +782,7 @@ torch::Tensor Model::sequence_logits(const torch::Tensor& ids) const {
   auto input = ids.to(options_.device);
   auto positions = torch::arange(T, input.options()).view({1, T}).expand({B, T});
   auto key_mask = torch::ones({B, T}, input.options().dtype(torch::kBool));
-  auto hidden = hidden_states(input, positions, additive_mask(key_mask, 0, T, options_.dtype, config_.sliding_window), nullptr);
+  auto hidden = hidden_states(input, positions, attention_masks(key_mask, 0, T), nullptr);
   return logits(hidden);  // [B, T, V]
 }
 

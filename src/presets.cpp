@@ -120,6 +120,50 @@ ModelConfig phi_3_mini() {
   return c;
 }
 
+// Gemma 2 and 3 (text): (1 + w) norms around every attention and MLP, scaled embeddings, GeLU (tanh),
+// tied embeddings, head_dim 256, a sliding window on all but every `pattern`-th layer.
+ModelConfig gemma_shape(const char* architecture, int64_t hidden, int64_t intermediate, int64_t heads,
+                        int64_t kv_heads, int64_t vocab, int64_t window, int64_t pattern) {
+  ModelConfig c = model_shape(architecture, hidden, intermediate, 26, heads, kv_heads, vocab);
+  c.head_dim = 256;
+  c.rms_norm_eps = 1e-6;
+  c.tie_word_embeddings = true;
+  c.activation = Activation::kGeluTanh;
+  c.norm_unit_offset = true;
+  c.sandwich_norms = true;
+  c.scale_embeddings = true;
+  c.query_pre_attn_scalar = 256;
+  c.sliding_window = window;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    c.layer_types.push_back((i + 1) % pattern ? AttentionKind::kSliding : AttentionKind::kFull);
+  }
+  c.bos_token_id = 2;
+  c.eos_token_id = 1;
+  return c;
+}
+
+// google/gemma-2-2b: config.json (soft-capping of attention scores at 50 and of logits at 30).
+ModelConfig gemma_2_2b() {
+  ModelConfig c = gemma_shape("Gemma2ForCausalLM", 2304, 9216, 8, 4, 256000, 4096, 2);
+  c.attn_logit_softcapping = 50.0;
+  c.final_logit_softcapping = 30.0;
+  c.rope_theta = 10000.0;
+  c.max_position_embeddings = 8192;
+  c.torch_dtype = "float32";
+  return c;
+}
+
+// google/gemma-3-1b-it: config.json (q/k norms, 5 local layers per global one, local RoPE base 1e4).
+ModelConfig gemma_3_1b() {
+  ModelConfig c = gemma_shape("Gemma3ForCausalLM", 1152, 6912, 4, 1, 262144, 512, 6);
+  c.qk_norm = true;
+  c.rope_theta = 1000000.0;
+  c.local_rope_theta = 10000.0;
+  c.max_position_embeddings = 32768;
+  c.torch_dtype = "bfloat16";
+  return c;
+}
+
 // A Qwen2-shaped toy for fast tests: every code path (GQA, biases, untied head) at small size.
 ModelConfig tiny() {
   ModelConfig c = qwen2_shape(64, 160, 2, 4, 2, 512);
@@ -133,6 +177,8 @@ ModelConfig tiny() {
 std::vector<std::pair<std::string, ModelConfig (*)()>> presets() {
   return {{"deepseek-r1-distill-qwen-1.5b", deepseek_r1_distill_qwen_1_5b},
           {"deepseek-r1-distill-llama-8b", deepseek_r1_distill_llama_8b},
+          {"gemma-2-2b", gemma_2_2b},
+          {"gemma-3-1b", gemma_3_1b},
           {"llama-3.2-1b", llama_3_2_1b},
           {"phi-3-mini", phi_3_mini},
           {"qwen2.5-0.5b", qwen2_5_0_5b},

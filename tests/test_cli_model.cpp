@@ -61,6 +61,19 @@ TEST(CliModel, ParamsListsEveryTensorAndTheTotal) {
   EXPECT_TRUE(j.at("tied_lm_head").get<bool>());
 }
 
+// Gemma's four norms per layer (and Gemma 3's q/k norms) in the count the config implies, as loaded.
+TEST(CliModel, ParamsCountsGemmasNorms) {
+  for (const std::string dir : {"fixtures/models/gemma2-tiny", "fixtures/models/gemma3-tiny"}) {
+    auto result = run_tool("params --model " + dir, false);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    auto j = nlohmann::json::parse(result.output);
+    Model model = Model::load(dir);
+    EXPECT_EQ(j.at("total").get<int64_t>(), model.parameters().num_elements()) << dir;
+    EXPECT_EQ(j.at("total").get<int64_t>(), model.config().num_parameters()) << dir;
+    EXPECT_TRUE(j.at("tied_lm_head").get<bool>()) << dir;
+  }
+}
+
 // Bad input: exit code 1 (not a crash), one line naming the culprit.
 void expect_one_line_error(const std::string& args, const std::string& must_name) {
   auto result = run_tool(args);

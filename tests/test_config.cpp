@@ -54,7 +54,17 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.bos_token_id, b.bos_token_id);
   EXPECT_EQ(a.eos_token_id, b.eos_token_id);
   EXPECT_EQ(a.max_position_embeddings, b.max_position_embeddings);
+  EXPECT_EQ(a.qk_norm, b.qk_norm);
   EXPECT_EQ(a.sliding_window, b.sliding_window);
+  EXPECT_EQ(a.layer_types, b.layer_types);
+  EXPECT_EQ(a.activation, b.activation);
+  EXPECT_EQ(a.norm_unit_offset, b.norm_unit_offset);
+  EXPECT_EQ(a.sandwich_norms, b.sandwich_norms);
+  EXPECT_EQ(a.scale_embeddings, b.scale_embeddings);
+  EXPECT_EQ(a.query_pre_attn_scalar, b.query_pre_attn_scalar);
+  EXPECT_EQ(a.attn_logit_softcapping, b.attn_logit_softcapping);
+  EXPECT_EQ(a.final_logit_softcapping, b.final_logit_softcapping);
+  EXPECT_EQ(a.local_rope_theta, b.local_rope_theta);
   EXPECT_EQ(a.fused_qkv, b.fused_qkv);
   EXPECT_EQ(a.fused_gate_up, b.fused_gate_up);
   EXPECT_EQ(a.rope_scaling.type, b.rope_scaling.type);
@@ -267,8 +277,8 @@ TEST(ConfigJson, RoundTripsEveryPresetAndLlama) {
 TEST(Presets, NamesAndLookup) {
   const auto names = preset_names();
   EXPECT_EQ(names, (std::vector<std::string>{"deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-llama-8b",
-                                             "llama-3.2-1b", "phi-3-mini", "qwen2.5-0.5b", "qwen3-0.6b", "qwen3-1.7b",
-                                             "tiny"}));
+                                             "gemma-2-2b", "gemma-3-1b", "llama-3.2-1b", "phi-3-mini", "qwen2.5-0.5b",
+                                             "qwen3-0.6b", "qwen3-1.7b", "tiny"}));
   for (const auto& name : names) EXPECT_TRUE(is_preset(name));
   EXPECT_FALSE(is_preset("qwen2.5-7b"));
   EXPECT_TRUE(throws_mentioning([] { preset_config("qwen2.5-7b"); },
@@ -478,6 +488,134 @@ TEST(ConfigErrors, PhiThreeRopeScalingNamesTheKey) {
   bad_original["original_max_position_embeddings"] = 0;
   EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(bad_original, kOrigin); },
                                 {kOrigin, "original_max_position_embeddings"}));
+}
+
+// The published config.json of google/gemma-2-2b (transformers 4.42's form: no layer_types, top-level
+// rope_theta, hidden_act beside hidden_activation, no tie_word_embeddings key: Gemma2Config's True).
+json gemma_2_2b_config() {
+  return json::parse(R"({"architectures": ["Gemma2ForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "attn_logit_softcapping": 50.0, "bos_token_id": 2,
+    "cache_implementation": "hybrid", "eos_token_id": 1, "final_logit_softcapping": 30.0, "head_dim": 256,
+    "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304,
+    "initializer_range": 0.02, "intermediate_size": 9216, "max_position_embeddings": 8192,
+    "model_type": "gemma2", "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4,
+    "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+    "sliding_window": 4096, "torch_dtype": "float32", "transformers_version": "4.42.4", "use_cache": true,
+    "vocab_size": 256000})");
+}
+
+// The published config.json of google/gemma-3-1b-it (transformers 4.50: sliding_window_pattern and
+// rope_local_base_freq instead of layer_types and per-type rope_parameters; eos a list).
+json gemma_3_1b_config() {
+  return json::parse(R"({"architectures": ["Gemma3ForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "attn_logit_softcapping": null, "bos_token_id": 2,
+    "cache_implementation": "hybrid", "eos_token_id": [1, 106], "final_logit_softcapping": null,
+    "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152,
+    "initializer_range": 0.02, "intermediate_size": 6912, "max_position_embeddings": 32768,
+    "model_type": "gemma3_text", "num_attention_heads": 4, "num_hidden_layers": 26,
+    "num_key_value_heads": 1, "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+    "rope_local_base_freq": 10000, "rope_scaling": null, "rope_theta": 1000000, "sliding_window": 512,
+    "sliding_window_pattern": 6, "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+    "use_cache": true, "vocab_size": 262144})");
+}
+
+// The layers HF makes global (full_attention) from these configs (transformers 5.24's config.layer_types).
+std::vector<int64_t> global_layers(const ModelConfig& c) {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    if (!c.is_sliding(i)) out.push_back(i);
+  }
+  return out;
+}
+
+// Expected counts: transformers 5.24 builds Gemma2ForCausalLM / Gemma3ForCausalLM from these configs
+// on the meta device and counts 2 614 341 888 and 999 885 952 parameters (tied lm_head counted once).
+TEST(Presets, GemmaShapesAndParameterCounts) {
+  const ModelConfig gemma2 = ModelConfig::from_json(gemma_2_2b_config(), kOrigin);
+  expect_same(preset_config("gemma-2-2b"), gemma2);
+  EXPECT_EQ(gemma2.num_parameters(), 2'614'341'888);  // Gemma 2 2B
+  EXPECT_TRUE(gemma2.tie_word_embeddings);
+  EXPECT_EQ(gemma2.attn_logit_softcapping, 50.0);
+  EXPECT_EQ(gemma2.final_logit_softcapping, 30.0);
+  EXPECT_EQ(gemma2.local_rope_theta, 0.0);
+  EXPECT_FALSE(gemma2.qk_norm);
+  EXPECT_EQ(global_layers(gemma2), (std::vector<int64_t>{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25}));
+  expect_same(ModelConfig::from_json(gemma2.to_json(), kOrigin), gemma2);
+
+  const ModelConfig gemma3 = ModelConfig::from_json(gemma_3_1b_config(), kOrigin);
+  expect_same(preset_config("gemma-3-1b"), gemma3);
+  EXPECT_EQ(gemma3.num_parameters(), 999'885'952);  // Gemma 3 1B
+  EXPECT_TRUE(gemma3.qk_norm);
+  EXPECT_EQ(gemma3.eos_token_id, 1);
+  EXPECT_EQ(gemma3.rope_theta, 1e6);
+  EXPECT_EQ(gemma3.local_rope_theta, 1e4);
+  EXPECT_EQ(gemma3.attn_logit_softcapping, 0.0);
+  EXPECT_EQ(gemma3.final_logit_softcapping, 0.0);
+  EXPECT_EQ(gemma3.num_heads * gemma3.head_dim, 1024);  // != hidden_size
+  EXPECT_EQ(global_layers(gemma3), (std::vector<int64_t>{5, 11, 17, 23}));
+  expect_same(ModelConfig::from_json(gemma3.to_json(), kOrigin), gemma3);
+}
+
+// transformers 5 writes layer_types and rope_parameters per layer type: the same model as the 4.x form.
+TEST(ConfigParse, GemmaThreeInBothTransformersForms) {
+  json v5 = gemma_3_1b_config();
+  for (const char* key : {"rope_theta", "rope_local_base_freq", "rope_scaling", "sliding_window_pattern", "torch_dtype"}) {
+    v5.erase(key);
+  }
+  v5["dtype"] = "bfloat16";
+  v5["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}, {"rope_theta", 1e6}}},
+                           {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 1e4}}}};
+  json kinds = json::array();
+  for (int i = 0; i < 26; ++i) kinds.push_back((i + 1) % 6 ? "sliding_attention" : "full_attention");
+  v5["layer_types"] = kinds;
+  expect_same(ModelConfig::from_json(v5, kOrigin), ModelConfig::from_json(gemma_3_1b_config(), kOrigin));
+  // Given layer_types win over the pattern, as in HF; rope_scaling (4.x) scales the global layers only.
+  v5["layer_types"][0] = "full_attention";
+  EXPECT_EQ(global_layers(ModelConfig::from_json(v5, kOrigin)), (std::vector<int64_t>{0, 5, 11, 17, 23}));
+  json scaled = gemma_3_1b_config();
+  scaled["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+  const ModelConfig linear = ModelConfig::from_json(scaled, kOrigin);
+  EXPECT_EQ(linear.rope_scaling.type, RopeScaling::Type::kLinear);
+  EXPECT_EQ(linear.local_rope_theta, 1e4);
+  // Gemma3TextConfig's defaults: rope_theta 1e6, rope_local_base_freq 1e4, a pattern of 6.
+  json bare = gemma_3_1b_config();
+  for (const char* key : {"rope_theta", "rope_local_base_freq", "sliding_window_pattern"}) bare.erase(key);
+  expect_same(ModelConfig::from_json(bare, kOrigin), ModelConfig::from_json(gemma_3_1b_config(), kOrigin));
+  // Gemma 2 in transformers 5's form.
+  json gemma2 = gemma_2_2b_config();
+  gemma2.erase("rope_theta");
+  gemma2["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}};
+  json pairs = json::array();
+  for (int i = 0; i < 26; ++i) pairs.push_back(i % 2 ? "full_attention" : "sliding_attention");
+  gemma2["layer_types"] = pairs;
+  expect_same(ModelConfig::from_json(gemma2, kOrigin), ModelConfig::from_json(gemma_2_2b_config(), kOrigin));
+}
+
+TEST(ConfigErrors, GemmaUnsupportedOptionsNameTheKey) {
+  auto expect_error = [](json j, const char* key, json value, const std::string& message) {
+    j[key] = std::move(value);
+    EXPECT_TRUE(throws_mentioning([&] { ModelConfig::from_json(j, kOrigin); }, {kOrigin, message})) << message;
+  };
+  expect_error(gemma_2_2b_config(), "hidden_activation", "gelu", "hidden_activation 'gelu' not supported");
+  expect_error(gemma_2_2b_config(), "use_bidirectional_attention", true, "use_bidirectional_attention");
+  expect_error(gemma_2_2b_config(), "attn_logit_softcapping", -5.0, "key 'attn_logit_softcapping' must be positive");
+  expect_error(gemma_2_2b_config(), "final_logit_softcapping", "30", "key 'final_logit_softcapping' must be a number");
+  expect_error(gemma_2_2b_config(), "query_pre_attn_scalar", 0, "key 'query_pre_attn_scalar' must be positive");
+  expect_error(gemma_2_2b_config(), "sliding_window", nullptr, "key 'sliding_window'");
+  expect_error(gemma_2_2b_config(), "layer_types", json::array({"full_attention"}), "layer_types");
+  expect_error(gemma_3_1b_config(), "attn_logit_softcapping", 50.0, "attn_logit_softcapping not supported for Gemma 3");
+  expect_error(gemma_3_1b_config(), "sliding_window_pattern", 0, "key 'sliding_window_pattern'");
+  expect_error(gemma_3_1b_config(), "rope_scaling", json{{"rope_type", "yarn"}, {"factor", 4.0}}, "'yarn' not supported");
+  expect_error(gemma_3_1b_config(), "rope_parameters",
+               json{{"full_attention", {{"rope_type", "default"}}}, {"sliding_attention", {{"rope_type", "linear"}, {"factor", 2.0}}}},
+               "rope_parameters.sliding_attention");
+  json chunked = json::array();
+  for (int i = 0; i < 26; ++i) chunked.push_back("chunked_attention");
+  expect_error(gemma_3_1b_config(), "layer_types", chunked, "layer_types entry \"chunked_attention\" not supported");
+  // Gemma's hidden_act is not read (HF's Gemma 2/3 use hidden_activation), as in the published 2B file.
+  json other_act = gemma_2_2b_config();
+  other_act["hidden_act"] = "gelu";
+  EXPECT_EQ(ModelConfig::from_json(other_act, kOrigin).activation, Activation::kGeluTanh);
 }
 
 }  // namespace

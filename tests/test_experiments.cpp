@@ -396,18 +396,28 @@ TEST(ExperimentBench, SmokeEveryFamilyOnTheTinyModel) {
 // Qwen3's q/k norms, Mistral's sliding window, Phi-3's fused projections, dynamic RoPE past its
 // max_position_embeddings), leaving the weights as they were.
 TEST(ExperimentBench, EveryFamilyOnEachArchitecture) {
-  for (const char* model : {"fixtures/models/llama-tiny", "fixtures/models/llama3-rope-tiny", "fixtures/models/qwen3-tiny",
-                            "fixtures/models/mistral-tiny", "fixtures/models/phi3-tiny",
-                            "fixtures/models/llama-dynamic-rope-tiny"}) {
+  for (const std::string model : {"fixtures/models/llama-tiny", "fixtures/models/llama3-rope-tiny", "fixtures/models/qwen3-tiny",
+                                  "fixtures/models/mistral-tiny", "fixtures/models/phi3-tiny",
+                                  "fixtures/models/llama-dynamic-rope-tiny", "fixtures/models/gemma2-tiny",
+                                  "fixtures/models/gemma3-tiny"}) {
     BenchRun run = run_bench("--benchmark_min_time=0.001 --benchmark_filter='WeightNoise|Layer|Evolution|TempSweep'", model);
     const auto& results = run.results.at("results");
     for (const char* name : {"WeightNoise/scale:0.01", "Layer/attention/scale:0.02", "Layer/layer:1/scale:0.02",
                              "Evolution/prompt:0/scale:0.02", "TempSweep/scale:0.02"}) {
       ASSERT_TRUE(results.contains(name)) << model << " " << name;
     }
-    EXPECT_GT(results.at("WeightNoise/scale:0.01").at("counters").at("alpha").get<double>(), 0) << model;
+    const auto& counters = results.at("WeightNoise/scale:0.01").at("counters");
+    EXPECT_GT(counters.at("alpha").get<double>(), 0) << model;
     // The attention group reaches the forward (Phi-3: through the fused qkv_proj).
     EXPECT_GT(results.at("Layer/attention/scale:0.02").at("counters").at("alpha").get<double>(), 0) << model;
+    // alpha before final soft-capping beside the sampler's alpha, only where the model caps (Gemma 2).
+    const bool capped = model == "fixtures/models/gemma2-tiny";
+    EXPECT_EQ(counters.contains("alpha_pre_softcap"), capped) << model;
+    EXPECT_EQ(results.at("Layer/mlp/scale:0.02").at("counters").contains("alpha_pre_softcap"), capped) << model;
+    if (capped) {
+      EXPECT_GT(counters.at("alpha_pre_softcap").get<double>(), 0);
+      EXPECT_NE(counters.at("alpha_pre_softcap").get<double>(), counters.at("alpha").get<double>());
+    }
     EXPECT_EQ(run.results.at("weights_digest_before"), run.results.at("weights_digest_after")) << model;
   }
 }

@@ -8,7 +8,10 @@
 #include <cmath>
 #include <sstream>
 #include <limits>
+#include <set>
 #include <stdexcept>
+
+#include <fmt/format.h>
 
 #include "cli.h"
 #include "tstar/curand_host.h"
@@ -373,6 +376,38 @@ TEST(NoiseTargets, DefaultsFollowTheNotebooksRule) {
   TargetSpec everything;
   everything.exclude = {};
   EXPECT_EQ(select_targets(model.parameters(), model.config(), everything).size(), model.parameters().size());
+}
+
+// Gemma's extra norms (pre/post feed-forward, the attention output's post_attention_layernorm) are
+// norms: in no attention or mlp group, and out under the notebook's rule ("layernorm"); Gemma 3's
+// q_norm/k_norm sit in self_attn and count as attention, as Qwen3's do (docs/design.md).
+TEST(NoiseTargets, GemmaNormsAreNormsAndQkNormsAreAttention) {
+  Model model = Model::load("fixtures/models/gemma3-tiny");
+  auto selected = [&](const std::string& group, std::vector<std::string> exclude) {
+    TargetSpec spec;
+    spec.groups = {group};
+    spec.exclude = std::move(exclude);
+    std::vector<std::string> names;
+    for (size_t i : select_targets(model.parameters(), model.config(), spec)) names.push_back(model.parameters().name(i));
+    return names;
+  };
+  const auto stems = [](const std::vector<std::string>& names) {
+    std::set<std::string> out;
+    for (const auto& name : names) out.insert(name.substr(name.find('.', name.find("layers.") + 7) + 1));
+    return out;
+  };
+  EXPECT_EQ(stems(selected("attention", {})),
+            (std::set<std::string>{"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                                   "self_attn.o_proj.weight", "self_attn.q_norm.weight", "self_attn.k_norm.weight"}));
+  EXPECT_EQ(stems(selected("mlp", {})),
+            (std::set<std::string>{"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}));
+  const auto layer = selected("layer:1", {});
+  for (const char* norm : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                           "post_feedforward_layernorm"}) {
+    const std::string name = fmt::format("model.layers.1.{}.weight", norm);
+    EXPECT_NE(std::find(layer.begin(), layer.end(), name), layer.end()) << name;
+  }
+  for (const auto& name : selected("layer:1", default_excludes())) EXPECT_EQ(name.find("layernorm"), std::string::npos) << name;
 }
 
 // The notebook's depth groups are literal layer ranges 0-7, 8-23, 24-31, cut at the model's depth.

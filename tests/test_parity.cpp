@@ -217,19 +217,53 @@ TEST_P(Parity, CudaFp32AndBf16LastLogitsAndGreedyTokens) {
   }
 }
 
+// Gemma 2's final soft-capping: the logits before it are HF's with final_logit_softcapping None (same
+// weights; golden.json's feature_effects_max_abs says how far they lie from the capped ones), whichever
+// head computes them, batched or alone; the returned logits are the capped ones.
+TEST(ParityGemma2, LogitsBeforeFinalSoftCapping) {
+  const std::string dir = "fixtures/models/gemma2-tiny";
+  Golden golden = load_golden(dir);
+  torch::Tensor expected = golden.get("last_logits_pre_softcap_fp32");
+  torch::Tensor capped = golden.get("last_logits_fp32");
+  ASSERT_GT(max_abs_diff(expected, capped), 0.1f);  // the capping matters here, far beyond the tolerance
+  for (LogitsDtype head : {LogitsDtype::kModel, LogitsDtype::kFloat32}) {
+    LoadOptions options;
+    options.logits = head;
+    Model model = Model::load(dir, options);
+    torch::Tensor before;
+    torch::Tensor after = model.last_logits(golden.prompts, nullptr, 0, nullptr, &before);
+    EXPECT_LT(max_abs_diff(before, expected), fp32_tolerance(expected)) << logits_dtype_name(head);
+    EXPECT_LT(max_abs_diff(after, capped), fp32_tolerance(capped)) << logits_dtype_name(head);
+    torch::Tensor alone;
+    model.last_logits({golden.prompts[1]}, nullptr, 0, nullptr, &alone);
+    EXPECT_LT(max_abs_diff(alone[0], expected[1]), fp32_tolerance(expected)) << logits_dtype_name(head);
+  }
+}
+
+// Without final soft-capping the logits "before" it are the logits.
+TEST(ParityGemma3, NoSoftCappingGivesTheLogitsThemselves) {
+  Golden golden = load_golden("fixtures/models/gemma3-tiny");
+  Model model = Model::load("fixtures/models/gemma3-tiny");
+  torch::Tensor before;
+  torch::Tensor logits = model.last_logits(golden.prompts, nullptr, 0, nullptr, &before);
+  EXPECT_TRUE(torch::equal(before, logits));
+}
+
 // tstar-counting is the embedded default model that `tstar train` made (fixtures/embedded/make_golden.py).
 std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
   const std::map<std::string, std::string> names = {
       {"qwen2-tiny", "Qwen2"}, {"llama-tiny", "LlamaTiedSharded"}, {"llama3-rope-tiny", "Llama3Rope"},
       {"qwen3-tiny", "Qwen3"}, {"mistral-tiny", "MistralSlidingWindow"},
       {"phi3-tiny", "Phi3FusedSlidingWindow"}, {"llama-dynamic-rope-tiny", "LlamaDynamicRope"},
+      {"gemma2-tiny", "Gemma2"}, {"gemma3-tiny", "Gemma3"},
       {"tstar-counting", "EmbeddedCounting"}};
   return names.at(info.param);
 }
 
 INSTANTIATE_TEST_SUITE_P(HfFixtures, Parity,
                          ::testing::Values("qwen2-tiny", "llama-tiny", "llama3-rope-tiny", "qwen3-tiny", "mistral-tiny",
-                                           "phi3-tiny", "llama-dynamic-rope-tiny", "tstar-counting"),
+                                           "phi3-tiny", "llama-dynamic-rope-tiny", "gemma2-tiny", "gemma3-tiny",
+                                           "tstar-counting"),
                          fixture_test_name);
 
 }  // namespace

@@ -211,6 +211,7 @@ class ExperimentSuite {
   struct Logits {
     torch::Tensor statistics;   // [selected prompts, V] fp32, in settings().logits precision
     torch::Tensor model_dtype;  // [selected prompts, V] fp32, what the model-dtype head gives (HF's logits)
+    torch::Tensor pre_softcap;  // [selected prompts, V] fp32, `statistics` before final soft-capping; undefined without it
   };
   struct Trajectory {  // a clean greedy continuation and the logits that chose it
     std::vector<int64_t> prompt_ids;

@@ -1,4 +1,4 @@
-// A Qwen2/Llama decoder that computes what HF transformers' eager implementation computes.
+// A Qwen2/Llama/Mistral/Gemma 2/Gemma 3 decoder that computes what HF transformers' eager implementation computes.
 // Parameters keep their HF names and live in a ParameterMap; the forward pass reads the very
 // tensors held there, so in-place changes (noise injection) are seen by the next forward.
 #pragma once
@@ -63,7 +63,9 @@ struct KVCache {
 // Where a parameter sits in the architecture. hf_parameter_name() is the one map from these to
 // HF's checkpoint names: the loader, the forward's bindings and the noise groups all go through it.
 enum class Weight {
-  kEmbedding, kInputNorm, kQ, kK, kV, kO, kQNorm, kKNorm, kPostAttentionNorm, kGate, kUp, kDown, kFinalNorm, kLmHead,
+  kEmbedding, kInputNorm, kQ, kK, kV, kO, kQNorm, kKNorm, kPostAttentionNorm,
+  kPreFeedforwardNorm, kPostFeedforwardNorm,  // Gemma 2/3 (sandwich_norms)
+  kGate, kUp, kDown, kFinalNorm, kLmHead,
   kQkv, kGateUp,  // Phi-3's fused q/k/v and gate/up projections
 };
 enum class Component { kEmbedding, kAttention, kMlp, kNorm, kLmHead };
@@ -108,8 +110,11 @@ class Model {
   // Batched prefill of prompts of different lengths (left padded). Returns last-position logits
   // [B, V] in fp32. With a cache pointer the cache is (re)initialised for `extra_capacity` more tokens.
   // With `model_dtype_logits`, also the logits the model-dtype head gives from the same hidden state.
+  // With `pre_softcap_logits`, also the returned logits before final_logit_softcapping (Gemma 2; the
+  // returned ones where a model has none): the sampler sees the capped ones.
   torch::Tensor last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache = nullptr,
-                            int64_t extra_capacity = 0, torch::Tensor* model_dtype_logits = nullptr) const;
+                            int64_t extra_capacity = 0, torch::Tensor* model_dtype_logits = nullptr,
+                            torch::Tensor* pre_softcap_logits = nullptr) const;
   // The residual stream of one batch of prompts entering each decoder layer (and leaving the last),
   // recorded by last_logits so that a forward whose changed weights all sit in layers >= l can start
   // at layer l: the layers below would compute exactly what they computed (same inputs, same
@@ -123,7 +128,8 @@ class Model {
   // layer `first_layer` from a recording of the same prompts (throws tstar::Error otherwise).
   torch::Tensor last_logits_layered(const std::vector<std::vector<int64_t>>& prompts, LayerInputs* record,
                                     const LayerInputs* resume, int64_t first_layer,
-                                    torch::Tensor* model_dtype_logits = nullptr) const;
+                                    torch::Tensor* model_dtype_logits = nullptr,
+                                    torch::Tensor* pre_softcap_logits = nullptr) const;
   // The first layer whose input the named parameters change: num_layers when only the final norm and
   // lm_head are named, std::nullopt when the embedding is (nothing before it to reuse).
   std::optional<int64_t> first_layer_changed_by(const std::vector<std::string>& parameter_names) const;
@@ -143,9 +149,17 @@ class Model {
   struct LayerSlots {
     size_t input_norm, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, o_weight, o_bias;
     size_t q_norm, k_norm;  // per-head RMSNorm of q and k (Qwen3); npos without
-    size_t post_norm, gate, up, down;
+    size_t post_norm, gate, up, down;  // post_norm: the MLP's input norm (Gemma: pre_feedforward_layernorm)
     size_t qkv, gate_up;  // Phi-3's fused projections; npos without (and q/k/v, gate/up are npos with)
+    // Gemma's norms of the attention's and the MLP's outputs (post_attention_layernorm,
+    // post_feedforward_layernorm); npos without
+    size_t attention_out_norm, mlp_out_norm;
   };
+  // Additive masks [B, 1, T, S]: causal, and causal within the sliding window (undefined without one).
+  struct AttentionMasks {
+    torch::Tensor full, sliding;
+  };
+  AttentionMasks attention_masks(const torch::Tensor& key_mask, int64_t offset, int64_t T) const;
   struct Rope;     // cos/sin for a batch of positions
   Model() = default;
   void bind();     // resolves names into slots; throws on a missing parameter
@@ -166,21 +180,23 @@ class Model {
   std::array<torch::Tensor, 3> qkv_projections(const torch::Tensor& x, const LayerSlots& layer) const;
   // RoPE's inverse frequencies for a forward at `positions` [B, T] (inv_freq_ unless dynamic).
   torch::Tensor inverse_frequencies(const torch::Tensor& positions) const;
+  torch::Tensor embed(const torch::Tensor& ids) const;  // [B, T] -> [B, T, H] (Gemma: scaled)
   torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
-                          const torch::Tensor& positions, const torch::Tensor& mask, KVCache* cache) const;
+                          const torch::Tensor& positions, const AttentionMasks& masks, KVCache* cache) const;
   torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
   // Runs every block; returns the residual stream after the last one [B, T, H] (before the final norm).
   // last_logits and last_logits_layered: batched, left-padded prefill of every prompt.
   torch::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache, int64_t extra_capacity,
                         torch::Tensor* model_dtype_logits, LayerInputs* record, const LayerInputs* resume,
-                        int64_t first_layer) const;
+                        int64_t first_layer, torch::Tensor* pre_softcap_logits) const;
   // With `record`, the residual entering each layer is appended to it; with `resume`, the blocks
   // start at `first_layer` from resume->residual[first_layer] (ids then unused).
   torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
-                              const torch::Tensor& mask, KVCache* cache, LayerInputs* record = nullptr,
+                              const AttentionMasks& masks, KVCache* cache, LayerInputs* record = nullptr,
                               const LayerInputs* resume = nullptr, int64_t first_layer = 0) const;
-  // Final norm + lm_head: [..., H] residual -> [..., V] fp32 logits, in the given precision.
-  torch::Tensor logits(const torch::Tensor& residual, LogitsDtype precision) const;
+  // Final norm + lm_head (+ final soft-capping): [..., H] residual -> [..., V] fp32 logits, in the given
+  // precision; `before_softcap` receives them before the capping.
+  torch::Tensor logits(const torch::Tensor& residual, LogitsDtype precision, torch::Tensor* before_softcap = nullptr) const;
   torch::Tensor logits(const torch::Tensor& residual) const { return logits(residual, options_.logits); }
 
   ModelConfig config_;
@@ -190,6 +206,7 @@ class Model {
   std::vector<LayerSlots> layers_;
   size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0;
   torch::Tensor inv_freq_;  // [D/2] fp32
+  torch::Tensor local_inv_freq_;  // the sliding layers' own (Gemma 3's rope_local_base_freq); undefined without
   struct WidenedCopy {
     torch::Tensor source;  // the parameter copied (a replaced parameter is a different tensor)
     int64_t version = -1;  // its version counter when copied

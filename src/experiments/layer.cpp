@@ -14,11 +14,13 @@ ExperimentResult layer(ExperimentSuite& suite, const std::string& group, double 
   stats::TemperatureObjective objective;
   std::vector<double> seed_alpha;
   std::vector<double> model_dtype_alpha;
+  std::vector<double> pre_softcap_alpha;  // before final soft-capping (models that cap)
   for (uint64_t seed : settings.seeds) {
     const UnitResult& noisy = suite.unit(suite.noisy_unit(group, scale, seed, prompt));
     objective.add(clean[0], unit_tensor(noisy, "statistics")[0]);
     seed_alpha.push_back(objective.noise().back().alpha);
     model_dtype_alpha.push_back(unit_double(noisy, "model_dtype_alpha", 0));
+    if (noisy.tensors.count("pre_softcap_alpha")) pre_softcap_alpha.push_back(unit_double(noisy, "pre_softcap_alpha", 0));
   }
   const auto report = stats::report_temperature(objective, settings.t_lo, settings.t_hi);
   const UnitResult& injection = suite.unit(suite.noisy_unit(group, scale, settings.seeds[0], prompt));
@@ -27,6 +29,7 @@ ExperimentResult layer(ExperimentSuite& suite, const std::string& group, double 
   add_temperature_counters(report, result);
   result.counters["alpha_ci95"] = half_width(stats::t_interval(seed_alpha));
   result.counters["alpha_model_logits"] = stats::spread(model_dtype_alpha).mean;
+  if (!pre_softcap_alpha.empty()) result.counters["alpha_pre_softcap"] = stats::spread(pre_softcap_alpha).mean;
   result.counters["top1_match"] = top1_rate(objective.noise());
   result.counters["tensors"] = static_cast<double>(unit_int(injection, "injection_counts", 0));
   result.counters["params"] = static_cast<double>(unit_int(injection, "injection_counts", 1));

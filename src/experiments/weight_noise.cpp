@@ -15,9 +15,13 @@ ExperimentResult weight_noise(ExperimentSuite& suite, double scale) {
   const stats::TemperatureObjective objective = all_pairs_objective(suite, scale);  // index = s * P + p
   double changed = 0, realized = 0;
   std::vector<double> model_dtype_alpha;  // alpha on the model-dtype logits, pair by pair
+  std::vector<double> pre_softcap_alpha;  // alpha before final soft-capping (models that cap), pair by pair
   for (uint64_t seed : settings.seeds) {
     const UnitResult& noisy = suite.unit(suite.noisy_unit("all", scale, seed));
     for (size_t p = 0; p < P; ++p) model_dtype_alpha.push_back(unit_double(noisy, "model_dtype_alpha", static_cast<int64_t>(p)));
+    if (noisy.tensors.count("pre_softcap_alpha")) {
+      for (size_t p = 0; p < P; ++p) pre_softcap_alpha.push_back(unit_double(noisy, "pre_softcap_alpha", static_cast<int64_t>(p)));
+    }
     changed += unit_double(noisy, "injection", 0) / static_cast<double>(S);
     realized += unit_double(noisy, "injection", 1) / static_cast<double>(S);
   }
@@ -47,6 +51,7 @@ ExperimentResult weight_noise(ExperimentSuite& suite, double scale) {
   result.counters["best_T_ci95"] = half_width(best_T_interval);
   result.counters["alpha_prompt_std"] = stats::spread(prompt_alpha).std;
   result.counters["alpha_model_logits"] = stats::spread(model_dtype_alpha).mean;
+  if (!pre_softcap_alpha.empty()) result.counters["alpha_pre_softcap"] = stats::spread(pre_softcap_alpha).mean;
   result.counters["grid_best_T"] = kl_scan.points[kl_scan.best_index];
   result.counters["top1_match"] = top1_rate(objective.noise());
   result.counters["changed_fraction"] = changed;
