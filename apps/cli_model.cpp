@@ -18,12 +18,24 @@ namespace tstar::cli {
 
 namespace {
 
-const char* kModelOptionsHelp = R"(  --model DIR|PRESET   checkpoint directory (config.json + safetensors) or shape preset
-                       (default: the embedded default model; presets: tiny, qwen2.5-0.5b,
-                       deepseek-r1-distill-qwen-1.5b, random weights)
+// The presets listed from the preset table, so the help cannot fall behind it.
+std::string model_options_help() {
+  const std::string indent(23, ' ');
+  std::string presets, line;
+  for (const std::string& name : preset_names()) {
+    if (!line.empty() && line.size() + name.size() > 72) {
+      presets += line + ",\n" + indent;
+      line.clear();
+    }
+    line += (line.empty() ? "" : ", ") + name;
+  }
+  return fmt::format(R"(  --model DIR|PRESET   checkpoint directory (config.json + safetensors) or shape preset
+                       (default: the embedded default model; presets, with random weights:
+                       {}{})
   --dtype fp32|bf16|fp16  weight and activation dtype (default: fp32; fp16 needs CUDA)
   --device cpu|cuda    device (default: cpu; cuda needs a CUDA-enabled libtorch)
-)";
+)", presets, line);
+}
 
 const char* kInputHelp = R"(  --text "..."         prompt text, encoded with the tokenizer
   --ids 1,2,3          prompt as token ids instead of text
@@ -106,7 +118,7 @@ int cmd_logits(const std::vector<std::string>& argv, std::ostream& out) {
   if (args.flag("help")) {
     out << "usage: tstar logits --text \"...\" [options]\n\n"
            "Prints JSON with the prompt ids and the top-k last-position logits.\n\n"
-        << kModelOptionsHelp << kInputHelp
+        << model_options_help() << kInputHelp
         << "  --top K              how many top logits to print (default: 10)\n"
            "  --out FILE           also write all last-position logits as float32 safetensors\n"
            "                       (one tensor named 'logits', shape [vocab])\n";
@@ -143,7 +155,7 @@ int cmd_generate(const std::vector<std::string>& argv, std::ostream& out) {
   if (args.flag("help")) {
     out << "usage: tstar generate --text \"...\" --max-new N [options]\n\n"
            "Greedy continuation with the KV cache; prints JSON with the new ids and their text.\n\n"
-        << kModelOptionsHelp << kInputHelp
+        << model_options_help() << kInputHelp
         << "  --max-new N          number of tokens to generate (default: 16)\n"
            "  --no-stop            keep going past the end-of-sequence token\n";
     return 0;
@@ -167,7 +179,7 @@ int cmd_params(const std::vector<std::string>& argv, std::ostream& out) {
   if (args.flag("help")) {
     out << "usage: tstar params [options]\n\n"
            "Prints JSON with every parameter's HF name, shape and dtype, and the total count.\n\n"
-        << kModelOptionsHelp
+        << model_options_help()
         << "  --groups             instead, the tensors each noise group selects\n"
            "  --exclude notebook|all-norms  with --groups: the exclusion convention (default: notebook, whose\n"
            "                       rule noises the final norm and lm_head but no per-layer norm, embedding\n"

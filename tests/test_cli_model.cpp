@@ -99,6 +99,7 @@ TEST(CliModel, HelpDocumentsEveryOption) {
   for (const char* option : {"--model", "--dtype", "--device", "--text", "--ids", "--tokenizer", "--top", "--out"}) {
     EXPECT_NE(result.output.find(option), std::string::npos) << option;
   }
+  for (const std::string& preset : preset_names()) EXPECT_NE(result.output.find(preset), std::string::npos) << preset;
   result = run_tool("generate --help");
   EXPECT_NE(result.output.find("--max-new"), std::string::npos);
   result = run_tool("--help");
