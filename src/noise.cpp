@@ -436,15 +436,19 @@ const CleanStore::Entry& CleanStore::entry(size_t index, bool row_std) {
   if (found != entries_.end() && !found->second.source.is_same(live)) {
     throw Error(fmt::format("noise: parameter {} was replaced after its clean copy was made", params_.name(index)));
   }
+  // The statistics from a host copy on the same code as the CPU's: the same multipliers, so the
+  // same noised bits, on every device. Copied from a device at most once per call.
+  torch::Tensor host_clean;
+  auto host = [&host_clean](const torch::Tensor& clean) -> const torch::Tensor& {
+    if (!host_clean.defined()) host_clean = clean.is_cuda() ? clean.to(torch::kCPU) : clean;
+    return host_clean;
+  };
   if (found == entries_.end()) {
     Entry e;
     e.source = live;
     e.clean = live.clone();  // on the tensor's own device: restore is a device-to-device copy
-    // The statistics from a host copy on the same code as the CPU's: the same multipliers, so the
-    // same noised bits, on every device.
-    const torch::Tensor host_clean = e.clean.is_cuda() ? e.clean.to(torch::kCPU) : e.clean;
     const int64_t numel = live.numel();
-    const Sums s = tensor_sums(host_clean, numel);
+    const Sums s = tensor_sums(host(e.clean), numel);
     e.tensor_std = unbiased_std(s.sum_sq_dev, numel);
     e.abs_max = s.abs_max;
     e.rms = numel ? std::sqrt(s.sum_sq / numel) : 0.0;
@@ -454,13 +458,13 @@ const CleanStore::Entry& CleanStore::entry(size_t index, bool row_std) {
   }
   Entry& e = found->second;
   if (row_std && e.row_std.empty() && e.rows > 0) {
-    const torch::Tensor host_clean = e.clean.is_cuda() ? e.clean.to(torch::kCPU) : e.clean;
+    const torch::Tensor& rows_source = host(e.clean);
     e.row_std.resize(e.rows);
     at::parallel_for(0, e.rows, 16, [&](int64_t b, int64_t end) {
       for (int64_t r = b; r < end; ++r) {
         const int64_t begin = r * e.row_length;
-        const double mean = range_sums(host_clean, begin, e.row_length, 0, true).sum / std::max<int64_t>(1, e.row_length);
-        e.row_std[r] = unbiased_std(range_sums(host_clean, begin, e.row_length, mean, false).sum_sq_dev, e.row_length);
+        const double mean = range_sums(rows_source, begin, e.row_length, 0, true).sum / std::max<int64_t>(1, e.row_length);
+        e.row_std[r] = unbiased_std(range_sums(rows_source, begin, e.row_length, mean, false).sum_sq_dev, e.row_length);
       }
     });
   }
