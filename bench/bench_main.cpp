@@ -56,7 +56,7 @@ Statistics depend only on model, prompts, seeds, settings and the compute profil
 whatever the filter, repetitions or iteration count, and under --compute reference on any x86-64-v3
 CPU. An experiment benchmark's time is its statistics computation's wall time (--timing protocol),
 or its own unit of work (--timing cycles; WeightNoise, Layer: one inject -> forward -> restore cycle;
-Evolution: the same with the teacher-forced decode; TempSweep: a cycle plus the grid sweep of its
+Evolution: the same with the teacher-forced forward; TempSweep: a cycle plus the grid sweep of its
 pairs). Either way the label gives the statistics time.
 )";
 

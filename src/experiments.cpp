@@ -211,6 +211,7 @@ WorkUnit ExperimentSuite::trajectory_unit(size_t prompt) const {
             out.tensors["tokens"] = ids_tensor(clean.tokens);
             out.tensors["logits"] = clean.logits;
             out.meta["text"] = suite.tokenizer().decode(clean.tokens);
+            out.meta["argmax_mismatches"] = clean.argmax_mismatches;
             return out;
           }};
 }
@@ -357,8 +358,10 @@ void ExperimentSuite::forward_cycle(const std::string& group, double scale, uint
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clean greedy trajectories (Evolution): the KV cache on both sides (the notebook recomputed the
-// whole prefix at every step).
+// Clean greedy trajectories (Evolution): the tokens by cached greedy decoding; the logits, clean and
+// noisy, by one teacher-forced forward of prompt + trajectory, so both sides read the weights once per
+// trajectory (the notebook recomputed the whole prefix at every step) and are computed alike: at scale
+// 0 the noisy logits are the clean ones, bit for bit.
 
 const ExperimentSuite::Trajectory& ExperimentSuite::clean_trajectory(size_t prompt) {
   if (auto it = trajectories_.find(prompt); it != trajectories_.end()) return it->second;
@@ -368,23 +371,31 @@ const ExperimentSuite::Trajectory& ExperimentSuite::clean_trajectory(size_t prom
   const int64_t steps = settings_.evolution_steps;
   // The continuation ends at the end-of-sequence token: its step is kept, nothing after it.
   const int64_t eos = config_.eos_token_id >= 0 ? config_.eos_token_id : tokenizer().eos_id();
+  // Greedy on the model-dtype head, as HF's generation picks tokens (for bf16 weights it is also the
+  // cheaper head: a decode step reads lm_head in bf16, not a widened fp32 copy).
   KVCache cache;
-  torch::Tensor logits = model().last_logits({t.prompt_ids}, &cache, steps);
-  std::vector<torch::Tensor> rows;
+  torch::Tensor logits;
+  model().last_logits({t.prompt_ids}, &cache, steps, &logits);
   for (int64_t step = 0; step < steps; ++step) {
-    rows.push_back(logits[0].to(torch::kCPU));
     t.tokens.push_back(logits[0].argmax().item<int64_t>());
     if (t.tokens.back() == eos) break;
-    if (step + 1 < steps) logits = model_->decode_step({t.tokens.back()}, cache);
+    if (step + 1 < steps) logits = model_->decode_step({t.tokens.back()}, cache, LogitsDtype::kModel);
   }
-  t.logits = torch::stack(rows);  // [steps, V]
+  t.logits = teacher_forced_logits(t);
+  const torch::Tensor chosen = torch::tensor(t.tokens, torch::kLong);
+  t.argmax_mismatches = t.logits.argmax(-1).ne(chosen).sum().item<int64_t>();
   return trajectories_.emplace(prompt, std::move(t)).first->second;
 }
 
 torch::Tensor ExperimentSuite::teacher_forced_logits(const Trajectory& clean) {
   const int64_t steps = static_cast<int64_t>(clean.tokens.size());
+  std::vector<int64_t> ids = clean.prompt_ids;  // the last token's successor is never scored
+  ids.insert(ids.end(), clean.tokens.begin(), clean.tokens.end() - 1);
+  if (!model().logits_depend_on_length(static_cast<int64_t>(ids.size()))) {
+    return model_->tail_logits(ids, steps).to(torch::kCPU);  // [steps, V]
+  }
   KVCache cache;
-  torch::Tensor logits = model().last_logits({clean.prompt_ids}, &cache, steps);
+  torch::Tensor logits = model_->last_logits({clean.prompt_ids}, &cache, steps);
   std::vector<torch::Tensor> rows;
   for (int64_t step = 0; step < steps; ++step) {
     rows.push_back(logits[0].to(torch::kCPU));

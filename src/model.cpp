@@ -747,7 +747,8 @@ torch::Tensor Model::prefill(const std::vector<std::vector<int64_t>>& prompts, K
   return logits(last, options_.logits, pre_softcap_logits);  // [B, V]
 }
 
-torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const {
+torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& cache,
+                                 std::optional<LogitsDtype> precision) const {
   torch::NoGradGuard no_grad;
   const int64_t B = static_cast<int64_t>(tokens.size());
   if (cache.keys.empty() || cache.key_mask.size(0) != B) {
@@ -765,7 +766,7 @@ torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& ca
   auto hidden = hidden_states(ids, positions, attention_masks(visible, cache.length, 1), &cache);  // [B, 1, H]
   cache.length += 1;
   cache.next_position = cache.next_position + 1;
-  return logits(hidden.select(1, 0));
+  return logits(hidden.select(1, 0), precision.value_or(options_.logits));
 }
 
 torch::Tensor Model::full_logits(const std::vector<int64_t>& ids) const {
@@ -776,14 +777,30 @@ torch::Tensor Model::full_logits(const std::vector<int64_t>& ids) const {
   return sequence_logits(input).squeeze(0);  // [T, V]
 }
 
+torch::Tensor Model::tail_logits(const std::vector<int64_t>& ids, int64_t count) const {
+  torch::NoGradGuard no_grad;
+  const int64_t T = static_cast<int64_t>(ids.size());
+  if (count < 1 || count > T) throw Error(fmt::format("tail_logits: {} positions of a {}-token sequence", count, T));
+  check_token_ids(ids, config_.vocab_size);
+  auto hidden = unpadded_hidden_states(torch::tensor(ids, torch::kLong).view({1, T}));  // [1, T, H]
+  return logits(hidden.narrow(1, T - count, count)).squeeze(0);                         // [count, V]
+}
+
+bool Model::logits_depend_on_length(int64_t length) const {
+  return config_.rope_scaling.type == RopeScaling::Type::kDynamic && length > config_.max_position_embeddings;
+}
+
 torch::Tensor Model::sequence_logits(const torch::Tensor& ids) const {
   TSTAR_CHECK(ids.dim() == 2);
+  return logits(unpadded_hidden_states(ids));  // [B, T, V]
+}
+
+torch::Tensor Model::unpadded_hidden_states(const torch::Tensor& ids) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   auto input = ids.to(options_.device);
   auto positions = torch::arange(T, input.options()).view({1, T}).expand({B, T});
   auto key_mask = torch::ones({B, T}, input.options().dtype(torch::kBool));
-  auto hidden = hidden_states(input, positions, attention_masks(key_mask, 0, T), nullptr);
-  return logits(hidden);  // [B, T, V]
+  return hidden_states(input, positions, attention_masks(key_mask, 0, T), nullptr);  // [B, T, H]
 }
 
 std::vector<std::vector<int64_t>> Model::generate_greedy(const std::vector<std::vector<int64_t>>& prompts,

@@ -235,6 +235,25 @@ TEST(Experiments, EvolutionReportsASeriesPerStepAndALabel) {
   }
 }
 
+// Clean and noisy logits of every step come from the same teacher-forced computation: at scale 0
+// alpha(t) is exactly 0, and the clean logits agree with the decoding that chose the tokens.
+TEST(Experiments, EvolutionAtScaleZeroIsExactlyClean) {
+  auto settings = small_settings();
+  settings.detail_scales = {0};
+  ExperimentSuite suite(settings);
+  const auto& r = suite.result("Evolution/prompt:0/scale:0");
+  const auto alpha_t = r.details.at("alpha_t").get<std::vector<double>>();
+  ASSERT_FALSE(alpha_t.empty());
+  for (double a : alpha_t) EXPECT_EQ(a, 0.0);
+  EXPECT_EQ(r.details.at("argmax_mismatches").get<int64_t>(), 0);
+  const auto& clean = suite.clean_trajectory(0);
+  ASSERT_EQ(clean.logits.size(0), static_cast<int64_t>(clean.tokens.size()));
+  KVCache cache;
+  torch::Tensor step = suite.model().last_logits({clean.prompt_ids}, &cache, 1);
+  EXPECT_LT((clean.logits[0] - step[0]).abs().max().item<double>(), 1e-5);
+  EXPECT_TRUE(torch::equal(suite.teacher_forced_logits(clean), clean.logits));
+}
+
 // One seed: nothing to resample, so beta has no interval (and no time is spent on one).
 TEST(Experiments, EvolutionWithOneSeedHasNoBetaInterval) {
   auto settings = small_settings();

@@ -185,6 +185,35 @@ TEST(Model, LastLogitsAreTheLastRowOfFullLogits) {
   EXPECT_LT(max_abs_diff(full[2], model.last_logits({{11, 22, 33}}).squeeze(0)), 1e-5);
 }
 
+// Teacher forcing: one forward scores a known continuation; its rows are the cached decode's steps.
+TEST(Model, TailLogitsAreTheCachedDecodeSteps) {
+  Model model = Model::from_preset("tiny", fp32());
+  const std::vector<int64_t> prompt = {11, 22, 33}, continuation = {44, 55, 66};
+  std::vector<int64_t> ids = prompt;
+  ids.insert(ids.end(), continuation.begin(), continuation.end());
+  torch::Tensor tail = model.tail_logits(ids, 4);  // [4, V]: the predictions after 33, 44, 55, 66
+  ASSERT_EQ(tail.size(0), 4);
+  EXPECT_LT(max_abs_diff(tail, model.full_logits(ids).slice(0, 2)), 1e-5);
+  KVCache cache;
+  torch::Tensor step = model.last_logits({prompt}, &cache, 3);
+  for (int64_t k = 0; k < 4; ++k) {
+    EXPECT_LT(max_abs_diff(tail[k], step.squeeze(0)), 1e-5) << "step " << k;
+    if (k < 3) step = model.decode_step({continuation[static_cast<size_t>(k)]}, cache);
+  }
+  EXPECT_THROW(model.tail_logits(ids, 0), Error);
+  EXPECT_THROW(model.tail_logits(ids, 7), Error);
+  EXPECT_THROW(model.tail_logits({1, 100000}, 1), Error);
+  // Only dynamic RoPE past its threshold makes a position's logits depend on the forward's length.
+  EXPECT_FALSE(model.logits_depend_on_length(1 << 20));
+  ModelConfig dynamic = model.config();
+  dynamic.rope_scaling.type = RopeScaling::Type::kDynamic;
+  dynamic.rope_scaling.factor = 4;
+  dynamic.max_position_embeddings = 8;
+  Model scaled = Model::from_parameters(dynamic, model.parameters(), fp32());
+  EXPECT_FALSE(scaled.logits_depend_on_length(8));
+  EXPECT_TRUE(scaled.logits_depend_on_length(9));
+}
+
 TEST(Model, CachedDecodeMatchesRecomputation) {
   Model model = Model::from_preset("tiny", fp32());
   const auto prompts = mixed_length_prompts();

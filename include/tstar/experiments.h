@@ -213,10 +213,11 @@ class ExperimentSuite {
     torch::Tensor model_dtype;  // [selected prompts, V] fp32, what the model-dtype head gives (HF's logits)
     torch::Tensor pre_softcap;  // [selected prompts, V] fp32, `statistics` before final soft-capping; undefined without it
   };
-  struct Trajectory {  // a clean greedy continuation and the logits that chose it
+  struct Trajectory {  // a clean greedy continuation (cached decode, model-dtype head) and its teacher-forced clean logits
     std::vector<int64_t> prompt_ids;
     std::vector<int64_t> tokens;  // [steps]
-    torch::Tensor logits;         // [steps, V] fp32
+    torch::Tensor logits;         // [steps, V] fp32, teacher_forced_logits() of the clean weights
+    int64_t argmax_mismatches = 0;  // steps where argmax(logits) is not the token decoding chose
   };
   Model& model();
   const Tokenizer& tokenizer();  // loaded and prompts encoded on first use
@@ -225,7 +226,9 @@ class ExperimentSuite {
   NoiseEngine& engine(const std::string& group);
   const Logits& clean_logits(PromptSelection prompt = std::nullopt);
   const Trajectory& clean_trajectory(size_t prompt);
-  torch::Tensor teacher_forced_logits(const Trajectory& clean);  // [steps, V], the live weights
+  // [steps, V] under the live weights: the prompt and the trajectory in one forward (step t's input is
+  // known), or step by step through the KV cache where the logits depend on the forward's length.
+  torch::Tensor teacher_forced_logits(const Trajectory& clean);
   // inject -> batched forward of the selected prompts -> restore (the scope restores also on a throw).
   void forward_cycle(const std::string& group, double scale, uint64_t seed, PromptSelection prompt = std::nullopt);
 

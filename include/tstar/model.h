@@ -133,10 +133,19 @@ class Model {
   // The first layer whose input the named parameters change: num_layers when only the final norm and
   // lm_head are named, std::nullopt when the embedding is (nothing before it to reuse).
   std::optional<int64_t> first_layer_changed_by(const std::vector<std::string>& parameter_names) const;
-  // One token per sequence appended to the cache; returns [B, V] fp32 logits.
-  torch::Tensor decode_step(const std::vector<int64_t>& tokens, KVCache& cache) const;
+  // One token per sequence appended to the cache; returns [B, V] fp32 logits, from the head of the
+  // given precision (default: the model's LoadOptions::logits).
+  torch::Tensor decode_step(const std::vector<int64_t>& tokens, KVCache& cache,
+                            std::optional<LogitsDtype> precision = std::nullopt) const;
   // Logits at every position of one unpadded sequence: [T, V] fp32.
   torch::Tensor full_logits(const std::vector<int64_t>& ids) const;
+  // Logits at the last `count` positions of one unpadded sequence, [count, V] fp32, from one forward:
+  // scores a known continuation (teacher forcing) reading the weights once, not once per token.
+  torch::Tensor tail_logits(const std::vector<int64_t>& ids, int64_t count) const;
+  // True when a position's logits in a forward of `length` tokens depend on that length, not only on
+  // the position's prefix (dynamic RoPE past max_position_embeddings): there one forward of a sequence
+  // is not the forwards of its prefixes.
+  bool logits_depend_on_length(int64_t length) const;
   // Logits at every position of equal-length unpadded sequences [B, T] -> [B, T, V] fp32. Records
   // autograd history when parameters require grad (used by the training tool).
   torch::Tensor sequence_logits(const torch::Tensor& ids) const;
@@ -194,6 +203,7 @@ class Model {
   torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
                               const AttentionMasks& masks, KVCache* cache, LayerInputs* record = nullptr,
                               const LayerInputs* resume = nullptr, int64_t first_layer = 0) const;
+  torch::Tensor unpadded_hidden_states(const torch::Tensor& ids) const;  // [B, T] equal lengths -> [B, T, H]
   // Final norm + lm_head (+ final soft-capping): [..., H] residual -> [..., V] fp32 logits, in the given
   // precision; `before_softcap` receives them before the capping.
   torch::Tensor logits(const torch::Tensor& residual, LogitsDtype precision, torch::Tensor* before_softcap = nullptr) const;

@@ -101,6 +101,9 @@ ExperimentResult evolution(ExperimentSuite& suite, size_t prompt, double scale) 
                     {"tokens", tokens},
                     {"text", trajectory.meta.at("text")},
                     {"stopped_at_eos", static_cast<int64_t>(steps) < settings.evolution_steps},
+                    // Steps whose teacher-forced clean argmax is not the token cached decoding chose
+                    // (a near tie the two computations' rounding resolves differently).
+                    {"argmax_mismatches", trajectory.meta.at("argmax_mismatches")},
                     {"alpha_t", alpha_t},
                     {"best_T_t", best_T_t},
                     {"sqrt_1p_alpha_t", notebook_T_t}};
@@ -147,7 +150,7 @@ ExperimentResult evolution(ExperimentSuite& suite, size_t prompt, double scale) 
   return result;
 }
 
-// The timed unit: inject -> prefill + teacher-forced cached decode -> restore.
+// The timed unit: inject -> one teacher-forced forward of prompt + trajectory -> restore.
 void evolution_cycle(ExperimentSuite& suite, size_t prompt, double scale, uint64_t seed) {
   const auto& clean = suite.clean_trajectory(prompt);
   NoiseScope scope(suite.engine("all"), scale, seed);
