@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "bf16_gemv.h"
 #include "tstar/parse.h"
 #include "tstar/error.h"
 #include "tstar/noise_kernels.h"
@@ -194,6 +195,9 @@ nlohmann::json machine_provenance() {
       {"libtorch_cpu_capability", libtorch_cpu_capability()},
       {"onednn_enabled", onednn},
       {"bf16_matmul_path", bf16_matmul_name(bf16_matmul_path())},
+      // up to bf16_gemv::kMaxRows rows (decode) on the onednn path: tstar's kernel, or oneDNN ("off")
+      {"bf16_gemv", bf16_matmul_path() == Bf16Matmul::kOneDnn && bf16_gemv::best_kernel() != bf16_gemv::Kernel::kPortable
+                        ? bf16_gemv::kernel_name(bf16_gemv::best_kernel()) : "off"},
       {"fp32_matmul_path", "blas"},
       {"openblas_core", openblas_core()},
       {"openblas_threads", openblas_threads()},

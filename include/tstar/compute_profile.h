@@ -36,7 +36,10 @@ ComputeProfile active_compute_profile();
 
 // How the model's bf16 matrix products run:
 //   onednn     libtorch's bf16 kernels, which go to oneDNN (native profile, oneDNN enabled, a CPU
-//              with AVX-512 BW/VL/DQ; AVX-512-BF16/AMX kernels where the CPU has them);
+//              with AVX-512 BW/VL/DQ; AVX-512-BF16/AMX kernels where the CPU has them); products of
+//              at most 4 rows (a decode step) through tstar's bf16 GEMV kernel instead (fp32
+//              accumulation, one rounding; provenance "bf16_gemv"), which streams the weights twice
+//              as fast as oneDNN 2.6 on one row;
 //   fp32_gemm  both operands widened to fp32, fp32 BLAS, the result rounded to bf16 once: what HF's
 //              bf16 matmul computes (fp32 accumulation, one rounding) up to summation order, through
 //              BLAS. The reference profile, and any CPU where oneDNN's bf16 path is not taken

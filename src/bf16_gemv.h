@@ -1,0 +1,30 @@
+// y = x W^T (+ b) for a few bf16 rows (a decode step, a short batch): fp32 accumulation and one
+// rounding to bf16, what a bf16 GEMM computes up to summation order. oneDNN 2.6 (Debian's libtorch
+// 1.13) reaches ~6 GB/s of weights on one such row, half of what fp32 BLAS streams; these kernels read
+// each weight once for all rows, at the memory's pace.
+#pragma once
+
+#include <cstdint>
+
+namespace tstar::bf16_gemv {
+
+inline constexpr int64_t kMaxRows = 4;  // more rows are a GEMM's work: oneDNN's blocking wins there
+
+// The kernels, by instruction set: kAvx512Bf16 multiplies bf16 pairs (vdpbf16ps), kAvx512 widens to
+// fp32 and uses FMA; kPortable is scalar, for tests. The two vector kernels sum in different orders,
+// so their results may differ in the last bit of bf16 (both are within a bf16 GEMM's rounding of
+// the exact products).
+enum class Kernel { kPortable, kAvx512, kAvx512Bf16 };
+bool cpu_runs(Kernel kernel);
+const char* kernel_name(Kernel kernel);
+// The fastest vector kernel this CPU runs, or kPortable where none (the caller then keeps its GEMM);
+// TSTAR_CPU_ISA (noise_kernels.h) below avx512 also gives kPortable.
+Kernel best_kernel();
+
+// x [rows, k], w [n, k], bias [n] or nullptr, y [rows, n]: contiguous bf16 bits, 1 <= rows <= kMaxRows.
+// Splits the n outputs over libtorch's threads; every output is computed alone, so the result does not
+// depend on the thread count.
+void compute(Kernel kernel, const uint16_t* x, int64_t rows, const uint16_t* w, int64_t n, int64_t k,
+             const uint16_t* bias, uint16_t* y);
+
+}  // namespace tstar::bf16_gemv
