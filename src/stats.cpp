@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "tstar/error.h"
+#include "tstar/stats_kernels.h"
 
 namespace tstar::stats {
 namespace {
@@ -60,37 +61,81 @@ int64_t first_argmax(const std::vector<double>& v) {
   return std::max_element(v.begin(), v.end()) - v.begin();
 }
 
-double log_sum_exp(const std::vector<double>& v) {
-  const double max = *std::max_element(v.begin(), v.end());
-  double sum = 0;
-  for (double x : v) sum += std::exp(x - max);
-  return max + std::log(sum);
+// The vocabulary loops' kernel path: the best this CPU runs, capped by TSTAR_CPU_ISA; every path
+// gives the same bits (stats_kernels.h).
+stats_kernels::KernelPath kernel_path() { return noise_kernels::selected_path(); }
+
+// log sum_i exp(y_i / T), computed as exp(y_i b - max(y) b) with b = 1/T so that no exp overflows; at
+// T = 1 it is log_sum_exp(y).
+double tempered_log_sum_exp(const std::vector<double>& y, double y_max, double T) {
+  const double b = 1.0 / T, shift = y_max * b;
+  return shift + std::log(stats_kernels::exp_sum(kernel_path(), y.data(), static_cast<int64_t>(y.size()), b, shift));
 }
 
-// log sum_i exp(y_i / T), shifted by max(y) / T so that no exp overflows; at T = 1 it is log_sum_exp(y).
-double tempered_log_sum_exp(const std::vector<double>& y, double y_max, double T) {
-  const double shift = y_max / T;
+double log_sum_exp(const std::vector<double>& v) {
+  return tempered_log_sum_exp(v, *std::max_element(v.begin(), v.end()), 1.0);
+}
+
+// softmax(z) given lse = log_sum_exp(z).
+std::vector<double> softmax(const std::vector<double>& z, double lse) {
+  std::vector<double> p(z.size());
+  stats_kernels::exp_shifted(kernel_path(), z.data(), static_cast<int64_t>(z.size()), lse, p.data());
+  return p;
+}
+
+double weighted_mean(const std::vector<double>& p, const std::vector<double>& y) {
   double sum = 0;
-  for (double v : y) sum += std::exp(v / T - shift);
-  return shift + std::log(sum);
+  for (size_t i = 0; i < y.size(); ++i) sum += p[i] * y[i];
+  return sum;
+}
+
+// The slope's moments are taken about center = E_p[y] (near the optimum E_q[y] - E_p[y] is small, so
+// the variance M2/S - (M1/S)^2 loses little to cancellation). clean_offset is E_p[y] - center from
+// the same kernel as the tempered side, with the weights exp(z - max z): when y == z and T == 1 the
+// two are the same bits, so the slope there is exactly 0 (scale 0 gives best T = 1 exactly).
+struct SlopeBase {
+  double center = 0;
+  double clean_offset = 0;
+};
+
+SlopeBase slope_base(const std::vector<double>& z, const std::vector<double>& p, const std::vector<double>& y) {
+  SlopeBase base;
+  base.center = weighted_mean(p, y);
+  const double z_max = *std::max_element(z.begin(), z.end());
+  const stats_kernels::TiltedMoments m = stats_kernels::tilted_moments(
+      kernel_path(), z.data(), y.data(), static_cast<int64_t>(y.size()), 1.0, z_max, base.center);
+  base.clean_offset = m.first / m.sum;
+  return base;
+}
+
+// E_q[y] - center and Var_q(y) with q = softmax(y / T), from one exp per element.
+std::pair<double, double> tempered_moments(const std::vector<double>& y, double y_max, double T, double center) {
+  const double b = 1.0 / T;
+  const stats_kernels::TiltedMoments m = stats_kernels::tilted_moments(
+      kernel_path(), y.data(), y.data(), static_cast<int64_t>(y.size()), b, y_max * b, center);
+  const double offset = m.first / m.sum;
+  return {offset, m.second / m.sum - offset * offset};
 }
 
 // E_q[y] - E_p[y] and Var_q(y) with q = softmax(y / T): minus the slope and the curvature of
-// KL(p || q) in 1/T (docs/design.md).
-std::pair<double, double> shift_and_variance(const std::vector<double>& p, const std::vector<double>& y,
-                                             double y_max, double T) {
-  const double lse = tempered_log_sum_exp(y, y_max, T);
-  double mean_q = 0, mean_p = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    mean_q += std::exp(y[i] / T - lse) * y[i];
-    mean_p += p[i] * y[i];
+// KL(p || q) in 1/T (docs/design.md). Far from the optimum E_q[y] can be far from E_p[y], and then
+// M2/S - (M1/S)^2 cancels: when the offset's square exceeds the variance, the moments are taken
+// again about E_q[y] (a second exp pass, only there).
+std::pair<double, double> shift_and_variance(const SlopeBase& base, const std::vector<double>& y, double y_max,
+                                             double T) {
+  auto [offset, var] = tempered_moments(y, y_max, T, base.center);
+  if (offset * offset > var) {
+    const double recentered = base.center + offset;
+    std::tie(offset, var) = tempered_moments(y, y_max, T, recentered);
+    offset += recentered - base.center;
   }
-  double var_q = 0;
-  for (double v : y) var_q += std::exp(v / T - lse) * (v - mean_q) * (v - mean_q);
-  return {mean_q - mean_p, var_q};
+  return {offset - base.clean_offset, std::max(0.0, var)};
 }
 
-LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<double>& noisy) {
+// The pair's statistics given softmax(clean) (p) and the slope's base, as TemperatureObjective::add
+// computes them anyway.
+LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<double>& noisy,
+                           const std::vector<double>& p, const SlopeBase& base) {
   LogitNoise m;
   m.vocab = static_cast<int64_t>(clean.size());
   m.tau2 = unbiased_variance(clean);
@@ -99,9 +144,6 @@ LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<d
   m.sigma2 = unbiased_variance(diff);
   m.alpha = m.tau2 > 0 ? m.sigma2 / m.tau2 : 0.0;
 
-  const double lse = log_sum_exp(clean);
-  std::vector<double> p(clean.size());  // softmax(clean)
-  for (size_t i = 0; i < clean.size(); ++i) p[i] = std::exp(clean[i] - lse);
   double mean_p = 0;
   for (size_t i = 0; i < clean.size(); ++i) {
     mean_p += p[i] * clean[i];
@@ -114,7 +156,8 @@ LogitNoise measure_vectors(const std::vector<double>& clean, const std::vector<d
     m.centered_p2 += p[i] * p[i] * centered;
   }
   // The realized sample at T = 1.
-  std::tie(m.realized_shift, m.noisy_var_q) = shift_and_variance(p, noisy, *std::max_element(noisy.begin(), noisy.end()), 1.0);
+  std::tie(m.realized_shift, m.noisy_var_q) =
+      shift_and_variance(base, noisy, *std::max_element(noisy.begin(), noisy.end()), 1.0);
   m.clean_argmax = first_argmax(clean);
   m.noisy_argmax = first_argmax(noisy);
   m.top1_match = m.clean_argmax == m.noisy_argmax;
@@ -181,7 +224,8 @@ LogitNoise measure(const torch::Tensor& clean, const torch::Tensor& noisy) {
   const std::vector<double> z = to_doubles(clean, "clean");
   const std::vector<double> y = to_doubles(noisy, "noisy");
   check_same_vocab(z, y);
-  return measure_vectors(z, y);
+  const std::vector<double> p = softmax(z, log_sum_exp(z));
+  return measure_vectors(z, y, p, slope_base(z, p, y));
 }
 
 std::vector<LogitNoise> measure_rows(const torch::Tensor& clean, const torch::Tensor& noisy) {
@@ -243,11 +287,14 @@ void TemperatureObjective::add(const torch::Tensor& clean, const torch::Tensor& 
   pair.noisy = to_doubles(noisy, "noisy");
   check_same_vocab(pair.clean, pair.noisy);
   pair.clean_lse = log_sum_exp(pair.clean);
-  pair.clean_p.resize(pair.clean.size());
-  for (size_t i = 0; i < pair.clean.size(); ++i) pair.clean_p[i] = std::exp(pair.clean[i] - pair.clean_lse);
+  pair.clean_p = softmax(pair.clean, pair.clean_lse);
+  for (double p : pair.clean_p) pair.clean_p_sum += p;
   pair.noisy_max = *std::max_element(pair.noisy.begin(), pair.noisy.end());
+  const SlopeBase base = slope_base(pair.clean, pair.clean_p, pair.noisy);
+  pair.slope_center = base.center;
+  pair.clean_offset = base.clean_offset;
   pair.clean_argmax = first_argmax(pair.clean);
-  noise_.push_back(measure_vectors(pair.clean, pair.noisy));
+  noise_.push_back(measure_vectors(pair.clean, pair.noisy, pair.clean_p, base));
   pairs_.push_back(std::move(pair));
 }
 
@@ -261,22 +308,24 @@ void TemperatureObjective::check_pair(size_t pair, double T) const {
   check_temperature(T);
 }
 
-// KL = sum_i p_i [log p_i - log q_i] = sum_i p_i [(z_i - y_i/T) + (lse(y/T) - lse(z))]. Written this
-// way each term is exactly 0 when y == z and T == 1, and no exp of an unshifted logit appears.
+// KL = sum_i p_i [log p_i - log q_i] = sum_i p_i (z_i - y_i/T) + (lse(y/T) - lse(z)) sum_i p_i, both
+// sums from one pass with the exps of lse(y/T). Written this way it is exactly 0 when y == z and
+// T == 1 (lse(y) is then log_sum_exp(z) bit for bit), and no exp of an unshifted logit appears.
 double TemperatureObjective::kl(size_t pair_index, double T) const {
   check_pair(pair_index, T);
   const Pair& pair = pairs_[pair_index];
-  const double lse_gap = noisy_lse(pair, T) - pair.clean_lse;
-  double sum = 0;
-  for (size_t i = 0; i < pair.clean.size(); ++i)
-    sum += pair.clean_p[i] * ((pair.clean[i] - pair.noisy[i] / T) + lse_gap);
-  return sum;
+  const double b = 1.0 / T, shift = pair.noisy_max * b;
+  const stats_kernels::ExpSumAndGap sums =
+      stats_kernels::exp_sum_and_gap(kernel_path(), pair.noisy.data(), pair.clean.data(), pair.clean_p.data(),
+                                     static_cast<int64_t>(pair.noisy.size()), b, shift);
+  const double lse_gap = (shift + std::log(sums.exp_sum)) - pair.clean_lse;
+  return sums.gap + lse_gap * pair.clean_p_sum;
 }
 
 double TemperatureObjective::p_correct(size_t pair_index, double T) const {
   check_pair(pair_index, T);
   const Pair& pair = pairs_[pair_index];
-  return std::exp(pair.noisy[pair.clean_argmax] / T - noisy_lse(pair, T));
+  return stats_kernels::exp(pair.noisy[pair.clean_argmax] / T - noisy_lse(pair, T));
 }
 
 double TemperatureObjective::mean_kl(double T) const {
@@ -298,7 +347,7 @@ double TemperatureObjective::p_token(size_t pair_index, int64_t token, double T)
   const Pair& pair = pairs_[pair_index];
   if (token < 0 || token >= static_cast<int64_t>(pair.noisy.size()))
     throw Error("stats: token " + std::to_string(token) + " outside the vocabulary");
-  return std::exp(pair.noisy[static_cast<size_t>(token)] / T - noisy_lse(pair, T));
+  return stats_kernels::exp(pair.noisy[static_cast<size_t>(token)] / T - noisy_lse(pair, T));
 }
 
 bool TemperatureObjective::noisy_argmax_is(size_t pair, int64_t token) const {
@@ -317,7 +366,7 @@ std::pair<double, double> TemperatureObjective::slope_and_curvature(size_t pair,
 }
 
 std::pair<double, double> TemperatureObjective::slope_terms(const Pair& pair, double T) const {
-  return shift_and_variance(pair.clean_p, pair.noisy, pair.noisy_max, T);
+  return shift_and_variance({pair.slope_center, pair.clean_offset}, pair.noisy, pair.noisy_max, T);
 }
 
 // d/db mean KL(b) = mean (E_q[y] - E_p[y]), d^2/db^2 = mean Var_q(y) >= 0, b = 1/T. Newton from b = 1

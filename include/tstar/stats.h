@@ -112,7 +112,10 @@ class TemperatureObjective {
     std::vector<double> clean_p;    // softmax(z), [V]
     std::vector<double> noisy;      // y, [V]
     double clean_lse = 0;           // logsumexp(z)
+    double clean_p_sum = 0;         // sum softmax(z) (1 up to rounding)
     double noisy_max = 0;           // max(y), for a stable logsumexp(y / T)
+    double slope_center = 0;        // E_p[y], p = softmax(z): the slope's moments are taken about it
+    double clean_offset = 0;        // E_p[y] - slope_center, from the kernel the tempered side uses
     int64_t clean_argmax = 0;
   };
   static double noisy_lse(const Pair& pair, double T);
