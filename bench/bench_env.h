@@ -67,6 +67,7 @@ class BenchEnv {
 void register_forward_benchmarks(BenchEnv& env);
 void register_noise_benchmarks(BenchEnv& env);
 void register_synthetic_benchmarks(BenchEnv& env);  // bench_synthetic.cpp: no model
+void register_stats_benchmarks(BenchEnv& env);      // bench_stats.cpp: no model, the statistics' loops
 void register_experiment_benchmarks(BenchEnv& env);  // bench_experiments.cpp: every registered family
 void register_tokenizer_benchmarks(BenchEnv& env);   // bench_tokenizer.cpp
 // Records provenance in the JSON context: the machine, compute profile and versions always, and the

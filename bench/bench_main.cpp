@@ -268,6 +268,7 @@ int main(int argc, char** argv) {
     argv = args.data();
     tstar::bench::register_experiment_benchmarks(env);
     tstar::bench::register_synthetic_benchmarks(env);
+    tstar::bench::register_stats_benchmarks(env);
     tstar::bench::register_forward_benchmarks(env);
     tstar::bench::register_noise_benchmarks(env);
     tstar::bench::register_tokenizer_benchmarks(env);
