@@ -154,8 +154,9 @@ TEST(NativeProfile, OneDnnChangesBf16StatisticsWhereItRuns) {
   EXPECT_FALSE(native.results == reference.results);
 }
 
-// tstar's own noise kernels are the one family whose paths agree by construction: forcing each
-// path through TSTAR_CPU_ISA leaves the statistics alone even under native, and provenance names it.
+// tstar's own noise and statistics kernels are the one family whose paths agree by construction:
+// forcing each path through TSTAR_CPU_ISA (both kernels take it) leaves the statistics alone even
+// under native, and provenance names it.
 // A forced path the CPU lacks falls back to the best one below it.
 TEST(NativeProfile, EveryNoiseKernelPathGivesTheSameStatistics) {
   const bool avx2 = cpu_has("avx2") && cpu_has("fma");
