@@ -104,7 +104,7 @@ void check_reference_environment(const CpuInfo& cpu) {
   const std::string core = openblas_core();
   if (core != "not loaded" && core != "Haswell") throw not_pinned("OpenBLAS's core", core, "Haswell");
   const std::string noise_path = noise_kernels::path_name(noise_kernels::selected_path());
-  if (noise_path != "portable" && noise_path != "avx2") throw not_pinned("tstar's noise kernels", noise_path, "avx2");
+  if (noise_path != "portable" && noise_path != "avx2") throw not_pinned("tstar's noise and statistics kernels", noise_path, "avx2");
 }
 
 // The knobs set in-process by apply_compute_profile.
