@@ -102,24 +102,24 @@ TSTAR_AVX512 void outputs_fma(const float* xf, const uint16_t* w, int64_t n, int
       y[r * n + j + q] = noise_kernels::float_to_bf16(_mm512_reduce_add_ps(acc[r][q]) + bias_of(bias, j + q));
 }
 
-// Outputs [first, last): Q = 4 at a time, then one at a time (each output's arithmetic is the same
-// either way, so where a thread's range starts changes nothing).
-template <int R>
-void outputs_bf16_range(const uint16_t* x, const uint16_t* w, int64_t n, int64_t k, const uint16_t* bias,
-                        uint16_t* y, int64_t first, int64_t last) {
-  constexpr int Q = R <= 2 ? 2 * kOutputsAtOnce : kOutputsAtOnce;  // what the registers hold
-  int64_t j = first;
-  for (; j + Q <= last; j += Q) outputs_bf16<R, Q>(x, w, n, k, bias, y, j);
-  for (; j < last; ++j) outputs_bf16<R, 1>(x, w, n, k, bias, y, j);
+// Outputs j..j+Q-1 by the chosen vector kernel: bf16 pairs, or widened FMA on xf.
+template <int R, int Q>
+void outputs_at(bool pairs, const uint16_t* x, const float* xf, const uint16_t* w, int64_t n, int64_t k,
+                const uint16_t* bias, uint16_t* y, int64_t j) {
+  if (pairs) return outputs_bf16<R, Q>(x, w, n, k, bias, y, j);
+  outputs_fma<R, Q>(xf, w, n, k, bias, y, j);
 }
 
+// Outputs [first, last): Q at a time (what the registers hold: 8 for one or two rows, else 4), then one
+// at a time. Each output's arithmetic is the same either way, so where a thread's range starts changes
+// nothing.
 template <int R>
-void outputs_fma_range(const float* xf, const uint16_t* w, int64_t n, int64_t k, const uint16_t* bias,
-                       uint16_t* y, int64_t first, int64_t last) {
+void outputs_range(bool pairs, const uint16_t* x, const float* xf, const uint16_t* w, int64_t n, int64_t k,
+                   const uint16_t* bias, uint16_t* y, int64_t first, int64_t last) {
   constexpr int Q = R <= 2 ? 2 * kOutputsAtOnce : kOutputsAtOnce;
   int64_t j = first;
-  for (; j + Q <= last; j += Q) outputs_fma<R, Q>(xf, w, n, k, bias, y, j);
-  for (; j < last; ++j) outputs_fma<R, 1>(xf, w, n, k, bias, y, j);
+  for (; j + Q <= last; j += Q) outputs_at<R, Q>(pairs, x, xf, w, n, k, bias, y, j);
+  for (; j < last; ++j) outputs_at<R, 1>(pairs, x, xf, w, n, k, bias, y, j);
 }
 
 void outputs(Kernel kernel, const uint16_t* x, const float* xf, int64_t rows, const uint16_t* w, int64_t n,
@@ -127,14 +127,10 @@ void outputs(Kernel kernel, const uint16_t* x, const float* xf, int64_t rows, co
   if (kernel == Kernel::kPortable) return outputs_portable(x, rows, w, n, k, bias, y, first, last);
   const bool pairs = kernel == Kernel::kAvx512Bf16;
   switch (rows) {
-    case 1: return pairs ? outputs_bf16_range<1>(x, w, n, k, bias, y, first, last)
-                         : outputs_fma_range<1>(xf, w, n, k, bias, y, first, last);
-    case 2: return pairs ? outputs_bf16_range<2>(x, w, n, k, bias, y, first, last)
-                         : outputs_fma_range<2>(xf, w, n, k, bias, y, first, last);
-    case 3: return pairs ? outputs_bf16_range<3>(x, w, n, k, bias, y, first, last)
-                         : outputs_fma_range<3>(xf, w, n, k, bias, y, first, last);
-    case 4: return pairs ? outputs_bf16_range<4>(x, w, n, k, bias, y, first, last)
-                         : outputs_fma_range<4>(xf, w, n, k, bias, y, first, last);
+    case 1: return outputs_range<1>(pairs, x, xf, w, n, k, bias, y, first, last);
+    case 2: return outputs_range<2>(pairs, x, xf, w, n, k, bias, y, first, last);
+    case 3: return outputs_range<3>(pairs, x, xf, w, n, k, bias, y, first, last);
+    case 4: return outputs_range<4>(pairs, x, xf, w, n, k, bias, y, first, last);
   }
   TSTAR_CHECK(false);
 }
@@ -171,6 +167,12 @@ Kernel best_kernel() {
   if (noise_kernels::selected_path() != noise_kernels::KernelPath::kAvx512) return Kernel::kPortable;
   if (cpu_runs(Kernel::kAvx512Bf16)) return Kernel::kAvx512Bf16;
   return cpu_runs(Kernel::kAvx512) ? Kernel::kAvx512 : Kernel::kPortable;
+}
+
+std::optional<Kernel> kernel_for(Bf16Matmul path) {
+  const Kernel kernel = best_kernel();
+  if (path != Bf16Matmul::kOneDnn || kernel == Kernel::kPortable) return std::nullopt;
+  return kernel;
 }
 
 void compute(Kernel kernel, const uint16_t* x, int64_t rows, const uint16_t* w, int64_t n, int64_t k,

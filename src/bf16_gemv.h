@@ -5,6 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+
+#include "tstar/compute_profile.h"
 
 namespace tstar::bf16_gemv {
 
@@ -20,6 +23,10 @@ const char* kernel_name(Kernel kernel);
 // The fastest vector kernel this CPU runs, or kPortable where none (the caller then keeps its GEMM);
 // TSTAR_CPU_ISA (noise_kernels.h) below avx512 also gives kPortable.
 Kernel best_kernel();
+// The kernel decode-sized bf16 products take where bf16 products otherwise take `path`: best_kernel()
+// on the onednn path (where oneDNN 2.6 is the slow one), else none (they keep their path). The model's
+// products and the provenance's "bf16_gemv" both ask here.
+std::optional<Kernel> kernel_for(Bf16Matmul path);
 
 // x [rows, k], w [n, k], bias [n] or nullptr, y [rows, n]: contiguous bf16 bits, 1 <= rows <= kMaxRows.
 // Splits the n outputs over libtorch's threads; every output is computed alone, so the result does not

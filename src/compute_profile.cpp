@@ -196,8 +196,10 @@ nlohmann::json machine_provenance() {
       {"onednn_enabled", onednn},
       {"bf16_matmul_path", bf16_matmul_name(bf16_matmul_path())},
       // up to bf16_gemv::kMaxRows rows (decode) on the onednn path: tstar's kernel, or oneDNN ("off")
-      {"bf16_gemv", bf16_matmul_path() == Bf16Matmul::kOneDnn && bf16_gemv::best_kernel() != bf16_gemv::Kernel::kPortable
-                        ? bf16_gemv::kernel_name(bf16_gemv::best_kernel()) : "off"},
+      {"bf16_gemv", [] {
+         const auto kernel = bf16_gemv::kernel_for(bf16_matmul_path());
+         return kernel ? bf16_gemv::kernel_name(*kernel) : "off";
+       }()},
       {"fp32_matmul_path", "blas"},
       {"openblas_core", openblas_core()},
       {"openblas_threads", openblas_threads()},

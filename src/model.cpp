@@ -391,33 +391,37 @@ bool widen_bf16(const torch::Tensor& x) {
 
 torch::Tensor widened(const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; }
 
-// A few bf16 rows on the oneDNN path (a decode step): tstar's GEMV kernel (bf16_gemv.h) where this
-// CPU runs one. oneDNN 2.6 streamed a decode step's weights at half the memory's pace.
-bool small_bf16_product(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  if (!x.is_cpu() || x.scalar_type() != torch::kBFloat16 || weight.scalar_type() != torch::kBFloat16) return false;
-  if (bias.defined() && bias.scalar_type() != torch::kBFloat16) return false;
+// A product of bf16 x (CPU) that the GEMV kernel takes: a few rows, a contiguous bf16 weight that fits.
+bool gemv_shaped(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (weight.scalar_type() != torch::kBFloat16 || (bias.defined() && bias.scalar_type() != torch::kBFloat16)) return false;
   if (x.numel() > bf16_gemv::kMaxRows * x.size(-1) || weight.dim() != 2 || weight.size(1) != x.size(-1)) return false;
-  if (!weight.is_contiguous()) return false;
-  return bf16_matmul_path() == Bf16Matmul::kOneDnn && bf16_gemv::best_kernel() != bf16_gemv::Kernel::kPortable;
+  return weight.is_contiguous();
 }
 
-torch::Tensor bf16_gemv_project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor bf16_gemv_project(bf16_gemv::Kernel kernel, const torch::Tensor& x, const torch::Tensor& weight,
+                                const torch::Tensor& bias) {
   const auto input = x.contiguous();
   const torch::Tensor b = bias.defined() ? bias.contiguous() : bias;
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(0);
   auto y = torch::empty(sizes, x.options());
   auto bits = [](const torch::Tensor& t) { return t.defined() ? static_cast<const uint16_t*>(t.data_ptr()) : nullptr; };
-  bf16_gemv::compute(bf16_gemv::best_kernel(), bits(input), input.numel() / x.size(-1), bits(weight), weight.size(0),
+  bf16_gemv::compute(kernel, bits(input), input.numel() / x.size(-1), bits(weight), weight.size(0),
                      x.size(-1), bits(b), static_cast<uint16_t*>(y.data_ptr()));
   return y;
 }
 
 // y = x W^T + b. A single fp32 row (one-token decode) goes through matrix-vector BLAS: OpenBLAS's
 // gemm packs the whole weight matrix even for one row, which made fp32 decode ~2x slower than HF.
+// bf16 on the CPU asks bf16_matmul_path() once: fp32 BLAS (as widen_bf16), or, for a few rows on the
+// oneDNN path, tstar's GEMV kernel (oneDNN 2.6 streamed a decode step's weights at half the memory's pace).
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
-  if (widen_bf16(x)) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
-  if (small_bf16_product(x, weight, bias)) return bf16_gemv_project(x, weight, bias);
+  if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
+    const Bf16Matmul path = bf16_matmul_path();
+    if (path == Bf16Matmul::kFp32Gemm) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
+    const auto kernel = bf16_gemv::kernel_for(path);
+    if (kernel && gemv_shaped(x, weight, bias)) return bf16_gemv_project(*kernel, x, weight, bias);
+  }
   if (x.scalar_type() != torch::kFloat || x.numel() != x.size(-1)) return torch::linear(x, weight, bias);
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(0);
