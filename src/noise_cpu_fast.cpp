@@ -64,11 +64,19 @@ ApplyStats finish(const double lanes[kLanes], int64_t changed) {
   return stats;
 }
 
-// A vector path's bf16 pass after its whole 16-element steps: elements [done, count) in the
-// portable order, into the lanes and count the vector loop left.
+float same_float(float f) { return f; }
+
+// A vector path's pass after its whole 16-element steps: elements [done, count) in the portable
+// order, into the lanes and count the vector loop left.
 ApplyStats finish_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t done, int64_t count,
                        float mult, Mode mode, double lanes[kLanes], int64_t changed) {
   accumulate_generic(clean, live, z, done, count, mult, mode, bf16_to_float, float_to_bf16, lanes, changed);
+  return finish(lanes, changed);
+}
+
+ApplyStats finish_f32(const float* clean, float* live, const float* z, int64_t done, int64_t count, float mult,
+                      Mode mode, double lanes[kLanes], int64_t changed) {
+  accumulate_generic(clean, live, z, done, count, mult, mode, same_float, same_float, lanes, changed);
   return finish(lanes, changed);
 }
 
@@ -276,6 +284,31 @@ TSTAR_AVX512 ApplyStats apply_bf16_avx512(const uint16_t* clean, uint16_t* live,
   return finish_bf16(clean, live, z, i, count, mult, mode, lanes, changed);
 }
 
+// The fp32 pass: no rounding step, otherwise apply_bf16_avx512's arithmetic and lanes.
+TSTAR_AVX512 ApplyStats apply_f32_avx512(const float* clean, float* live, const float* z, int64_t count, float mult,
+                                       Mode mode) {
+  __m512d acc_lo = _mm512_setzero_pd(), acc_hi = _mm512_setzero_pd();
+  int64_t changed = 0;
+  const __m512 mult_v = _mm512_set1_ps(mult);
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    __m512 c = _mm512_loadu_ps(clean + i);
+    __m512 m = mode == Mode::kMultiplicative ? _mm512_mul_ps(mult_v, c) : mult_v;
+    __m512 r = _mm512_add_ps(c, _mm512_mul_ps(m, _mm512_loadu_ps(z + i)));
+    _mm512_storeu_ps(live + i, r);
+    changed += __builtin_popcount(_mm512_cmp_ps_mask(r, c, _CMP_NEQ_UQ));
+    __m512 d = _mm512_sub_ps(r, c);
+    __m512d d_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+    __m512d d_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1));
+    acc_lo = _mm512_add_pd(acc_lo, _mm512_mul_pd(d_lo, d_lo));
+    acc_hi = _mm512_add_pd(acc_hi, _mm512_mul_pd(d_hi, d_hi));
+  }
+  double lanes[kLanes];
+  _mm512_storeu_pd(lanes, acc_lo);
+  _mm512_storeu_pd(lanes + 8, acc_hi);
+  return finish_f32(clean, live, z, i, count, mult, mode, lanes, changed);
+}
+
 // ---------------------------------------------------------------- AVX2 paths
 // The AVX-512 paths at half width: AVX2 lacks mask registers (compares give all-ones lanes, blends
 // pick by sign bit), unsigned conversions and 16-bit narrowing, each rebuilt from what it has.
@@ -466,6 +499,36 @@ TSTAR_AVX2 ApplyStats apply_bf16_avx2(const uint16_t* clean, uint16_t* live, con
   return finish_bf16(clean, live, z, i, count, mult, mode, lanes, changed);
 }
 
+// Elements i .. i+7 of the fp32 pass, written to live; counts and squares as apply8_bf16.
+TSTAR_AVX2 inline void apply8_f32(const float* clean, float* live, const float* z, __m256 mult_v, Mode mode,
+                                  int64_t& changed, __m256d acc[2]) {
+  __m256 c = _mm256_loadu_ps(clean);
+  __m256 m = mode == Mode::kMultiplicative ? _mm256_mul_ps(mult_v, c) : mult_v;
+  __m256 r = _mm256_add_ps(c, _mm256_mul_ps(m, _mm256_loadu_ps(z)));
+  _mm256_storeu_ps(live, r);
+  changed += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(r, c, _CMP_NEQ_UQ)));
+  __m256 d = _mm256_sub_ps(r, c);
+  __m256d d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+  __m256d d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+  acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d_lo, d_lo));
+  acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d_hi, d_hi));
+}
+
+TSTAR_AVX2 ApplyStats apply_f32_avx2(const float* clean, float* live, const float* z, int64_t count, float mult,
+                                     Mode mode) {
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  int64_t changed = 0;
+  const __m256 mult_v = _mm256_set1_ps(mult);
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    apply8_f32(clean + i, live + i, z + i, mult_v, mode, changed, acc);
+    apply8_f32(clean + i + 8, live + i + 8, z + i + 8, mult_v, mode, changed, acc + 2);
+  }
+  double lanes[kLanes];
+  for (int k = 0; k < 4; ++k) _mm256_storeu_pd(lanes + 4 * k, acc[k]);
+  return finish_f32(clean, live, z, i, count, mult, mode, lanes, changed);
+}
+
 // ---------------------------------------------------------------- dispatch
 
 bool detect_avx2() {
@@ -559,10 +622,20 @@ ApplyStats apply_bf16(const uint16_t* clean, uint16_t* live, const float* z, int
   return apply_bf16_with(selected_path(), clean, live, z, count, mult, mode);
 }
 
+ApplyStats apply_f32_with(KernelPath path, const float* clean, float* live, const float* z, int64_t count, float mult,
+                          Mode mode) {
+  TSTAR_CHECK(cpu_runs(path));
+  switch (path) {
+    case KernelPath::kPortable: return apply_generic(clean, live, z, count, mult, mode, same_float, same_float);
+    case KernelPath::kAvx2: return apply_f32_avx2(clean, live, z, count, mult, mode);
+    case KernelPath::kAvx512: return apply_f32_avx512(clean, live, z, count, mult, mode);
+  }
+  std::abort();
+}
+
 ApplyStats apply_f32(const float* clean, float* live, const float* z, int64_t count, float mult,
                      Mode mode) {
-  auto same = [](float f) { return f; };
-  return apply_generic(clean, live, z, count, mult, mode, same, same);
+  return apply_f32_with(selected_path(), clean, live, z, count, mult, mode);
 }
 
 ApplyStats apply_f16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,

@@ -1,6 +1,6 @@
 // The CPU noise kernels path by path: every vector path this CPU runs (AVX2, AVX-512), forced with
-// generate_with / apply_bf16_with, gives the portable path's bits, and dispatch never picks a path
-// the CPU lacks.
+// generate_with / apply_bf16_with / apply_f32_with, gives the portable path's bits, and dispatch
+// never picks a path the CPU lacks.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -106,6 +106,53 @@ TEST(NoiseKernels, EveryPathAppliesBf16WithThePortableBitsAndStats) {
             EXPECT_EQ(fast.stats.changed, portable.stats.changed) << where;
             EXPECT_EQ(0, std::memcmp(&fast.stats.sum_sq, &portable.stats.sum_sq, sizeof(double)))
                 << where << ": " << fast.stats.sum_sq << " vs " << portable.stats.sum_sq;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Clean fp32 weights around 1 with NaN, infinities, signed zeros and the smallest subnormal.
+std::vector<float> clean_f32_weights(int64_t count) {
+  std::vector<float> clean(count);
+  noise_kernels::generate_with(KernelPath::kPortable, philox::Kind::kGaussian, 11, 0, count, clean.data());
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), 0.0f, -0.0f,
+                            std::numeric_limits<float>::denorm_min()};
+  for (int64_t k = 0; k < 6 && 3 * k < count; ++k) clean[3 * k] = specials[k];
+  return clean;
+}
+
+// The fp32 pass as the bf16 one above: live bits, changed count and the sum of squares as bits.
+TEST(NoiseKernels, EveryPathAppliesF32WithThePortableBitsAndStats) {
+  const std::vector<KernelPath> paths = vector_paths();
+  if (paths.empty()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const int64_t size = 10007 + 1;
+  const std::vector<float> clean = clean_f32_weights(size);
+  std::vector<float> z(size);
+  noise_kernels::generate_with(KernelPath::kPortable, philox::Kind::kGaussian, 5, 0, size, z.data());
+  auto run = [&](KernelPath path, int64_t offset, int64_t count, float mult, noise_kernels::Mode mode,
+                 std::vector<float>& live) {
+    live.assign(count, -1.0f);
+    return noise_kernels::apply_f32_with(path, clean.data() + offset, live.data(), z.data() + offset, count, mult,
+                                         mode);
+  };
+  for (auto mode : {noise_kernels::Mode::kAdditive, noise_kernels::Mode::kMultiplicative}) {
+    for (float mult : {0.0f, 1e-3f, 1.0f, std::numeric_limits<float>::max()}) {
+      for (int64_t offset : {0, 1}) {
+        for (int64_t count : {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 10007}) {
+          std::vector<float> portable_live, fast_live;
+          const auto portable = run(KernelPath::kPortable, offset, count, mult, mode, portable_live);
+          for (KernelPath path : paths) {
+            const auto fast = run(path, offset, count, mult, mode, fast_live);
+            const auto where = ::testing::Message() << noise_kernels::path_name(path) << " mode "
+                                                    << static_cast<int>(mode) << " mult " << mult << " offset "
+                                                    << offset << " count " << count;
+            EXPECT_TRUE(same_bits(fast_live, portable_live)) << where;
+            EXPECT_EQ(fast.changed, portable.changed) << where;
+            EXPECT_EQ(0, std::memcmp(&fast.sum_sq, &portable.sum_sq, sizeof(double)))
+                << where << ": " << fast.sum_sq << " vs " << portable.sum_sq;
           }
         }
       }

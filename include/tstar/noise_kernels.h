@@ -17,7 +17,7 @@ enum class KernelPath { kPortable, kAvx2, kAvx512 };
 // avx512bw.
 bool cpu_runs(KernelPath path);
 
-// The kernel path generate() and apply_bf16() take: the best this CPU runs, capped by the
+// The kernel path generate(), apply_bf16() and apply_f32() take: the best this CPU runs, capped by the
 // environment variable below (portable|avx2|avx512; read once per process), so that tests and the
 // reference compute profile can force a lower path. Every path gives the same values.
 inline constexpr const char* kIsaVariable = "TSTAR_CPU_ISA";
@@ -42,8 +42,8 @@ struct ApplyStats {
 
 // live[i] = round_to_dtype(clean[i] + delta[i]) with delta[i] = mult * z[i] (additive) or
 // (mult * clean[i]) * z[i] (multiplicative); float arithmetic, round to nearest even.
-// apply_bf16() takes selected_path(), apply_bf16_with() forces a path as generate_with() does; f32
-// and f16 have the portable path only.
+// apply_bf16() and apply_f32() take selected_path(), the _with forms force a path as generate_with()
+// does; f16 has the portable path only.
 enum class Mode { kAdditive, kMultiplicative };
 ApplyStats apply_bf16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count,
                       float mult, Mode mode);
@@ -51,6 +51,8 @@ ApplyStats apply_bf16_with(KernelPath path, const uint16_t* clean, uint16_t* liv
                            float mult, Mode mode);
 ApplyStats apply_f32(const float* clean, float* live, const float* z, int64_t count, float mult,
                      Mode mode);
+ApplyStats apply_f32_with(KernelPath path, const float* clean, float* live, const float* z, int64_t count, float mult,
+                          Mode mode);
 ApplyStats apply_f16(const uint16_t* clean, uint16_t* live, const float* z, int64_t count, float mult,
                      Mode mode);
 
