@@ -31,10 +31,11 @@ std::string shape_string(c10::IntArrayRef shape) { return fmt::format("[{}]", fm
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-void ParameterMap::add(std::string name, torch::Tensor tensor) {
+void ParameterMap::add(std::string name, torch::Tensor tensor, torch::Tensor origin) {
   if (index_.count(name)) throw Error(fmt::format("duplicate parameter '{}'", name));
   index_.emplace(name, entries_.size());
   entries_.emplace_back(std::move(name), std::move(tensor));
+  origins_.push_back(std::move(origin));
 }
 
 torch::Tensor& ParameterMap::at(const std::string& name) {
@@ -219,8 +220,11 @@ Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) 
                               entry->file->path().string(), name, shape_string(entry->info->shape),
                               shape_string(shape)));
     }
-    torch::Tensor t = entry->file->view(*entry->info).to(options.device, options.dtype, false, /*copy=*/true);
-    params.add(name, t.contiguous());
+    torch::Tensor mapped = entry->file->view(*entry->info);
+    torch::Tensor t = mapped.to(options.device, options.dtype, false, /*copy=*/true).contiguous();
+    // A copy without conversion keeps the mapped bytes as its origin (for CleanStore).
+    const bool unconverted = t.device().is_cpu() && mapped.scalar_type() == t.scalar_type();
+    params.add(name, t, unconverted ? mapped : torch::Tensor());
   }
   for (const auto& [name, entry] : checkpoint.tensors()) {
     if (!params.contains(name) && !is_ignored_tensor(name, config)) {

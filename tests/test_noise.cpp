@@ -308,6 +308,36 @@ TEST(NoiseRestore, EnginesSharingACleanStoreInjectAndRestoreAsTheirOwn) {
   EXPECT_THROW(NoiseEngine(model, only(name), NoiseType{}, ScaleReference::kTensorStd, store), Error);
 }
 
+// A checkpoint loaded without conversion keeps its mapped bytes as each parameter's origin; the
+// store takes the origin as the clean copy only while the live bytes equal it, and restores the
+// live bytes either way.
+TEST(NoiseRestore, CleanStoreKeepsTheCheckpointBytesOnlyWhileTheLiveBytesMatch) {
+  const std::string dir = "fixtures/models/qwen2-tiny";  // fp32 on disk
+  Model converted = Model::load(dir, with_dtype(torch::kBFloat16));
+  const std::string q0 = hf_parameter_name(Weight::kQ, 0), k0 = hf_parameter_name(Weight::kK, 0);
+  EXPECT_FALSE(converted.parameters().origin(*converted.parameters().find(q0)).defined());
+
+  Model model = Model::load(dir, with_dtype(torch::kFloat));
+  ParameterMap& params = model.parameters();
+  const size_t q = *params.find(q0), k = *params.find(k0);
+  ASSERT_TRUE(params.origin(q).defined());
+  ASSERT_TRUE(params.origin(k).defined());
+  params.tensor(k).view(-1)[0] += 1.0f;  // k0 no longer holds the checkpoint's bytes
+  const std::string before = hash_parameters(params);
+  auto store = std::make_shared<CleanStore>(params);
+  TargetSpec both;
+  both.include = {q0, k0};
+  NoiseEngine engine(model, both, NoiseType{}, ScaleReference::kTensorStd, store);
+  EXPECT_EQ(store->entry(q, false).clean.data_ptr(), params.origin(q).data_ptr());
+  EXPECT_NE(store->entry(k, false).clean.data_ptr(), params.origin(k).data_ptr());
+  EXPECT_TRUE(torch::equal(store->entry(k, false).clean, params.tensor(k)));
+  {
+    NoiseScope scope(engine, 0.05, 4);
+    EXPECT_NE(hash_parameters(params), before);
+  }
+  EXPECT_EQ(hash_parameters(params), before);
+}
+
 TEST(NoiseRestore, ExceptionThroughTheScopeRestores) {
   Model model = Model::from_preset("tiny", with_dtype(torch::kBFloat16));
   const std::string before = hash_parameters(model.parameters());

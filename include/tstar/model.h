@@ -21,8 +21,12 @@ namespace tstar {
 // Name -> tensor map in a stable (checkpoint) order, with O(1) look-up by name.
 class ParameterMap {
  public:
-  void add(std::string name, torch::Tensor tensor);  // throws on a duplicate name
+  // Throws on a duplicate name. `origin`, when given, is a read-only tensor (a view of the mapped
+  // checkpoint) that held the tensor's bytes when it was loaded: CleanStore keeps it as the clean
+  // copy while the bytes still match, instead of copying them into fresh memory.
+  void add(std::string name, torch::Tensor tensor, torch::Tensor origin = {});
   size_t size() const { return entries_.size(); }
+  const torch::Tensor& origin(size_t i) const { return origins_[i]; }  // undefined when none
   const std::string& name(size_t i) const { return entries_[i].first; }
   torch::Tensor& tensor(size_t i) { return entries_[i].second; }
   const torch::Tensor& tensor(size_t i) const { return entries_[i].second; }
@@ -35,6 +39,7 @@ class ParameterMap {
 
  private:
   std::vector<std::pair<std::string, torch::Tensor>> entries_;
+  std::vector<torch::Tensor> origins_;  // parallel to entries_
   std::unordered_map<std::string, size_t> index_;
 };
 

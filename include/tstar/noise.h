@@ -175,7 +175,7 @@ class CleanStore {
  public:
   struct Entry {
     torch::Tensor source;  // the parameter copied (a replaced parameter is another tensor)
-    torch::Tensor clean;   // one contiguous copy on the parameter's own device
+    torch::Tensor clean;   // contiguous, on the parameter's device: a copy, or its read-only origin
     double tensor_std = 0, abs_max = 0, rms = 0;
     int64_t rows = 1, row_length = 0;
     std::vector<double> row_std;  // filled on the first request that needs it
