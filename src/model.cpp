@@ -474,7 +474,7 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
 std::array<torch::Tensor, 3> Model::qkv_projections(const torch::Tensor& x, const LayerSlots& layer) const {
   if (layer.qkv != kNoSlot) {
     const int64_t q_dim = config_.num_heads * config_.head_dim, kv_dim = config_.num_kv_heads * config_.head_dim;
-    auto fused = project(x, operand(x, layer.qkv));  // [B, T, q_dim + 2 kv_dim]
+    auto fused = project(x, operand(x, layer.qkv));  // [N, q_dim + 2 kv_dim]
     return {fused.narrow(-1, 0, q_dim), fused.narrow(-1, q_dim, kv_dim), fused.narrow(-1, q_dim + kv_dim, kv_dim)};
   }
   auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
@@ -491,13 +491,33 @@ torch::Tensor Model::inverse_frequencies(const torch::Tensor& positions) const {
   return rope_inverse_frequencies(config_, sequence_length).to(inv_freq_.device());
 }
 
-torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
+Model::Grid Model::Grid::of(const torch::Tensor& key_mask) {
+  Grid grid{key_mask.size(0), key_mask.size(1), {}};
+  if (!key_mask.all().item<bool>()) grid.token_rows = key_mask.reshape({-1}).nonzero().squeeze(1);
+  return grid;
+}
+
+torch::Tensor Model::Grid::to_rows(const torch::Tensor& grid) const {
+  auto flat = grid.reshape({batch * length, grid.size(-1)});
+  return token_rows.defined() ? flat.index_select(0, token_rows) : flat;
+}
+
+torch::Tensor Model::Grid::to_grid(const torch::Tensor& rows) const {
+  if (!token_rows.defined()) return rows.view({batch, length, rows.size(-1)});
+  return torch::zeros({batch * length, rows.size(-1)}, rows.options())
+      .index_copy_(0, token_rows, rows)
+      .view({batch, length, rows.size(-1)});
+}
+
+torch::Tensor Model::attention(const torch::Tensor& x, const Grid& grid, const LayerSlots& layer, int64_t layer_index,
                                const torch::Tensor& positions, const AttentionMasks& masks, KVCache* cache) const {
   const ModelConfig& c = config_;
-  const int64_t B = x.size(0), T = x.size(1), D = c.head_dim;
+  const int64_t B = grid.batch, T = grid.length, D = c.head_dim;
   auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
-  auto [q, k, v] = qkv_projections(x, layer);
-  q = q.view({B, T, c.num_heads, D});
+  auto [q, k, v] = qkv_projections(x, layer);  // [N, heads * D] each
+  q = grid.to_grid(q).view({B, T, c.num_heads, D});
+  k = grid.to_grid(k);
+  v = grid.to_grid(v);
   k = k.view({B, T, c.num_kv_heads, D});
   if (layer.q_norm != kNoSlot) {  // Qwen3: RMSNorm of each head's q and k, before RoPE
     q = rms_norm(q, layer.q_norm);
@@ -530,7 +550,7 @@ torch::Tensor Model::attention(const torch::Tensor& x, const LayerSlots& layer, 
   auto scores = soft_cap(product(q, k.transpose(2, 3)) * scaling, c.attn_logit_softcapping) +
                 (sliding ? masks.sliding : masks.full);  // [B, Hq, T, S]
   auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
-  auto out = product(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D});
+  auto out = grid.to_rows(product(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D}));  // [N, Hq * D]
   return project(out, operand(out, layer.o_weight), bias(layer.o_bias));
 }
 
@@ -554,7 +574,7 @@ torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const 
   return project(hidden, operand(hidden, layer.down));
 }
 
-torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
+torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions, const Grid& grid,
                                    const AttentionMasks& masks, KVCache* cache, LayerInputs* record,
                                    const LayerInputs* resume, int64_t first_layer) const {
   // fp16 weights can be held (and noised) anywhere, but only CUDA kernels can run them.
@@ -562,18 +582,19 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor
     throw Error("fp16 runs on CUDA only: this libtorch's CPU kernels have no half-precision matmul; use bf16 or fp32");
   }
   const size_t first = resume ? static_cast<size_t>(first_layer) : 0;
-  auto x = resume ? resume->residual.at(first) : embed(ids);  // [B, T, H]
+  auto x = resume ? resume->residual.at(first) : grid.to_rows(embed(ids));  // [N, H]
   // Gemma's output norms; without them the sublayer's output as it is.
   auto output_norm = [&](const torch::Tensor& y, size_t slot) { return slot == kNoSlot ? y : rms_norm(y, slot); };
   for (size_t i = first; i < layers_.size(); ++i) {
     if (record) record->residual.push_back(x);
     const LayerSlots& layer = layers_[i];
-    x = x + output_norm(attention(rms_norm(x, layer.input_norm), layer, static_cast<int64_t>(i), positions, masks, cache),
+    x = x + output_norm(attention(rms_norm(x, layer.input_norm), grid, layer, static_cast<int64_t>(i), positions,
+                                  masks, cache),
                         layer.attention_out_norm);
     x = x + output_norm(mlp(rms_norm(x, layer.post_norm), layer), layer.mlp_out_norm);
   }
   if (record) record->residual.push_back(x);
-  return x;
+  return grid.to_grid(x);  // [B, T, H]
 }
 
 torch::Tensor Model::logits(const torch::Tensor& residual, LogitsDtype precision, torch::Tensor* before_softcap) const {
@@ -769,7 +790,8 @@ torch::Tensor Model::prefill(const std::vector<std::vector<int64_t>>& prompts, K
     cache->key_mask.narrow(1, 0, T).copy_(key_mask);
     cache->length = 0;
   }
-  auto hidden = hidden_states(ids, positions, attention_masks(key_mask, 0, T), cache, record, resume, first_layer);  // [B, T, H]
+  auto hidden = hidden_states(ids, positions, Grid::of(key_mask), attention_masks(key_mask, 0, T), cache, record,
+                              resume, first_layer);  // [B, T, H]
   if (cache) {
     cache->length = T;
     cache->next_position = positions.select(1, T - 1) + 1;
@@ -795,7 +817,7 @@ torch::Tensor Model::decode_step(const std::vector<int64_t>& tokens, KVCache& ca
   auto positions = cache.next_position.view({B, 1});
   cache.key_mask.select(1, cache.length).fill_(true);
   auto visible = cache.key_mask.narrow(1, 0, cache.length + 1);
-  auto hidden = hidden_states(ids, positions, attention_masks(visible, cache.length, 1), &cache);  // [B, 1, H]
+  auto hidden = hidden_states(ids, positions, Grid{B, 1, {}}, attention_masks(visible, cache.length, 1), &cache);  // [B, 1, H]
   cache.length += 1;
   cache.next_position = cache.next_position + 1;
   return logits(hidden.select(1, 0), precision.value_or(options_.logits));
@@ -832,7 +854,7 @@ torch::Tensor Model::unpadded_hidden_states(const torch::Tensor& ids) const {
   auto input = ids.to(options_.device);
   auto positions = torch::arange(T, input.options()).view({1, T}).expand({B, T});
   auto key_mask = torch::ones({B, T}, input.options().dtype(torch::kBool));
-  return hidden_states(input, positions, attention_masks(key_mask, 0, T), nullptr);  // [B, T, H]
+  return hidden_states(input, positions, Grid{B, T, {}}, attention_masks(key_mask, 0, T), nullptr);  // [B, T, H]
 }
 
 std::vector<std::vector<int64_t>> Model::generate_greedy(const std::vector<std::vector<int64_t>>& prompts,

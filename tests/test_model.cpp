@@ -60,6 +60,29 @@ TEST(Model, BatchedWithPaddingEqualsOneAtATime) {
   }
 }
 
+// A padded batch's norms, projections and MLP run on its token rows only: the recorded residual
+// has one row per token (not B x longest), and pads stay zero on the returned grid.
+TEST(Model, PaddedBatchComputesItsTokenRowsOnly) {
+  Model model = Model::from_preset("tiny", fp32());
+  const auto prompts = mixed_length_prompts();
+  int64_t tokens = 0;
+  for (const auto& prompt : prompts) tokens += static_cast<int64_t>(prompt.size());
+  Model::LayerInputs recorded;
+  model.last_logits_layered(prompts, &recorded, nullptr, 0);
+  for (const torch::Tensor& residual : recorded.residual) {
+    EXPECT_EQ(residual.sizes(), (std::vector<int64_t>{tokens, model.config().hidden_size}));
+  }
+  auto key_mask = torch::tensor({1, 1, 0, 1}, torch::kBool).view({2, 2});  // row 1 is left-padded
+  const auto grid = Model::Grid::of(key_mask);
+  ASSERT_TRUE(grid.token_rows.defined());
+  EXPECT_TRUE(torch::equal(grid.token_rows, torch::tensor({0, 1, 3}, torch::kLong)));
+  const auto rows = torch::arange(1, 7, torch::kFloat).view({3, 2});
+  const auto placed = grid.to_grid(rows);  // [2, 2, 2]
+  EXPECT_TRUE(torch::equal(placed[1][0], torch::zeros({2})));
+  EXPECT_TRUE(torch::equal(grid.to_rows(placed), rows));
+  EXPECT_FALSE(Model::Grid::of(torch::ones({2, 3}, torch::kBool)).token_rows.defined());
+}
+
 TEST(Model, BatchedWithPaddingEqualsOneAtATimeBf16) {
   LoadOptions bf16;
   bf16.dtype = torch::kBFloat16;

@@ -120,13 +120,23 @@ class Model {
   torch::Tensor last_logits(const std::vector<std::vector<int64_t>>& prompts, KVCache* cache = nullptr,
                             int64_t extra_capacity = 0, torch::Tensor* model_dtype_logits = nullptr,
                             torch::Tensor* pre_softcap_logits = nullptr) const;
+  // The [B, T] grid of a forward. Position-wise work (norms, projections, MLP, residual adds) runs on
+  // its N token rows only, [N, H]: a padded batch's pads cost nothing there. Attention places the rows
+  // on the grid (pads zero; they are masked as keys and their queries are never read).
+  struct Grid {
+    int64_t batch = 0, length = 0;
+    torch::Tensor token_rows;  // [N] int64 indices into B * T; undefined when every row is a token
+    static Grid of(const torch::Tensor& key_mask);           // the token rows of a [B, T] key mask
+    torch::Tensor to_rows(const torch::Tensor& grid) const;  // [B, T, C] -> [N, C]
+    torch::Tensor to_grid(const torch::Tensor& rows) const;  // [N, C] -> [B, T, C]
+  };
   // The residual stream of one batch of prompts entering each decoder layer (and leaving the last),
   // recorded by last_logits so that a forward whose changed weights all sit in layers >= l can start
   // at layer l: the layers below would compute exactly what they computed (same inputs, same
   // operations), so the logits are bit-identical to a full forward's.
   struct LayerInputs {
     std::vector<std::vector<int64_t>> prompts;
-    std::vector<torch::Tensor> residual;  // [num_layers + 1] of [B, T, H]
+    std::vector<torch::Tensor> residual;  // [num_layers + 1] of [N, H]: the batch's token rows (Grid)
     int64_t bytes() const;
   };
   // last_logits without a cache that records `record` (when given) or, with `resume`, starts at
@@ -195,7 +205,7 @@ class Model {
   // RoPE's inverse frequencies for a forward at `positions` [B, T] (inv_freq_ unless dynamic).
   torch::Tensor inverse_frequencies(const torch::Tensor& positions) const;
   torch::Tensor embed(const torch::Tensor& ids) const;  // [B, T] -> [B, T, H] (Gemma: scaled)
-  torch::Tensor attention(const torch::Tensor& x, const LayerSlots& layer, int64_t layer_index,
+  torch::Tensor attention(const torch::Tensor& x, const Grid& grid, const LayerSlots& layer, int64_t layer_index,
                           const torch::Tensor& positions, const AttentionMasks& masks, KVCache* cache) const;
   torch::Tensor mlp(const torch::Tensor& x, const LayerSlots& layer) const;
   // Runs every block; returns the residual stream after the last one [B, T, H] (before the final norm).
@@ -204,8 +214,8 @@ class Model {
                         torch::Tensor* model_dtype_logits, LayerInputs* record, const LayerInputs* resume,
                         int64_t first_layer, torch::Tensor* pre_softcap_logits) const;
   // With `record`, the residual entering each layer is appended to it; with `resume`, the blocks
-  // start at `first_layer` from resume->residual[first_layer] (ids then unused).
-  torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions,
+  // start at `first_layer` from resume->residual[first_layer] (ids then unused). [B, T, H], zero at pads.
+  torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& positions, const Grid& grid,
                               const AttentionMasks& masks, KVCache* cache, LayerInputs* record = nullptr,
                               const LayerInputs* resume = nullptr, int64_t first_layer = 0) const;
   torch::Tensor unpadded_hidden_states(const torch::Tensor& ids) const;  // [B, T] equal lengths -> [B, T, H]
