@@ -252,6 +252,16 @@ TSTAR_AVX512 inline void normals64(uint64_t seed, uint64_t b0, float* out) {
   _mm512_storeu_ps(out + 48, _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1)));  // lanes 12..15
 }
 
+// 16 elements' tallies: changed (r != c, NaN counted) and (r - c)^2 in double, lanes 0-7 and 8-15.
+TSTAR_AVX512 inline void tally16(__m512 r, __m512 c, int64_t& changed, __m512d& acc_lo, __m512d& acc_hi) {
+  changed += __builtin_popcount(_mm512_cmp_ps_mask(r, c, _CMP_NEQ_UQ));
+  __m512 d = _mm512_sub_ps(r, c);
+  __m512d d_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+  __m512d d_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1));
+  acc_lo = _mm512_add_pd(acc_lo, _mm512_mul_pd(d_lo, d_lo));
+  acc_hi = _mm512_add_pd(acc_hi, _mm512_mul_pd(d_hi, d_hi));
+}
+
 TSTAR_AVX512 ApplyStats apply_bf16_avx512(const uint16_t* clean, uint16_t* live, const float* z,
                                         int64_t count, float mult, Mode mode) {
   __m512d acc_lo = _mm512_setzero_pd(), acc_hi = _mm512_setzero_pd();
@@ -271,12 +281,7 @@ TSTAR_AVX512 ApplyStats apply_bf16_avx512(const uint16_t* clean, uint16_t* live,
     rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7FC0));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(live + i), _mm512_cvtepi32_epi16(rounded));
     __m512 r = _mm512_castsi512_ps(_mm512_slli_epi32(rounded, 16));
-    changed += __builtin_popcount(_mm512_cmp_ps_mask(r, c, _CMP_NEQ_UQ));
-    __m512 d = _mm512_sub_ps(r, c);
-    __m512d d_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
-    __m512d d_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1));
-    acc_lo = _mm512_add_pd(acc_lo, _mm512_mul_pd(d_lo, d_lo));
-    acc_hi = _mm512_add_pd(acc_hi, _mm512_mul_pd(d_hi, d_hi));
+    tally16(r, c, changed, acc_lo, acc_hi);
   }
   double lanes[kLanes];
   _mm512_storeu_pd(lanes, acc_lo);
@@ -296,12 +301,7 @@ TSTAR_AVX512 ApplyStats apply_f32_avx512(const float* clean, float* live, const 
     __m512 m = mode == Mode::kMultiplicative ? _mm512_mul_ps(mult_v, c) : mult_v;
     __m512 r = _mm512_add_ps(c, _mm512_mul_ps(m, _mm512_loadu_ps(z + i)));
     _mm512_storeu_ps(live + i, r);
-    changed += __builtin_popcount(_mm512_cmp_ps_mask(r, c, _CMP_NEQ_UQ));
-    __m512 d = _mm512_sub_ps(r, c);
-    __m512d d_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
-    __m512d d_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1));
-    acc_lo = _mm512_add_pd(acc_lo, _mm512_mul_pd(d_lo, d_lo));
-    acc_hi = _mm512_add_pd(acc_hi, _mm512_mul_pd(d_hi, d_hi));
+    tally16(r, c, changed, acc_lo, acc_hi);
   }
   double lanes[kLanes];
   _mm512_storeu_pd(lanes, acc_lo);
@@ -462,6 +462,16 @@ TSTAR_AVX2 inline __m256i float_to_bf16x8(__m256 f) {
   return _mm256_blendv_epi8(rounded, set8(0x7FC0), _mm256_castps_si256(nan));
 }
 
+// 8 elements' tallies, as tally16: changed, and squares into two 4-wide double accumulators.
+TSTAR_AVX2 inline void tally8(__m256 r, __m256 c, int64_t& changed, __m256d acc[2]) {
+  changed += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(r, c, _CMP_NEQ_UQ)));
+  __m256 d = _mm256_sub_ps(r, c);
+  __m256d d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+  __m256d d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+  acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d_lo, d_lo));
+  acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d_hi, d_hi));
+}
+
 // Elements i .. i+7 of the bf16 pass: their rounded bf16 (one per 32-bit lane) back, the changed
 // count and squares (lanes i % 16 .. i % 16 + 7, as two 4-wide double accumulators) added to.
 TSTAR_AVX2 inline __m256i apply8_bf16(const uint16_t* clean, const float* z, __m256 mult_v, Mode mode,
@@ -471,12 +481,7 @@ TSTAR_AVX2 inline __m256i apply8_bf16(const uint16_t* clean, const float* z, __m
   __m256 m = mode == Mode::kMultiplicative ? _mm256_mul_ps(mult_v, c) : mult_v;
   __m256i rounded = float_to_bf16x8(_mm256_add_ps(c, _mm256_mul_ps(m, _mm256_loadu_ps(z))));
   __m256 r = _mm256_castsi256_ps(_mm256_slli_epi32(rounded, 16));
-  changed += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(r, c, _CMP_NEQ_UQ)));
-  __m256 d = _mm256_sub_ps(r, c);
-  __m256d d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
-  __m256d d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
-  acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d_lo, d_lo));
-  acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d_hi, d_hi));
+  tally8(r, c, changed, acc);
   return rounded;
 }
 
@@ -506,12 +511,7 @@ TSTAR_AVX2 inline void apply8_f32(const float* clean, float* live, const float* 
   __m256 m = mode == Mode::kMultiplicative ? _mm256_mul_ps(mult_v, c) : mult_v;
   __m256 r = _mm256_add_ps(c, _mm256_mul_ps(m, _mm256_loadu_ps(z)));
   _mm256_storeu_ps(live, r);
-  changed += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(r, c, _CMP_NEQ_UQ)));
-  __m256 d = _mm256_sub_ps(r, c);
-  __m256d d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
-  __m256d d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
-  acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d_lo, d_lo));
-  acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d_hi, d_hi));
+  tally8(r, c, changed, acc);
 }
 
 TSTAR_AVX2 ApplyStats apply_f32_avx2(const float* clean, float* live, const float* z, int64_t count, float mult,
