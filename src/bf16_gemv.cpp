@@ -102,35 +102,80 @@ TSTAR_AVX512 void outputs_fma(const float* xf, const uint16_t* w, int64_t n, int
       y[r * n + j + q] = noise_kernels::float_to_bf16(_mm512_reduce_add_ps(acc[r][q]) + bias_of(bias, j + q));
 }
 
-// Outputs j..j+Q-1 by the chosen vector kernel: bf16 pairs, or widened FMA on xf.
+// ---- AVX2 + FMA: the widened kernel at 8 lanes --------------------------------------------------
+// No 16-bit masked loads: whole 8-element steps in vectors, the last k % 8 products added after the
+// lanes' sum, in k order.
+
+#define TSTAR_AVX2 __attribute__((target("avx2,fma")))
+
+TSTAR_AVX2 inline __m256 widen8(const uint16_t* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+
+TSTAR_AVX2 inline float sum8(__m256 v) {  // lanes (0+4, 1+5, 2+6, 3+7), then pairs, then the two
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
 template <int R, int Q>
-void outputs_at(bool pairs, const uint16_t* x, const float* xf, const uint16_t* w, int64_t n, int64_t k,
+TSTAR_AVX2 void outputs_fma8(const float* xf, const uint16_t* w, int64_t n, int64_t k, const uint16_t* bias,
+                             uint16_t* y, int64_t j) {
+  __m256 acc[R][Q];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < Q; ++q) acc[r][q] = _mm256_setzero_ps();
+  const int64_t whole = k - k % 8;
+  for (int64_t c = 0; c < whole; c += 8) {
+    __m256 wv[Q];
+    for (int q = 0; q < Q; ++q) {
+      wv[q] = widen8(w + (j + q) * k + c);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (j + q + kPrefetchRows) * k + c), _MM_HINT_T0);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = _mm256_loadu_ps(xf + r * k + c);
+      for (int q = 0; q < Q; ++q) acc[r][q] = _mm256_fmadd_ps(xv, wv[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < Q; ++q) {
+      float sum = sum8(acc[r][q]);
+      for (int64_t i = whole; i < k; ++i) sum += xf[r * k + i] * noise_kernels::bf16_to_float(w[(j + q) * k + i]);
+      y[r * n + j + q] = noise_kernels::float_to_bf16(sum + bias_of(bias, j + q));
+    }
+  }
+}
+
+// Outputs j..j+Q-1 by the chosen vector kernel: bf16 pairs, or widened FMA on xf (16 or 8 lanes).
+template <int R, int Q>
+void outputs_at(Kernel kernel, const uint16_t* x, const float* xf, const uint16_t* w, int64_t n, int64_t k,
                 const uint16_t* bias, uint16_t* y, int64_t j) {
-  if (pairs) return outputs_bf16<R, Q>(x, w, n, k, bias, y, j);
-  outputs_fma<R, Q>(xf, w, n, k, bias, y, j);
+  if (kernel == Kernel::kAvx512Bf16) return outputs_bf16<R, Q>(x, w, n, k, bias, y, j);
+  if (kernel == Kernel::kAvx512) return outputs_fma<R, Q>(xf, w, n, k, bias, y, j);
+  outputs_fma8<R, Q>(xf, w, n, k, bias, y, j);
 }
 
 // Outputs [first, last): Q at a time (what the registers hold: 8 for one or two rows, else 4), then one
 // at a time. Each output's arithmetic is the same either way, so where a thread's range starts changes
 // nothing.
 template <int R>
-void outputs_range(bool pairs, const uint16_t* x, const float* xf, const uint16_t* w, int64_t n, int64_t k,
+void outputs_range(Kernel kernel, const uint16_t* x, const float* xf, const uint16_t* w, int64_t n, int64_t k,
                    const uint16_t* bias, uint16_t* y, int64_t first, int64_t last) {
   constexpr int Q = R <= 2 ? 2 * kOutputsAtOnce : kOutputsAtOnce;
   int64_t j = first;
-  for (; j + Q <= last; j += Q) outputs_at<R, Q>(pairs, x, xf, w, n, k, bias, y, j);
-  for (; j < last; ++j) outputs_at<R, 1>(pairs, x, xf, w, n, k, bias, y, j);
+  for (; j + Q <= last; j += Q) outputs_at<R, Q>(kernel, x, xf, w, n, k, bias, y, j);
+  for (; j < last; ++j) outputs_at<R, 1>(kernel, x, xf, w, n, k, bias, y, j);
 }
 
 void outputs(Kernel kernel, const uint16_t* x, const float* xf, int64_t rows, const uint16_t* w, int64_t n,
              int64_t k, const uint16_t* bias, uint16_t* y, int64_t first, int64_t last) {
   if (kernel == Kernel::kPortable) return outputs_portable(x, rows, w, n, k, bias, y, first, last);
-  const bool pairs = kernel == Kernel::kAvx512Bf16;
   switch (rows) {
-    case 1: return outputs_range<1>(pairs, x, xf, w, n, k, bias, y, first, last);
-    case 2: return outputs_range<2>(pairs, x, xf, w, n, k, bias, y, first, last);
-    case 3: return outputs_range<3>(pairs, x, xf, w, n, k, bias, y, first, last);
-    case 4: return outputs_range<4>(pairs, x, xf, w, n, k, bias, y, first, last);
+    case 1: return outputs_range<1>(kernel, x, xf, w, n, k, bias, y, first, last);
+    case 2: return outputs_range<2>(kernel, x, xf, w, n, k, bias, y, first, last);
+    case 3: return outputs_range<3>(kernel, x, xf, w, n, k, bias, y, first, last);
+    case 4: return outputs_range<4>(kernel, x, xf, w, n, k, bias, y, first, last);
   }
   TSTAR_CHECK(false);
 }
@@ -141,6 +186,7 @@ bool detect(Kernel kernel) {
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   switch (kernel) {
     case Kernel::kPortable: return true;
+    case Kernel::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Kernel::kAvx512: return avx512;
     case Kernel::kAvx512Bf16: return avx512 && __builtin_cpu_supports("avx512bf16");
   }
@@ -150,13 +196,21 @@ bool detect(Kernel kernel) {
 }  // namespace
 
 bool cpu_runs(Kernel kernel) {
-  static const bool avx512 = detect(Kernel::kAvx512), avx512_bf16 = detect(Kernel::kAvx512Bf16);
-  return kernel == Kernel::kPortable || (kernel == Kernel::kAvx512 ? avx512 : avx512_bf16);
+  static const bool avx2 = detect(Kernel::kAvx2), avx512 = detect(Kernel::kAvx512),
+                    avx512_bf16 = detect(Kernel::kAvx512Bf16);
+  switch (kernel) {
+    case Kernel::kPortable: return true;
+    case Kernel::kAvx2: return avx2;
+    case Kernel::kAvx512: return avx512;
+    case Kernel::kAvx512Bf16: return avx512_bf16;
+  }
+  return false;
 }
 
 const char* kernel_name(Kernel kernel) {
   switch (kernel) {
     case Kernel::kPortable: return "portable";
+    case Kernel::kAvx2: return "avx2";
     case Kernel::kAvx512: return "avx512";
     case Kernel::kAvx512Bf16: return "avx512_bf16";
   }
@@ -164,14 +218,19 @@ const char* kernel_name(Kernel kernel) {
 }
 
 Kernel best_kernel() {
-  if (noise_kernels::selected_path() != noise_kernels::KernelPath::kAvx512) return Kernel::kPortable;
-  if (cpu_runs(Kernel::kAvx512Bf16)) return Kernel::kAvx512Bf16;
-  return cpu_runs(Kernel::kAvx512) ? Kernel::kAvx512 : Kernel::kPortable;
+  const auto cap = noise_kernels::selected_path();
+  if (cap == noise_kernels::KernelPath::kAvx512) {
+    if (cpu_runs(Kernel::kAvx512Bf16)) return Kernel::kAvx512Bf16;
+    if (cpu_runs(Kernel::kAvx512)) return Kernel::kAvx512;
+  }
+  if (cap >= noise_kernels::KernelPath::kAvx2 && cpu_runs(Kernel::kAvx2)) return Kernel::kAvx2;
+  return Kernel::kPortable;
 }
 
-std::optional<Kernel> kernel_for(Bf16Matmul path) {
+std::optional<Kernel> kernel_for(Bf16Matmul path, bool native_profile) {
   const Kernel kernel = best_kernel();
-  if (path != Bf16Matmul::kOneDnn || kernel == Kernel::kPortable) return std::nullopt;
+  const bool replaces_path = path == Bf16Matmul::kOneDnn || (path == Bf16Matmul::kFp32Gemm && native_profile);
+  if (!replaces_path || kernel == Kernel::kPortable) return std::nullopt;
   return kernel;
 }
 
@@ -182,8 +241,8 @@ void compute(Kernel kernel, const uint16_t* x, int64_t rows, const uint16_t* w, 
                 std::to_string(n) + " outputs (1 to " + std::to_string(kMaxRows) + " rows)");
   }
   if (!cpu_runs(kernel)) throw Error(std::string("bf16_gemv: this CPU does not run the ") + kernel_name(kernel) + " kernel");
-  std::vector<float> xf;  // x widened once, for the FMA kernel
-  if (kernel == Kernel::kAvx512) {
+  std::vector<float> xf;  // x widened once, for the FMA kernels
+  if (kernel == Kernel::kAvx512 || kernel == Kernel::kAvx2) {
     xf.resize(static_cast<size_t>(rows * k));
     for (size_t i = 0; i < xf.size(); ++i) xf[i] = noise_kernels::bf16_to_float(x[i]);
   }

@@ -129,6 +129,7 @@ nlohmann::json apply_compute_profile(ComputeProfile profile, int threads) {
     check_reference_settings();
   } else {
     const int all_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::globalContext().setUserEnabledMkldnn(true);
     at::set_num_threads(threads > 0 ? threads : all_cores);
   }
   nlohmann::json out = machine_provenance();
@@ -152,6 +153,8 @@ ComputeProfile active_compute_profile() {
   }
   return ComputeProfile::kReference;
 }
+
+bool native_kernel_choices() { return at::globalContext().userEnabledMkldnn(); }
 
 const char* bf16_matmul_name(Bf16Matmul path) {
   switch (path) {
@@ -197,7 +200,7 @@ nlohmann::json machine_provenance() {
       {"bf16_matmul_path", bf16_matmul_name(bf16_matmul_path())},
       // up to bf16_gemv::kMaxRows rows (decode) on the onednn path: tstar's kernel, or oneDNN ("off")
       {"bf16_gemv", [] {
-         const auto kernel = bf16_gemv::kernel_for(bf16_matmul_path());
+         const auto kernel = bf16_gemv::kernel_for(bf16_matmul_path(), native_kernel_choices());
          return kernel ? bf16_gemv::kernel_name(*kernel) : "off";
        }()},
       {"fp32_matmul_path", "blas"},

@@ -395,6 +395,14 @@ bool widen_bf16(const torch::Tensor& x) {
 
 torch::Tensor widened(const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; }
 
+// A decode-sized bf16 product (at most bf16_gemv::kMaxRows rows of x) on a path where tstar's GEMV
+// kernel replaces the GEMM (bf16_gemv::kernel_for): it reads the bf16 weight itself.
+bool gemv_sized(const torch::Tensor& x) {
+  return x.is_cpu() && x.scalar_type() == torch::kBFloat16 && x.dim() >= 1 &&
+         x.numel() <= bf16_gemv::kMaxRows * x.size(-1) &&
+         bf16_gemv::kernel_for(bf16_matmul_path(), native_kernel_choices()).has_value();
+}
+
 // A product of bf16 x (CPU) that the GEMV kernel takes: a few rows, a contiguous bf16 weight that fits.
 bool gemv_shaped(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   if (weight.scalar_type() != torch::kBFloat16 || (bias.defined() && bias.scalar_type() != torch::kBFloat16)) return false;
@@ -417,14 +425,15 @@ torch::Tensor bf16_gemv_project(bf16_gemv::Kernel kernel, const torch::Tensor& x
 
 // y = x W^T + b. A single fp32 row (one-token decode) goes through matrix-vector BLAS: OpenBLAS's
 // gemm packs the whole weight matrix even for one row, which made fp32 decode ~2x slower than HF.
-// bf16 on the CPU asks bf16_matmul_path() once: fp32 BLAS (as widen_bf16), or, for a few rows on the
-// oneDNN path, tstar's GEMV kernel (oneDNN 2.6 streamed a decode step's weights at half the memory's pace).
+// bf16 on the CPU asks bf16_matmul_path() once: for a few rows, tstar's GEMV kernel where
+// bf16_gemv::kernel_for gives one (oneDNN 2.6 streamed a decode step's weights at half the memory's
+// pace; fp32 BLAS would read widened copies, twice the bytes); else fp32 BLAS (as widen_bf16) or oneDNN.
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
   if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
     const Bf16Matmul path = bf16_matmul_path();
-    if (path == Bf16Matmul::kFp32Gemm) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
-    const auto kernel = bf16_gemv::kernel_for(path);
+    const auto kernel = bf16_gemv::kernel_for(path, native_kernel_choices());
     if (kernel && gemv_shaped(x, weight, bias)) return bf16_gemv_project(*kernel, x, weight, bias);
+    if (path == Bf16Matmul::kFp32Gemm) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
   }
   if (x.scalar_type() != torch::kFloat || x.numel() != x.size(-1)) return torch::linear(x, weight, bias);
   auto sizes = x.sizes().vec();
@@ -652,7 +661,7 @@ torch::Tensor Model::fp32_parameter(size_t slot) const {
 }
 
 torch::Tensor Model::operand(const torch::Tensor& x, size_t slot) const {
-  return widen_bf16(x) ? fp32_parameter(slot) : p(slot);
+  return widen_bf16(x) && !gemv_sized(x) ? fp32_parameter(slot) : p(slot);
 }
 
 // ---------------------------------------------------------------------------------------------

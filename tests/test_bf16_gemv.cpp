@@ -44,7 +44,7 @@ void expect_one_rounding(const torch::Tensor& y, const torch::Tensor& x, const t
 
 TEST(Bf16Gemv, EveryKernelIsOneRoundingOfTheProducts) {
   torch::manual_seed(3);
-  for (Kernel kernel : {Kernel::kPortable, Kernel::kAvx512, Kernel::kAvx512Bf16}) {
+  for (Kernel kernel : {Kernel::kPortable, Kernel::kAvx2, Kernel::kAvx512, Kernel::kAvx512Bf16}) {
     if (!bf16_gemv::cpu_runs(kernel)) continue;  // the kernels this CPU lacks are reported below
     for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 67}, {64, 896}, {9, 31}, {19, 4864}}) {
       for (int64_t rows = 1; rows <= bf16_gemv::kMaxRows; ++rows) {
@@ -57,7 +57,7 @@ TEST(Bf16Gemv, EveryKernelIsOneRoundingOfTheProducts) {
       }
     }
   }
-  for (Kernel kernel : {Kernel::kAvx512, Kernel::kAvx512Bf16}) {
+  for (Kernel kernel : {Kernel::kAvx2, Kernel::kAvx512, Kernel::kAvx512Bf16}) {
     if (!bf16_gemv::cpu_runs(kernel)) std::cout << "this CPU does not run " << bf16_gemv::kernel_name(kernel) << "\n";
   }
 }
@@ -65,28 +65,44 @@ TEST(Bf16Gemv, EveryKernelIsOneRoundingOfTheProducts) {
 // Each output is computed alone: the same bits on any number of threads, and a row of a batch is the
 // row alone.
 TEST(Bf16Gemv, SameBitsOnAnyThreadCountAndBatch) {
-  const Kernel kernel = bf16_gemv::best_kernel();
-  if (kernel == Kernel::kPortable) GTEST_SKIP() << "no vector kernel on this CPU";
+  if (bf16_gemv::best_kernel() == Kernel::kPortable) GTEST_SKIP() << "no vector kernel on this CPU";
   torch::manual_seed(4);
-  const auto x = torch::randn({3, 896}).to(torch::kBFloat16);
-  const auto w = (torch::randn({1001, 896}) * 0.05).to(torch::kBFloat16);
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  const auto one = run(kernel, x, w, {});
-  at::set_num_threads(2);
-  const auto two = run(kernel, x, w, {});
-  at::set_num_threads(threads);
-  EXPECT_TRUE(torch::equal(one, two));
-  for (int64_t r = 0; r < 3; ++r) {
-    EXPECT_TRUE(torch::equal(run(kernel, x.slice(0, r, r + 1).contiguous(), w, {})[0], one[r])) << "row " << r;
+  const auto x = torch::randn({3, 899}).to(torch::kBFloat16);  // k % 8 != 0: the AVX2 kernel's tail
+  const auto w = (torch::randn({1001, 899}) * 0.05).to(torch::kBFloat16);
+  for (Kernel kernel : {Kernel::kAvx2, Kernel::kAvx512, Kernel::kAvx512Bf16}) {
+    if (!bf16_gemv::cpu_runs(kernel)) continue;
+    const int threads = at::get_num_threads();
+    at::set_num_threads(1);
+    const auto one = run(kernel, x, w, {});
+    at::set_num_threads(2);
+    const auto two = run(kernel, x, w, {});
+    at::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(one, two)) << bf16_gemv::kernel_name(kernel);
+    for (int64_t r = 0; r < 3; ++r) {
+      EXPECT_TRUE(torch::equal(run(kernel, x.slice(0, r, r + 1).contiguous(), w, {})[0], one[r]))
+          << bf16_gemv::kernel_name(kernel) << " row " << r;
+    }
   }
+}
+
+// Where the GEMV replaces a path: oneDNN's always, fp32 BLAS only in the native profile (the
+// reference profile's pinned products keep their bits), libtorch's own loops never.
+TEST(Bf16Gemv, ReplacesOneDnnAndNativeFp32GemmOnly) {
+  const Kernel best = bf16_gemv::best_kernel();
+  if (best == Kernel::kPortable) GTEST_SKIP() << "no vector kernel on this CPU";
+  for (bool native : {false, true}) {
+    EXPECT_EQ(bf16_gemv::kernel_for(Bf16Matmul::kOneDnn, native), best);
+    EXPECT_EQ(bf16_gemv::kernel_for(Bf16Matmul::kLibtorch, native), std::nullopt);
+  }
+  EXPECT_EQ(bf16_gemv::kernel_for(Bf16Matmul::kFp32Gemm, true), best);
+  EXPECT_EQ(bf16_gemv::kernel_for(Bf16Matmul::kFp32Gemm, false), std::nullopt);
 }
 
 TEST(Bf16Gemv, RefusesWhatItCannotCompute) {
   const auto x = torch::zeros({5, 8}, torch::kBFloat16), w = torch::zeros({4, 8}, torch::kBFloat16);
   EXPECT_THROW(run(Kernel::kPortable, x, w, {}), Error);  // more rows than kMaxRows
   EXPECT_THROW(run(Kernel::kPortable, x.slice(0, 0, 0), w, {}), Error);
-  for (Kernel kernel : {Kernel::kAvx512, Kernel::kAvx512Bf16}) {
+  for (Kernel kernel : {Kernel::kAvx2, Kernel::kAvx512, Kernel::kAvx512Bf16}) {
     if (!bf16_gemv::cpu_runs(kernel)) EXPECT_THROW(run(kernel, x.slice(0, 0, 1), w, {}), Error);
   }
 }

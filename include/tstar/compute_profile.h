@@ -39,7 +39,8 @@ ComputeProfile active_compute_profile();
 //              with AVX-512 BW/VL/DQ; AVX-512-BF16/AMX kernels where the CPU has them); products of
 //              at most 4 rows (a decode step) through tstar's bf16 GEMV kernel instead (fp32
 //              accumulation, one rounding; provenance "bf16_gemv"), which streams the weights twice
-//              as fast as oneDNN 2.6 on one row;
+//              as fast as oneDNN 2.6 on one row; the native profile on a CPU without AVX-512 takes
+//              fp32_gemm below, with the same GEMV (AVX2) for decode-sized products;
 //   fp32_gemm  both operands widened to fp32, fp32 BLAS, the result rounded to bf16 once: what HF's
 //              bf16 matmul computes (fp32 accumulation, one rounding) up to summation order, through
 //              BLAS. The reference profile, and any CPU where oneDNN's bf16 path is not taken
@@ -48,6 +49,9 @@ ComputeProfile active_compute_profile();
 // $TSTAR_BF16_MATMUL (fp32_gemm|onednn|libtorch) forces one; onednn is refused where oneDNN's bf16
 // path is not available.
 enum class Bf16Matmul { kOneDnn, kFp32Gemm, kLibtorch };
+// Whether kernels may be chosen for speed over a pinned path: false under the reference profile.
+// Read per matrix product, so it asks the cheapest witness: oneDNN is off exactly there.
+bool native_kernel_choices();
 Bf16Matmul bf16_matmul_path();  // from the state now (oneDNN enabled, CPU flags, the variable)
 const char* bf16_matmul_name(Bf16Matmul path);
 
