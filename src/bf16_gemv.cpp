@@ -186,7 +186,7 @@ bool detect(Kernel kernel) {
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   switch (kernel) {
     case Kernel::kPortable: return true;
-    case Kernel::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Kernel::kAvx2: return noise_kernels::cpu_runs(noise_kernels::KernelPath::kAvx2);  // avx2 + fma
     case Kernel::kAvx512: return avx512;
     case Kernel::kAvx512Bf16: return avx512 && __builtin_cpu_supports("avx512bf16");
   }

@@ -395,19 +395,18 @@ bool widen_bf16(const torch::Tensor& x) {
 
 torch::Tensor widened(const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; }
 
-// A decode-sized bf16 product (at most bf16_gemv::kMaxRows rows of x) on a path where tstar's GEMV
-// kernel replaces the GEMM (bf16_gemv::kernel_for): it reads the bf16 weight itself.
-bool gemv_sized(const torch::Tensor& x) {
-  return x.is_cpu() && x.scalar_type() == torch::kBFloat16 && x.dim() >= 1 &&
-         x.numel() <= bf16_gemv::kMaxRows * x.size(-1) &&
-         bf16_gemv::kernel_for(bf16_matmul_path(), native_kernel_choices()).has_value();
+// The GEMV kernel for a decode-sized bf16 product (at most bf16_gemv::kMaxRows rows of x, on the CPU)
+// on a path it replaces (bf16_gemv::kernel_for), or none. Such a product reads the bf16 weight itself.
+std::optional<bf16_gemv::Kernel> gemv_kernel_for(const torch::Tensor& x) {
+  if (!x.is_cpu() || x.scalar_type() != torch::kBFloat16 || x.dim() < 1) return std::nullopt;
+  if (x.numel() > bf16_gemv::kMaxRows * x.size(-1)) return std::nullopt;
+  return bf16_gemv::kernel_for(bf16_matmul_path(), native_kernel_choices());
 }
 
-// A product of bf16 x (CPU) that the GEMV kernel takes: a few rows, a contiguous bf16 weight that fits.
-bool gemv_shaped(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+// A weight (and bias) the GEMV kernel reads: contiguous bf16 [n, k], k the width of x.
+bool gemv_takes(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   if (weight.scalar_type() != torch::kBFloat16 || (bias.defined() && bias.scalar_type() != torch::kBFloat16)) return false;
-  if (x.numel() > bf16_gemv::kMaxRows * x.size(-1) || weight.dim() != 2 || weight.size(1) != x.size(-1)) return false;
-  return weight.is_contiguous();
+  return weight.dim() == 2 && weight.size(1) == x.size(-1) && weight.is_contiguous();
 }
 
 torch::Tensor bf16_gemv_project(bf16_gemv::Kernel kernel, const torch::Tensor& x, const torch::Tensor& weight,
@@ -425,15 +424,14 @@ torch::Tensor bf16_gemv_project(bf16_gemv::Kernel kernel, const torch::Tensor& x
 
 // y = x W^T + b. A single fp32 row (one-token decode) goes through matrix-vector BLAS: OpenBLAS's
 // gemm packs the whole weight matrix even for one row, which made fp32 decode ~2x slower than HF.
-// bf16 on the CPU asks bf16_matmul_path() once: for a few rows, tstar's GEMV kernel where
-// bf16_gemv::kernel_for gives one (oneDNN 2.6 streamed a decode step's weights at half the memory's
-// pace; fp32 BLAS would read widened copies, twice the bytes); else fp32 BLAS (as widen_bf16) or oneDNN.
+// bf16 on the CPU: for a few rows, tstar's GEMV kernel where bf16_gemv::kernel_for gives one (oneDNN
+// 2.6 streamed a decode step's weights at half the memory's pace; fp32 BLAS would read widened
+// copies, twice the bytes); else fp32 BLAS (as widen_bf16) or oneDNN.
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
   if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
-    const Bf16Matmul path = bf16_matmul_path();
-    const auto kernel = bf16_gemv::kernel_for(path, native_kernel_choices());
-    if (kernel && gemv_shaped(x, weight, bias)) return bf16_gemv_project(*kernel, x, weight, bias);
-    if (path == Bf16Matmul::kFp32Gemm) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
+    const auto kernel = gemv_kernel_for(x);
+    if (kernel && gemv_takes(x, weight, bias)) return bf16_gemv_project(*kernel, x, weight, bias);
+    if (widen_bf16(x)) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
   }
   if (x.scalar_type() != torch::kFloat || x.numel() != x.size(-1)) return torch::linear(x, weight, bias);
   auto sizes = x.sizes().vec();
@@ -661,7 +659,7 @@ torch::Tensor Model::fp32_parameter(size_t slot) const {
 }
 
 torch::Tensor Model::operand(const torch::Tensor& x, size_t slot) const {
-  return widen_bf16(x) && !gemv_sized(x) ? fp32_parameter(slot) : p(slot);
+  return widen_bf16(x) && !gemv_kernel_for(x) ? fp32_parameter(slot) : p(slot);
 }
 
 // ---------------------------------------------------------------------------------------------
