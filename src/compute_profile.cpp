@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -184,6 +185,15 @@ Bf16Matmul bf16_matmul_path() {
   throw Error(fmt::format("{}='{}': expected fp32_gemm, onednn or libtorch", kBf16MatmulVariable, forced));
 }
 
+int parallel_loop_threads() {
+  std::atomic<int> team{1};
+  at::parallel_for(0, 4096, 1, [&](int64_t, int64_t) {
+    const int member = at::get_thread_num() + 1;
+    for (int seen = team.load(); member > seen && !team.compare_exchange_weak(seen, member);) {}
+  });
+  return team.load();
+}
+
 nlohmann::json machine_provenance() {
   const CpuInfo& cpu = read_cpuinfo();
   nlohmann::json isa = nlohmann::json::object();
@@ -207,6 +217,7 @@ nlohmann::json machine_provenance() {
       {"openblas_core", openblas_core()},
       {"openblas_threads", openblas_threads()},
       {"threads", at::get_num_threads()},
+      {"parallel_loop_threads", parallel_loop_threads()},
       {"noise_kernel_path", noise_kernels::path_name(noise_kernels::selected_path())},
       {"restarted_to_pin_profile", restarted_to_pin()},
   };

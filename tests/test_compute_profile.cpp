@@ -4,6 +4,7 @@
 // as a plain reference run. Each hostile value is shown to matter: the native profile, which leaves
 // the knob alone, gives different bits with it. So a knob dropped from the profile fails a test on
 // any machine where that knob changes the numbers (oneDNN's bf16 path only exists with AVX-512).
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -275,6 +276,18 @@ TEST(ComputeProfile, ProvenanceNamesTheMachineAndEveryPath) {
   }
   EXPECT_TRUE(machine.at("cpu_isa").contains("avx512_bf16"));
   EXPECT_TRUE(machine.at("cpu_isa").contains("amx_bf16"));
+}
+
+// ATen's parallel_for shares work through an OpenMP pragma in a header: a library compiled without
+// -fopenmp ran every loop on one thread whatever --threads said.
+TEST(ComputeProfile, LibraryLoopsUseTheThreadCount) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_EQ(parallel_loop_threads(), 2);
+  EXPECT_EQ(machine_provenance().at("parallel_loop_threads"), 2);
+  at::set_num_threads(1);
+  EXPECT_EQ(parallel_loop_threads(), 1);
+  at::set_num_threads(threads);
 }
 
 TEST(ComputeProfile, TstarCliRunsUnderBothProfiles) {

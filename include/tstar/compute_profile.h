@@ -55,6 +55,11 @@ bool native_kernel_choices();
 Bf16Matmul bf16_matmul_path();  // from the state now (oneDNN enabled, CPU flags, the variable)
 const char* bf16_matmul_name(Bf16Matmul path);
 
+// Threads one of tstar's own loops (at::parallel_for in this library: noise, restore, moments, the
+// bf16 GEMV) runs on now. It is at::get_num_threads() only where the library was compiled with
+// OpenMP, whose pragma does ATen's work sharing; provenance records it beside "threads".
+int parallel_loop_threads();
+
 // The processor: model name, the ISA features that decide kernel paths, and the paths chosen now
 // (libtorch's CPU capability, oneDNN on/off, OpenBLAS core, tstar's noise kernels, threads).
 nlohmann::json machine_provenance();
