@@ -34,7 +34,7 @@ void mark_written(const torch::Tensor& tensor) { torch::autograd::impl::bump_ver
 namespace {
 
 // Elements per work item. Fixed, so the split of work (and of every reduction) is the same for any
-// thread count; a multiple of 64 so the AVX-512 generator runs whole 16-block batches.
+// thread count; a multiple of 256 so the vector generators run whole batches (at most 64 blocks).
 constexpr int64_t kChunk = 16384;
 
 int64_t num_chunks(int64_t count) { return (count + kChunk - 1) / kChunk; }
