@@ -455,12 +455,6 @@ TSTAR_AVX2 inline void log_split8(__m256 x, __m256& m, __m256& fe) {
   fe = _mm256_cvtepi32_ps(e);
 }
 
-TSTAR_AVX2 inline __m256 log8(__m256 x) {
-  __m256 m, fe;
-  log_split8(x, m, fe);
-  return log_from_split(m, fe);
-}
-
 TSTAR_AVX2 inline __m256i octant8(__m256 v) {
   __m256i j = _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(philox::kFourOverPi)));
   return _mm256_and_si256(_mm256_add_epi32(j, set8(1)), set8(~1u));
@@ -515,14 +509,22 @@ TSTAR_AVX2 inline __m256 uniform8(__m256i x) {
                        _mm256_set1_ps(philox::kSqrt3));
 }
 
-// laplace_unit's two branches as one: the log's argument and factor picked per lane, then one log.
-TSTAR_AVX2 inline __m256 laplace8(__m256i x) {
-  __m256 u = open_uniform8(x);
-  __m256 two_u = _mm256_mul_ps(_mm256_set1_ps(2.0f), u);
-  __m256 lower = _mm256_cmp_ps(u, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
-  __m256 arg = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), two_u), two_u, lower);
-  __m256 factor = _mm256_blendv_ps(_mm256_set1_ps(-philox::kLaplaceB), _mm256_set1_ps(philox::kLaplaceB), lower);
-  return _mm256_mul_ps(factor, log8(arg));
+// laplace_unit of N words in lockstep: its two branches as one (the log's argument and factor picked
+// per lane), then one log.
+template <int N>
+TSTAR_AVX2 inline void laplace8xN(const __m256i* x, __m256* out) {
+  Lockstep<__m256, N> m, fe;
+  __m256 factor[N];
+  for (int i = 0; i < N; ++i) {
+    __m256 u = open_uniform8(x[i]);
+    __m256 two_u = _mm256_mul_ps(_mm256_set1_ps(2.0f), u);
+    __m256 lower = _mm256_cmp_ps(u, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+    __m256 arg = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), two_u), two_u, lower);
+    factor[i] = _mm256_blendv_ps(_mm256_set1_ps(-philox::kLaplaceB), _mm256_set1_ps(philox::kLaplaceB), lower);
+    log_split8(arg, m.v[i], fe.v[i]);
+  }
+  const Lockstep<__m256, N> log_arg = log_from_split(m, fe);
+  for (int i = 0; i < N; ++i) out[i] = _mm256_mul_ps(factor[i], log_arg.v[i]);
 }
 
 // The unit noise n[0..3] (components 0..3) of 8 blocks into out[0..32), element order 4 * lane + component.
@@ -558,14 +560,19 @@ TSTAR_AVX2 void normals8(uint64_t seed, uint64_t b0, float* out) {
   }
 }
 
-// Uniform or Laplace unit noise (unit_from_block) of blocks b0 .. b0+7 into out[0..32).
+// Uniform or Laplace unit noise (unit_from_block) of blocks b0 .. b0 + 8 kGroups - 1 into
+// out[0 .. 32 kGroups), Philox and Laplace's log in lockstep as normals8.
 template <philox::Kind kKind>
 TSTAR_AVX2 void units8(uint64_t seed, uint64_t b0, float* out) {
-  __m256i r[4];
-  philox8xN<1>(seed, b0, r);
-  __m256 n[4];
-  for (int k = 0; k < 4; ++k) n[k] = kKind == philox::Kind::kUniform ? uniform8(r[k]) : laplace8(r[k]);
-  store_blocks8(n, out);
+  __m256i r[4 * kGroups];
+  philox8xN<kGroups>(seed, b0, r);
+  __m256 n[4 * kGroups];
+  if constexpr (kKind == philox::Kind::kUniform) {
+    for (int i = 0; i < 4 * kGroups; ++i) n[i] = uniform8(r[i]);
+  } else {
+    laplace8xN<4 * kGroups>(r, n);
+  }
+  for (int g = 0; g < kGroups; ++g) store_blocks8(n + 4 * g, out + 32 * g);
 }
 
 // float_to_bf16 of 8 floats, one per 32-bit lane.
@@ -714,8 +721,8 @@ void generate_with(KernelPath path, philox::Kind kind, uint64_t seed, uint64_t f
       return generate_chunked<8 * kGroups>(normals8, kind, seed, first, count, out);
     // Only gaussian noise has 16-lane kernels; uniform and laplace take the AVX2 ones, which every
     // AVX-512 CPU runs.
-    case philox::Kind::kUniform: return generate_chunked<8>(units8<philox::Kind::kUniform>, kind, seed, first, count, out);
-    case philox::Kind::kLaplace: return generate_chunked<8>(units8<philox::Kind::kLaplace>, kind, seed, first, count, out);
+    case philox::Kind::kUniform: return generate_chunked<8 * kGroups>(units8<philox::Kind::kUniform>, kind, seed, first, count, out);
+    case philox::Kind::kLaplace: return generate_chunked<8 * kGroups>(units8<philox::Kind::kLaplace>, kind, seed, first, count, out);
   }
 }
 
