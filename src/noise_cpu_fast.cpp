@@ -151,7 +151,8 @@ TSTAR_LANEWISE void box_muller_uv(const V& fx, const V& fy, V& u, V& v) {
 // N vectors of one width in lockstep: each operation is issued for all N before the next one. One
 // vector's log and sin/cos are chains of dependent multiplies and adds, and the out-of-order window
 // holds too few of them to overlap the next batch's; N chains side by side keep the pipes busy
-// (Zen 4, 1 thread, 4 M normals: AVX2 8.4 -> 5.5 ms with N = 8). Same operations, same bits.
+// (Zen 4, 1 thread, 4 M normals: AVX2 8.4 -> 5.5 ms with Philox on 4 groups and Box-Muller on their 8
+// pairs). Same operations, same bits.
 template <typename V, int N>
 struct Lockstep {
   V v[N];
@@ -174,8 +175,8 @@ TSTAR_LOCKSTEP_OPERATOR(-)
 TSTAR_LOCKSTEP_OPERATOR(*)
 #undef TSTAR_LOCKSTEP_OPERATOR
 
-// Philox blocks per call of a vector path's Gaussian kernel: kGroups lockstep groups of one block
-// per lane (both widths measured best at 4 on Zen 4).
+// Lockstep groups of one Philox block per lane in each call of a vector kernel (Gaussian at either
+// width, uniform and Laplace at 8 lanes): measured best at 4 on Zen 4.
 constexpr int kGroups = 4;
 
 // ---------------------------------------------------------------- AVX-512 paths
