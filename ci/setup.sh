@@ -21,6 +21,7 @@ esac
 packages=(
   build-essential cmake ninja-build pkg-config git ccache
   libtorch-dev            # libtorch 1.13 (CPU); another libtorch can be given via CMAKE_PREFIX_PATH
+  libdnnl-dev             # headers of the oneDNN libtorch 1.13 links: bf16 products call it directly
   libopenblas0-openmp     # fp32 matmul is ~40x slower with Debian's default reference BLAS
   libbenchmark-dev libgtest-dev googletest
   nlohmann-json3-dev libfmt-dev libpcre2-dev libutf8proc-dev

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "bf16_gemv.h"
+#include "onednn_matmul.h"
 #include "tstar/parse.h"
 #include "tstar/error.h"
 #include "tstar/noise_kernels.h"
@@ -212,6 +213,13 @@ nlohmann::json machine_provenance() {
       {"bf16_gemv", [] {
          const auto kernel = bf16_gemv::kernel_for(bf16_matmul_path(), native_kernel_choices());
          return kernel ? bf16_gemv::kernel_name(*kernel) : "off";
+       }()},
+      // more rows (prefill) on the onednn path: oneDNN's matmul called directly, or torch::linear
+      {"bf16_gemm", [] {
+         if (bf16_matmul_path() != Bf16Matmul::kOneDnn) return std::string(bf16_matmul_name(bf16_matmul_path()));
+         if (!onednn_matmul::available()) return std::string("torch_linear");
+         return fmt::format("onednn_matmul {}, weights packed from their {}th product at one version",
+                            onednn_matmul::kernel_name(), onednn_matmul::PackedWeights::kUnpackedUses + 1);
        }()},
       {"fp32_matmul_path", "blas"},
       {"openblas_core", openblas_core()},

@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "bf16_gemv.h"
+#include "onednn_matmul.h"
 #include "embedded_model.h"
 #include "tstar/compute_profile.h"
 #include "tstar/error.h"
@@ -427,11 +428,17 @@ torch::Tensor bf16_gemv_project(bf16_gemv::Kernel kernel, const torch::Tensor& x
 // bf16 on the CPU: for a few rows, tstar's GEMV kernel where bf16_gemv::kernel_for gives one (oneDNN
 // 2.6 streamed a decode step's weights at half the memory's pace; fp32 BLAS would read widened
 // copies, twice the bytes); else fp32 BLAS (as widen_bf16) or oneDNN.
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
+// On the onednn path, other bf16 products call oneDNN directly (onednn_matmul.h: torch::linear's bits
+// without ideep's overhead), through `packed` when given.
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
+                      const onednn_matmul::PackedWeight* packed = nullptr) {
   if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
     const auto kernel = gemv_kernel_for(x);
     if (kernel && gemv_takes(x, weight, bias)) return bf16_gemv_project(*kernel, x, weight, bias);
     if (widen_bf16(x)) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
+    if (bf16_matmul_path() == Bf16Matmul::kOneDnn && onednn_matmul::takes(x, weight, bias)) {
+      return onednn_matmul::linear(x, weight, bias, packed);
+    }
   }
   if (x.scalar_type() != torch::kFloat || x.numel() != x.size(-1)) return torch::linear(x, weight, bias);
   auto sizes = x.sizes().vec();
@@ -481,13 +488,11 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
 std::array<torch::Tensor, 3> Model::qkv_projections(const torch::Tensor& x, const LayerSlots& layer) const {
   if (layer.qkv != kNoSlot) {
     const int64_t q_dim = config_.num_heads * config_.head_dim, kv_dim = config_.num_kv_heads * config_.head_dim;
-    auto fused = project(x, operand(x, layer.qkv));  // [N, q_dim + 2 kv_dim]
+    auto fused = linear(x, layer.qkv);  // [N, q_dim + 2 kv_dim]
     return {fused.narrow(-1, 0, q_dim), fused.narrow(-1, q_dim, kv_dim), fused.narrow(-1, q_dim + kv_dim, kv_dim)};
   }
-  auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
-  return {project(x, operand(x, layer.q_weight), bias(layer.q_bias)),
-          project(x, operand(x, layer.k_weight), bias(layer.k_bias)),
-          project(x, operand(x, layer.v_weight), bias(layer.v_bias))};
+  return {linear(x, layer.q_weight, layer.q_bias), linear(x, layer.k_weight, layer.k_bias),
+          linear(x, layer.v_weight, layer.v_bias)};
 }
 
 // Dynamic RoPE follows the forward's longest position (HF: max(position_ids) + 1 over the whole batch,
@@ -520,7 +525,6 @@ torch::Tensor Model::attention(const torch::Tensor& x, const Grid& grid, const L
                                const torch::Tensor& positions, const AttentionMasks& masks, KVCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = grid.batch, T = grid.length, D = c.head_dim;
-  auto bias = [&](size_t slot) { return slot == kNoSlot ? torch::Tensor() : operand(x, slot); };
   auto [q, k, v] = qkv_projections(x, layer);  // [N, heads * D] each
   q = grid.to_grid(q).view({B, T, c.num_heads, D});
   k = grid.to_grid(k);
@@ -558,7 +562,7 @@ torch::Tensor Model::attention(const torch::Tensor& x, const Grid& grid, const L
                 (sliding ? masks.sliding : masks.full);  // [B, Hq, T, S]
   auto weights = torch::softmax(scores, -1, torch::kFloat).to(x.scalar_type());
   auto out = grid.to_rows(product(weights, v).transpose(1, 2).reshape({B, T, c.num_heads * D}));  // [N, Hq * D]
-  return project(out, operand(out, layer.o_weight), bias(layer.o_bias));
+  return linear(out, layer.o_weight, layer.o_bias);
 }
 
 // Gated MLP: down(act(gate(x)) * up(x)), act silu (SwiGLU) or GeLU's tanh form (Gemma); no biases.
@@ -568,17 +572,17 @@ torch::Tensor Model::attention(const torch::Tensor& x, const Grid& grid, const L
 torch::Tensor Model::mlp(const torch::Tensor& x, const LayerSlots& layer) const {
   torch::Tensor gate, up;
   if (layer.gate_up != kNoSlot) {
-    auto fused = project(x, operand(x, layer.gate_up));  // [B, T, 2 I]
+    auto fused = linear(x, layer.gate_up);  // [B, T, 2 I]
     gate = fused.narrow(-1, 0, config_.intermediate_size);
     up = fused.narrow(-1, config_.intermediate_size, config_.intermediate_size);
   } else {
-    gate = project(x, operand(x, layer.gate));
-    up = project(x, operand(x, layer.up));
+    gate = linear(x, layer.gate);
+    up = linear(x, layer.up);
   }
   gate = config_.activation == Activation::kGeluTanh ? torch::gelu(gate.to(torch::kFloat), "tanh").to(gate.scalar_type())
                                                      : torch::silu(gate);
   auto hidden = gate * up;
-  return project(hidden, operand(hidden, layer.down));
+  return linear(hidden, layer.down);
 }
 
 torch::Tensor Model::hidden_states(const torch::Tensor& ids, const torch::Tensor& positions, const Grid& grid,
@@ -608,7 +612,7 @@ torch::Tensor Model::logits(const torch::Tensor& residual, LogitsDtype precision
   torch::Tensor raw;
   if (precision == LogitsDtype::kModel) {
     auto normed = rms_norm(residual, final_norm_);
-    raw = project(normed, operand(normed, lm_head_));
+    raw = linear(normed, lm_head_);
   } else {
     // The same operations in fp32 end to end (no cast back to the weights' dtype); for an fp32 model
     // this is the model path, bit for bit.
@@ -660,6 +664,18 @@ torch::Tensor Model::fp32_parameter(size_t slot) const {
 
 torch::Tensor Model::operand(const torch::Tensor& x, size_t slot) const {
   return widen_bf16(x) && !gemv_kernel_for(x) ? fp32_parameter(slot) : p(slot);
+}
+
+const onednn_matmul::PackedWeight* Model::packed_operand(const torch::Tensor& x, size_t slot) const {
+  if (!x.is_cpu() || x.scalar_type() != torch::kBFloat16 || gemv_kernel_for(x)) return nullptr;
+  if (bf16_matmul_path() != Bf16Matmul::kOneDnn || !onednn_matmul::takes(x, p(slot), {})) return nullptr;
+  if (!packed_) packed_ = std::make_shared<onednn_matmul::PackedWeights>();
+  return packed_->for_product(slot, p(slot), physical_memory_bytes() / 8);
+}
+
+torch::Tensor Model::linear(const torch::Tensor& x, size_t weight_slot, size_t bias_slot) const {
+  const auto bias = bias_slot == kNoSlot ? torch::Tensor() : operand(x, bias_slot);
+  return project(x, operand(x, weight_slot), bias, packed_operand(x, weight_slot));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,8 +39,10 @@ ComputeProfile active_compute_profile();
 //              with AVX-512 BW/VL/DQ; AVX-512-BF16/AMX kernels where the CPU has them); products of
 //              at most 4 rows (a decode step) through tstar's bf16 GEMV kernel instead (fp32
 //              accumulation, one rounding; provenance "bf16_gemv"), which streams the weights twice
-//              as fast as oneDNN 2.6 on one row; the native profile on a CPU without AVX-512 takes
-//              fp32_gemm below, with the same GEMV (AVX2) for decode-sized products;
+//              as fast as oneDNN 2.6 on one row; larger products call oneDNN's matmul directly where
+//              this build has its headers and it runs a bf16 brgemm kernel (src/onednn_matmul.h:
+//              torch::linear's bits, faster; provenance "bf16_gemm"); the native profile on a CPU
+//              without AVX-512 takes fp32_gemm below, with the same GEMV (AVX2) for decode-sized products;
 //   fp32_gemm  both operands widened to fp32, fp32 BLAS, the result rounded to bf16 once: what HF's
 //              bf16 matmul computes (fp32 accumulation, one rounding) up to summation order, through
 //              BLAS. The reference profile, and any CPU where oneDNN's bf16 path is not taken

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -17,6 +18,11 @@
 #include "tstar/config.h"
 
 namespace tstar {
+
+namespace onednn_matmul {  // src/onednn_matmul.h
+class PackedWeight;
+class PackedWeights;
+}  // namespace onednn_matmul
 
 // Name -> tensor map in a stable (checkpoint) order, with O(1) look-up by name.
 class ParameterMap {
@@ -198,6 +204,11 @@ class Model {
   // The weight a product with activations `x` takes: fp32_parameter() where bf16 products run
   // through fp32 BLAS (bf16_matmul_path), else the parameter.
   torch::Tensor operand(const torch::Tensor& x, size_t slot) const;
+  // The packed copy of `slot`'s weight for a product with `x` (onednn_matmul::PackedWeights), or
+  // nullptr: not a GEMM-sized bf16 product on the onednn path, or not (yet) packed.
+  const onednn_matmul::PackedWeight* packed_operand(const torch::Tensor& x, size_t slot) const;
+  // x W^T (+ b) with the weight in `weight_slot` and the bias in `bias_slot` (none by default).
+  torch::Tensor linear(const torch::Tensor& x, size_t weight_slot, size_t bias_slot = SIZE_MAX) const;
 
   torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;  // over the last dimension
   // The q, k, v projections of x [B, T, hidden], each [B, T, heads * D]: three products, or one fused.
@@ -239,6 +250,8 @@ class Model {
   };
   mutable std::vector<WidenedCopy> widened_;  // by slot
   mutable int64_t widened_bytes_ = 0;
+  // Created at the first packed product; copies of a Model share it, as they share its parameters.
+  mutable std::shared_ptr<onednn_matmul::PackedWeights> packed_;
 };
 
 // The configuration of a directory (its config.json) or preset, without loading weights. Throws
