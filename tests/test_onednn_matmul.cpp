@@ -28,7 +28,7 @@ TEST(OneDnnMatmul, GivesTorchLinearBitsPackedOrNot) {
   const int threads = at::get_num_threads();
   for (int t : {1, 2}) {
     at::set_num_threads(t);
-    for (auto [n, k] : {std::pair<int64_t, int64_t>{896, 896}, {128, 896}, {896, 4864}, {256, 64}, {37, 100}}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{896, 896}, {128, 896}, {896, 4864}, {256, 64}, {37, 100}, {9, 67}}) {
       const auto w = (torch::randn({n, k}) * 0.05).to(torch::kBFloat16);
       const auto bias = torch::randn({n}).to(torch::kBFloat16);
       const onednn_matmul::PackedWeight packed(w);
