@@ -428,17 +428,12 @@ torch::Tensor bf16_gemv_project(bf16_gemv::Kernel kernel, const torch::Tensor& x
 // bf16 on the CPU: for a few rows, tstar's GEMV kernel where bf16_gemv::kernel_for gives one (oneDNN
 // 2.6 streamed a decode step's weights at half the memory's pace; fp32 BLAS would read widened
 // copies, twice the bytes); else fp32 BLAS (as widen_bf16) or oneDNN.
-// On the onednn path, other bf16 products call oneDNN directly (onednn_matmul.h: torch::linear's bits
-// without ideep's overhead), through `packed` when given.
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
-                      const onednn_matmul::PackedWeight* packed = nullptr) {
+// (Model::linear sends the larger bf16 products of the onednn path to oneDNN directly instead.)
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
   if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
     const auto kernel = gemv_kernel_for(x);
     if (kernel && gemv_takes(x, weight, bias)) return bf16_gemv_project(*kernel, x, weight, bias);
     if (widen_bf16(x)) return project(widened(x), widened(weight), widened(bias)).to(torch::kBFloat16);
-    if (bf16_matmul_path() == Bf16Matmul::kOneDnn && onednn_matmul::takes(x, weight, bias)) {
-      return onednn_matmul::linear(x, weight, bias, packed);
-    }
   }
   if (x.scalar_type() != torch::kFloat || x.numel() != x.size(-1)) return torch::linear(x, weight, bias);
   auto sizes = x.sizes().vec();
@@ -666,16 +661,17 @@ torch::Tensor Model::operand(const torch::Tensor& x, size_t slot) const {
   return widen_bf16(x) && !gemv_kernel_for(x) ? fp32_parameter(slot) : p(slot);
 }
 
-const onednn_matmul::PackedWeight* Model::packed_operand(const torch::Tensor& x, size_t slot) const {
-  if (!x.is_cpu() || x.scalar_type() != torch::kBFloat16 || gemv_kernel_for(x)) return nullptr;
-  if (bf16_matmul_path() != Bf16Matmul::kOneDnn || !onednn_matmul::takes(x, p(slot), {})) return nullptr;
-  if (!packed_) packed_ = std::make_shared<onednn_matmul::PackedWeights>();
-  return packed_->for_product(slot, p(slot), physical_memory_bytes() / 8);
-}
-
 torch::Tensor Model::linear(const torch::Tensor& x, size_t weight_slot, size_t bias_slot) const {
   const auto bias = bias_slot == kNoSlot ? torch::Tensor() : operand(x, bias_slot);
-  return project(x, operand(x, weight_slot), bias, packed_operand(x, weight_slot));
+  const torch::Tensor& weight = p(weight_slot);
+  // A GEMM-sized bf16 product on the onednn path: oneDNN called directly (torch::linear's bits
+  // without ideep's overhead), through the weight's packed copy once it has one.
+  if (onednn_matmul::takes(x, weight, bias) && !gemv_kernel_for(x) && bf16_matmul_path() == Bf16Matmul::kOneDnn) {
+    if (!packed_) packed_ = std::make_shared<onednn_matmul::PackedWeights>();
+    const auto* packed = packed_->for_product(weight_slot, weight, physical_memory_bytes() / 8);
+    return onednn_matmul::linear(x, weight, bias, packed);
+  }
+  return project(x, operand(x, weight_slot), bias);
 }
 
 // ---------------------------------------------------------------------------------------------

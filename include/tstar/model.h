@@ -20,7 +20,6 @@
 namespace tstar {
 
 namespace onednn_matmul {  // src/onednn_matmul.h
-class PackedWeight;
 class PackedWeights;
 }  // namespace onednn_matmul
 
@@ -204,10 +203,9 @@ class Model {
   // The weight a product with activations `x` takes: fp32_parameter() where bf16 products run
   // through fp32 BLAS (bf16_matmul_path), else the parameter.
   torch::Tensor operand(const torch::Tensor& x, size_t slot) const;
-  // The packed copy of `slot`'s weight for a product with `x` (onednn_matmul::PackedWeights), or
-  // nullptr: not a GEMM-sized bf16 product on the onednn path, or not (yet) packed.
-  const onednn_matmul::PackedWeight* packed_operand(const torch::Tensor& x, size_t slot) const;
-  // x W^T (+ b) with the weight in `weight_slot` and the bias in `bias_slot` (none by default).
+  // x W^T (+ b) with the weight in `weight_slot` and the bias in `bias_slot` (none by default); a
+  // GEMM-sized bf16 product on the onednn path through the weight's packed copy once it has one
+  // (onednn_matmul::PackedWeights).
   torch::Tensor linear(const torch::Tensor& x, size_t weight_slot, size_t bias_slot = SIZE_MAX) const;
 
   torch::Tensor rms_norm(const torch::Tensor& x, size_t weight) const;  // over the last dimension
